@@ -1,0 +1,1 @@
+"""Compression methods: one module per paper (pruning, decomposition, NAS, templates)."""
