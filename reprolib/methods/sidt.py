@@ -1,0 +1,461 @@
+"""SiDT: dimension search and physical pruning of Swin Transformers.
+
+Xue, Yang, Qi, Xin, "Searching Intrinsic Dimensions of Vision Transformers"
+(../shared/papers/sidt.md), section 3.
+
+Architecture parameters (section 3, "Architecture parameters"):
+
+* W-MSA: one diagonal scoring matrix ``A = diag(alpha)``, ``alpha`` of length ``d/h`` (the
+  head dimension), per attention layer, uniform over query, key, value, over all heads and
+  all windows:  ``Q~_{k,l} = Q_{k,l} A,  K~_{k,l} = K_{k,l} A,  V~_{k,l} = V_{k,l} A``;
+  the attention keeps the softmax scale ``1/sqrt(d/h)`` of the unpruned head dimension.
+* MLP: one score vector over the ``d_m`` hidden units, applied right after ``W_1``:
+  ``MLP(X) = g(X W_1 A) W_2``.
+
+Search (the loss ``L = l(X, T; W) + gamma * l1(A)``): :func:`l1_penalty` is added to the task
+loss and the scores are trained with the weights.  Pruning: rank ``|alpha|`` (over all layers,
+``scope="global"``, or within each layer, ``scope="layer"``), remove the fraction ``ratio`` of
+the dimensions with the lowest scores (the paper's remaining ratio is ``rho = 1 - ratio``) and
+physically rebuild every layer: ``qkv`` loses the same head-dimension indices in every head of
+Q, K and V, ``proj`` loses the matching input columns, ``fc1`` rows / ``fc2`` columns go with
+the MLP scores.  The kept scores are folded into the weights, so the pruned model computes
+exactly what the scored model computed on the kept dimensions.
+
+Complexity (section 3), in multiply-adds, for ``n`` tokens of dimension ``d``, window ``M x M``
+and MLP width ``d_m``:  W-MSA ``4 n d d_a + 2 n M^2 d_a`` with ``d_a = rho d`` kept attention
+channels (``rho = 1``: ``4 n d^2 + 2 n M^2 d``);  MLP ``2 n d d_m'`` with ``d_m' = rho d_m``.
+:func:`layer_complexity` measures these per layer and prints them beside the closed forms.
+
+    model = reprolib.create_model("swin_tiny_test")
+    attach_scores(model)                        # alpha = 1: model computes what it did before
+    fit(model, data, cfg, extra_loss=lambda m: l1_penalty(m, 1e-4))
+    small = prune(model, 0.4)                   # 40 % of the dimensions removed
+    save(small, "runs/sidt/p40")                # p40.json (kept dims) + p40.pt (state_dict)
+    small = load("runs/sidt/p40")
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from timm.layers import Mlp
+from timm.models.swin_transformer import SwinTransformer, SwinTransformerBlock, WindowAttention
+
+from reprolib.errors import ReprolibError, check_range, choose
+
+SCOPES = ("global", "layer")
+
+
+# --------------------------------------------------------------------------- modules
+
+
+class SiDTWindowAttention(WindowAttention):
+    """timm's ``WindowAttention`` with (a) an optional score vector ``alpha`` over the head
+    dimension that multiplies Q, K and V of every head and window, and (b) an explicit softmax
+    ``scale`` (the unpruned ``head_dim ** -0.5``) kept when the head dimension shrinks.
+
+    The relative position bias table (one entry per head) is unchanged by pruning.
+    """
+
+    def __init__(self, dim: int, num_heads: int, head_dim: int, window_size, *,
+                 scale: float, qkv_bias: bool = True, attn_drop: float = 0.0,
+                 proj_drop: float = 0.0, scored: bool = False, orig_head_dim: int | None = None):
+        super().__init__(dim, num_heads=num_heads, head_dim=head_dim, window_size=window_size,
+                         qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=proj_drop)
+        self.head_dim = head_dim                          # kept dimensions per head
+        self.orig_head_dim = orig_head_dim or head_dim    # head dimension before pruning
+        self.scale = scale                                # softmax scale of the unpruned model
+        self.alpha = nn.Parameter(torch.ones(head_dim)) if scored else None
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        B_, N, _ = x.shape
+        qkv = self.qkv(x).reshape(B_, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        if self.alpha is not None:
+            qkv = qkv * self.alpha            # Q A, K A, V A for every head and window
+        q, k, v = qkv.unbind(0)
+        bias = self._get_rel_pos_bias()
+        if mask is not None:
+            nw = mask.shape[0]
+            bias = (bias.unsqueeze(1) + mask.unsqueeze(1).unsqueeze(0))  # 1, nW, nH, N, N
+            bias = bias.expand(B_ // nw, -1, -1, -1, -1).reshape(-1, self.num_heads, N, N)
+        if self.fused_attn:
+            x = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=bias, dropout_p=self.attn_drop.p if self.training else 0.0,
+                scale=self.scale)
+        else:
+            attn = (q * self.scale) @ k.transpose(-2, -1) + bias
+            attn = self.attn_drop(attn.softmax(dim=-1))
+            x = attn @ v
+        x = x.transpose(1, 2).reshape(B_, N, -1)
+        return self.proj_drop(self.proj(x))
+
+    def extra_repr(self) -> str:
+        return (f"heads={self.num_heads}, head_dim={self.head_dim}/{self.orig_head_dim}, "
+                f"scale={self.scale:.4g}, scored={self.alpha is not None}")
+
+
+class SiDTMlp(Mlp):
+    """timm's ``Mlp`` with an optional score vector over the hidden units, applied right after
+    ``fc1`` (``g(X W_1 A) W_2``, SiDT section 3)."""
+
+    def __init__(self, in_features: int, hidden_features: int, out_features: int, *,
+                 act_layer=nn.GELU, drop: float = 0.0, bias: bool = True, scored: bool = False):
+        super().__init__(in_features, hidden_features, out_features, act_layer=act_layer,
+                         drop=drop, bias=bias)
+        self.alpha = nn.Parameter(torch.ones(hidden_features)) if scored else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.fc1(x)
+        if self.alpha is not None:
+            x = x * self.alpha
+        x = self.drop1(self.act(x))
+        return self.drop2(self.fc2(self.norm(x)))
+
+
+def _blocks(model: nn.Module):
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, SwinTransformerBlock)]
+
+
+def _check_swin(model: nn.Module) -> None:
+    if not _blocks(model):
+        raise ReprolibError(f"SiDT needs a timm SwinTransformer (or a module holding "
+                            f"SwinTransformerBlocks); got {type(model).__name__}")
+
+
+def _new_attn(a: WindowAttention, head_dim: int, scored: bool) -> SiDTWindowAttention:
+    return SiDTWindowAttention(
+        a.qkv.in_features, a.num_heads, head_dim, a.window_size,
+        scale=float(a.scale), qkv_bias=a.qkv.bias is not None, attn_drop=a.attn_drop.p,
+        proj_drop=a.proj_drop.p, scored=scored,
+        orig_head_dim=getattr(a, "orig_head_dim", a.qkv.out_features // (3 * a.num_heads)),
+    ).to(a.qkv.weight.device, a.qkv.weight.dtype)
+
+
+def _new_mlp(m: Mlp, hidden: int, scored: bool) -> SiDTMlp:
+    if not isinstance(m.norm, nn.Identity) or not isinstance(m.fc1, nn.Linear):
+        raise ReprolibError("SiDT prunes Mlp blocks with Linear layers and no hidden norm")
+    return SiDTMlp(m.fc1.in_features, hidden, m.fc2.out_features, act_layer=type(m.act),
+                   drop=m.drop1.p, bias=m.fc1.bias is not None,
+                   scored=scored).to(m.fc1.weight.device, m.fc1.weight.dtype)
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def attach_scores(model: nn.Module) -> nn.Module:
+    """Give every window attention and MLP of a timm Swin a score vector, initialised to 1.
+
+    Args:
+        model: a timm ``SwinTransformer`` of any size (or a pruned SiDT model).  It is changed
+            in place: each ``blocks[i].attn`` becomes a :class:`SiDTWindowAttention` with
+            ``alpha`` of length head_dim, each ``blocks[i].mlp`` a :class:`SiDTMlp` with
+            ``alpha`` of length hidden width.  Weights are kept, so with all scores 1 the model
+            computes exactly what it computed before.
+
+    Returns:
+        ``model`` itself.
+    """
+    _check_swin(model)
+    for _, blk in _blocks(model):
+        a = blk.attn
+        if getattr(a, "alpha", None) is None:
+            hd = a.qkv.out_features // (3 * a.num_heads)
+            new = _new_attn(a, hd, scored=True)
+            new.load_state_dict(a.state_dict(), strict=False)
+            new.alpha.data.fill_(1.0)
+            new.train(a.training)
+            blk.attn = new
+        m = blk.mlp
+        if getattr(m, "alpha", None) is None:
+            new = _new_mlp(m, m.fc1.out_features, scored=True)
+            new.load_state_dict(m.state_dict(), strict=False)
+            new.alpha.data.fill_(1.0)
+            new.train(m.training)
+            blk.mlp = new
+    return model
+
+
+def scores(model: nn.Module) -> dict[str, nn.Parameter]:
+    """The score vectors of a scored model, by layer name (``"layers.0.blocks.1.attn"``,
+    ``"layers.0.blocks.1.mlp"``, ...), in model order.  Empty for an unscored model."""
+    return {n: m.alpha for n, m in model.named_modules()
+            if isinstance(m, (SiDTWindowAttention, SiDTMlp)) and m.alpha is not None}
+
+
+def l1_penalty(model: nn.Module, gamma: float = 1e-4) -> torch.Tensor:
+    """``gamma * sum |alpha|`` over all score vectors (SiDT's ``gamma l1(A)``).
+
+    Args:
+        model: a scored model (:func:`attach_scores`).
+        gamma: the sparsity scale (default 1e-4, section 4).
+    """
+    s = list(scores(model).values())
+    if not s:
+        raise ReprolibError("the model has no SiDT scores: call attach_scores(model) first")
+    return gamma * sum(a.abs().sum() for a in s)
+
+
+def keep_indices(model: nn.Module, ratio: float, scope: str = "global") -> dict[str, torch.Tensor]:
+    """Which dimensions survive pruning, per scored layer (sorted index tensors).
+
+    Args:
+        model: a scored model.
+        ratio: fraction of the score dimensions removed, in [0, 1) (default none; the paper's
+            remaining ratio is ``rho = 1 - ratio``).  With ``scope="global"``
+            ``round(ratio * total)`` dimensions with the smallest ``|alpha|`` over all layers
+            are removed; with ``scope="layer"`` each layer of ``n`` dimensions keeps
+            ``n - round(ratio * n)``.  Every layer keeps at least one dimension; ties are
+            broken by position (earlier dimensions rank lower), so equal scores prune
+            deterministically.
+        scope: ``"global"`` (default; one ranking over all layers, attention and MLP scores
+            together) or ``"layer"`` (one ranking per layer).
+    """
+    check_range("ratio", ratio, 0.0, 1.0, hi_open=True)
+    choose("pruning scope", scope, SCOPES)
+    s = {n: a.detach().abs().float().cpu() for n, a in scores(model).items()}
+    if not s:
+        raise ReprolibError("the model has no SiDT scores: call attach_scores(model) first")
+    keep: dict[str, torch.Tensor] = {}
+    if scope == "layer":
+        for n, a in s.items():
+            k = max(1, a.numel() - round(ratio * a.numel()))
+            order = torch.sort(a, descending=True, stable=True).indices
+            keep[n] = order[:k].sort().values
+        return keep
+    names = list(s)
+    flat = torch.cat([s[n] for n in names])
+    owner = torch.cat([torch.full((s[n].numel(),), i) for i, n in enumerate(names)])
+    pos = torch.cat([torch.arange(s[n].numel()) for n in names])
+    order = torch.sort(flat, stable=True).indices      # ascending |alpha|: removed first
+    removed = torch.zeros(flat.numel(), dtype=torch.bool)
+    removed[order[:round(ratio * flat.numel())]] = True
+    for i, n in enumerate(names):
+        sel = owner == i
+        kept = pos[sel & ~removed]
+        if kept.numel() == 0:                     # keep the best dimension of an emptied layer
+            kept = torch.argmax(s[n]).reshape(1)
+        keep[n] = kept.sort().values
+    return keep
+
+
+@torch.no_grad()
+def prune(model: nn.Module, ratio: float, scope: str = "global") -> nn.Module:
+    """Physically prune a scored Swin: a new, smaller model (the input is left untouched).
+
+    Args:
+        model: a model after :func:`attach_scores` (and search).
+        ratio: fraction of the score dimensions removed, in [0, 1) (the paper's pruning ratio
+            PR; it keeps ``rho = 1 - ratio``).  0 keeps everything: the result computes exactly
+            what ``model`` computes.
+        scope: ``"global"`` (default, one ranking of ``|alpha|`` over all layers) or
+            ``"layer"`` (each layer loses the same fraction); see :func:`keep_indices`.
+
+    Returns:
+        An ordinary ``nn.Module`` (the same timm ``SwinTransformer`` class) without scores:
+        ``qkv`` has ``3 * heads * kept`` outputs (the same head-dimension indices removed in
+        every head), ``proj`` the matching inputs, ``fc1`` / ``fc2`` the kept hidden units;
+        the kept scores are folded into these weights, the softmax scale and relative
+        position bias are those of the unpruned model.  ``model.sidt_arch`` records the
+        architecture (see :func:`arch`).
+    """
+    keep = keep_indices(model, ratio, scope)
+    spec = swin_spec(model)
+    new = copy.deepcopy(model)
+    for name, blk in _blocks(new):
+        a, m = blk.attn, blk.mlp
+        ia, im = keep[f"{name}.attn"].to(a.qkv.weight.device), keep[f"{name}.mlp"].to(m.fc1.weight.device)
+        blk.attn = _prune_attn(a, ia)
+        blk.mlp = _prune_mlp(m, im)
+    new.sidt_arch = {"swin": spec, **_dims(new),
+                     "kept": {n: i.tolist() for n, i in keep.items()},
+                     "ratio": ratio, "scope": scope}
+    return new
+
+
+def _prune_attn(a: SiDTWindowAttention, idx: torch.Tensor) -> SiDTWindowAttention:
+    h, hd = a.num_heads, a.head_dim
+    new = _new_attn(a, len(idx), scored=False)
+    alpha = a.alpha if a.alpha is not None else torch.ones(hd, device=idx.device)
+    # qkv output o = (j * h + head) * hd + i for j in {q, k, v}
+    rows = (torch.arange(3 * h, device=idx.device)[:, None] * hd + idx[None, :]).reshape(-1)
+    fold = alpha[idx].repeat(3 * h)
+    new.qkv.weight.copy_(a.qkv.weight[rows] * fold[:, None])
+    if a.qkv.bias is not None:
+        new.qkv.bias.copy_(a.qkv.bias[rows] * fold)
+    cols = (torch.arange(h, device=idx.device)[:, None] * hd + idx[None, :]).reshape(-1)
+    new.proj.weight.copy_(a.proj.weight[:, cols])
+    new.proj.bias.copy_(a.proj.bias)
+    new.relative_position_bias_table.copy_(a.relative_position_bias_table)
+    new.fused_attn = a.fused_attn
+    new.train(a.training)
+    return new
+
+
+def _prune_mlp(m: SiDTMlp, idx: torch.Tensor) -> SiDTMlp:
+    new = _new_mlp(m, len(idx), scored=False)
+    fold = m.alpha[idx] if m.alpha is not None else 1.0
+    w = m.fc1.weight[idx]
+    new.fc1.weight.copy_(w * (fold[:, None] if m.alpha is not None else 1.0))
+    if m.fc1.bias is not None:
+        new.fc1.bias.copy_(m.fc1.bias[idx] * fold)
+    new.fc2.weight.copy_(m.fc2.weight[:, idx])
+    if m.fc2.bias is not None:
+        new.fc2.bias.copy_(m.fc2.bias)
+    new.train(m.training)
+    return new
+
+
+# --------------------------------------------------------------------------- save / load
+
+
+def swin_spec(model: nn.Module) -> dict:
+    """The ``timm SwinTransformer`` constructor arguments of ``model`` (read from its modules;
+    drop rates from the last block), enough to rebuild its unpruned skeleton."""
+    _check_swin(model)
+    if not isinstance(model, SwinTransformer):
+        raise ReprolibError("save/load need a timm SwinTransformer at the top level")
+    pe = model.patch_embed
+    stages = list(model.layers)
+    first = [s.blocks[0] for s in stages]
+    last = stages[-1].blocks[-1]
+    dp = last.drop_path1
+    return {
+        "img_size": list(pe.img_size), "patch_size": int(pe.patch_size[0]),
+        "in_chans": int(pe.proj.in_channels), "num_classes": int(model.num_classes),
+        "global_pool": model.global_pool, "embed_dim": int(model.embed_dim),
+        "depths": [len(s.blocks) for s in stages],
+        "num_heads": [int(b.attn.num_heads) for b in first],
+        "head_dim": [int(getattr(b.attn, "orig_head_dim",
+                                 b.attn.qkv.out_features // (3 * b.attn.num_heads))) for b in first],
+        "window_size": [list(w) for w in model._ref_window_sizes],
+        "mlp_ratio": [float(b.mlp_ratio) for b in first],
+        "qkv_bias": first[0].attn.qkv.bias is not None,
+        "strict_img_size": not model.dynamic_img_size,
+        "drop_rate": float(model.head.drop.p),
+        "proj_drop_rate": float(last.attn.proj_drop.p),
+        "attn_drop_rate": float(last.attn.attn_drop.p),
+        "drop_path_rate": float(getattr(dp, "drop_prob", 0.0)),
+    }
+
+
+def _dims(model: nn.Module) -> dict:
+    return {"attn_dims": {f"{n}.attn": int(b.attn.qkv.out_features // (3 * b.attn.num_heads))
+                          for n, b in _blocks(model)},
+            "mlp_dims": {f"{n}.mlp": int(b.mlp.fc1.out_features) for n, b in _blocks(model)}}
+
+
+def arch(model: nn.Module) -> dict:
+    """The architecture of a (pruned) Swin as JSON-ready data: ``swin`` (constructor
+    arguments of the unpruned skeleton), ``attn_dims`` (kept head dimension per attention
+    layer), ``mlp_dims`` (kept hidden width per MLP) and, for a model made by :func:`prune`,
+    the kept indices, ratio and scope."""
+    out = dict(getattr(model, "sidt_arch", {}))
+    out.update({"swin": swin_spec(model), **_dims(model)})
+    return out
+
+
+def build(arch_: dict) -> nn.Module:
+    """An (untrained) Swin with the per-layer dimensions of ``arch_`` (from :func:`arch`)."""
+    spec = dict(arch_["swin"])
+    spec["img_size"] = tuple(spec["img_size"])
+    spec["window_size"] = [tuple(w) for w in spec["window_size"]]
+    model = SwinTransformer(**spec)
+    for name, blk in _blocks(model):
+        blk.attn = _new_attn(blk.attn, int(arch_["attn_dims"][f"{name}.attn"]), scored=False)
+        blk.mlp = _new_mlp(blk.mlp, int(arch_["mlp_dims"][f"{name}.mlp"]), scored=False)
+    model.sidt_arch = dict(arch_)
+    return model
+
+
+def save(model: nn.Module, path: str | Path) -> tuple[Path, Path]:
+    """Write ``<path>.json`` (:func:`arch`: per-layer kept dims) and ``<path>.pt`` (state_dict).
+
+    Args:
+        model: a pruned (or unpruned, unscored) SiDT Swin.
+        path: file stem; parent folders are created.
+    """
+    if scores(model):
+        raise ReprolibError("save a pruned model (prune(model, ratio)); this one still has scores")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    js, pt = path.with_suffix(".json"), path.with_suffix(".pt")
+    js.write_text(json.dumps(arch(model), indent=1))
+    torch.save(model.state_dict(), pt)
+    return js, pt
+
+
+def load(path: str | Path, map_location: str = "cpu") -> nn.Module:
+    """Rebuild a model written by :func:`save` from ``<path>.json`` and ``<path>.pt``."""
+    path = Path(path)
+    model = build(json.loads(path.with_suffix(".json").read_text()))
+    model.load_state_dict(torch.load(path.with_suffix(".pt"), map_location=map_location))
+    return model
+
+
+# --------------------------------------------------------------------------- complexity
+
+
+def param_count_closed_form(model: nn.Module, arch_: dict) -> int:
+    """Parameters of ``model`` (unpruned, scores excluded) pruned to ``arch_``'s dims, by formula:
+    each removed head dimension of an attention layer with ``h`` heads on ``d`` channels takes
+    ``h (3d + 3 + d)`` parameters (qkv rows + biases, proj columns); each removed hidden unit
+    of an MLP on ``d`` channels takes ``2d + 1`` (fc1 row + bias, fc2 column)."""
+    total = sum(p.numel() for n, p in model.named_parameters() if not n.endswith("alpha"))
+    for name, blk in _blocks(model):
+        a, m = blk.attn, blk.mlp
+        d, h = a.qkv.in_features, a.num_heads
+        hd = a.qkv.out_features // (3 * h)
+        total -= (hd - arch_["attn_dims"][f"{name}.attn"]) * h * (4 * d + 3)
+        total -= (m.fc1.out_features - arch_["mlp_dims"][f"{name}.mlp"]) * (2 * d + 1)
+    return total
+
+
+@torch.no_grad()
+def layer_complexity(model: nn.Module, input_size=(3, 224, 224)) -> list[dict]:
+    """Measured multiply-adds of every W-MSA and MLP layer at batch 1 beside SiDT's closed forms.
+
+    Measurement: ``torch.utils.flop_counter.FlopCounterMode`` per module (matmuls and linear
+    layers; 2 FLOPs = 1 multiply-add, biases, softmax and the position bias not counted).
+    Closed forms (section 3): W-MSA ``4 n d d_a + 2 n M^2 d_a`` with ``d_a = h * head_dim``
+    kept channels (unpruned ``d_a = d``), MLP ``2 n d d_m``; ``rho`` = kept / unpruned.
+
+    Returns one dict per layer: layer, kind ("W-MSA"/"MLP"), stage, n, d, M, kept, full, rho,
+    measured_macs, formula_macs.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = model.eval()
+    dev = next(model.parameters()).device
+    with FlopCounterMode(display=False) as fc:
+        model(torch.zeros(1, *input_size, device=dev))
+    counts = {k.split(".", 1)[1] if "." in k else "": sum(v.values())
+              for k, v in fc.get_flop_counts().items()}
+    rows = []
+    for name, blk in _blocks(model):
+        a, m = blk.attn, blk.mlp
+        H, W = blk.input_resolution
+        M2 = blk.window_area
+        n = (math.ceil(H / blk.window_size[0]) * blk.window_size[0]
+             * math.ceil(W / blk.window_size[1]) * blk.window_size[1])
+        d, h = a.qkv.in_features, a.num_heads
+        hd = a.qkv.out_features // (3 * h)
+        full_hd = getattr(a, "orig_head_dim", hd)
+        da = h * hd
+        stage = int(name.split(".")[1]) if name.startswith("layers.") else 0
+        rows.append(dict(layer=f"{name}.attn", kind="W-MSA", stage=stage, n=n, d=d,
+                         M=blk.window_size[0], kept=hd, full=full_hd, rho=hd / full_hd,
+                         measured_macs=counts.get(f"{name}.attn", 0) // 2,
+                         formula_macs=4 * n * d * da + 2 * n * M2 * da))
+        dm = m.fc1.out_features
+        full_dm = int(d * blk.mlp_ratio)
+        rows.append(dict(layer=f"{name}.mlp", kind="MLP", stage=stage, n=H * W, d=d,
+                         M=blk.window_size[0], kept=dm, full=full_dm, rho=dm / full_dm,
+                         measured_macs=counts.get(f"{name}.mlp", 0) // 2,
+                         formula_macs=2 * H * W * d * dm))
+    return rows
