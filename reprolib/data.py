@@ -1,0 +1,382 @@
+"""Data sets by name, with the standard transforms of the papers.
+
+``get_data(name, image_size, batch_size, ...)`` returns a :class:`Data` with train / test
+loaders that yield ``(x, y)`` batches already on the device, normalised, NCHW float.
+
+| name        | what                                                         | how it is read            |
+| ----------- | ------------------------------------------------------------ | ------------------------- |
+| digits      | scikit-learn's bundled 8x8 digits (1,797 real images, 10     | embedded, offline         |
+|             | classes), upsampled to the image size, 3 channels; fixed     |                           |
+|             | stratified split 1,437 train / 360 test (random_state=0)     |                           |
+| npz:PATH    | any .npz with train_images, train_labels, test_images,       | numpy (e.g. the shared    |
+|             | test_labels (uint8 NHWC or NCHW / HW), optional classes      | CIFAR-10 subset)          |
+| cifar10     | CIFAR-10, 50k / 10k                                          | torchvision, download=True|
+| cifar100    | CIFAR-100, 50k / 10k                                         | torchvision, download=True|
+| flowers102  | Oxford Flowers-102, train+val / test                          | torchvision, download=True|
+| imagenet    | ImageNet-1k as an ImageFolder: ROOT/train, ROOT/val           | a folder you point at     |
+
+Small sets (digits, npz, CIFAR) take the fast path: the whole set lives on the device as
+uint8 and a :class:`TensorLoader` shuffles, augments (random crop with zero padding of
+size/8 = 4 px at 32 px, horizontal flip), resizes (for 224 px models) and normalises each
+batch there, with no DataLoader workers.  Folder sets (Flowers-102, ImageNet) use a
+DataLoader with torchvision transforms: RandomResizedCrop + flip for training, resize +
+center crop for evaluation.
+
+Every loader is deterministic given ``seed`` and the epoch (``set_epoch``), which is what
+makes resuming a killed run exact.  Under DDP each rank reads its own shard.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from reprolib import paths
+from reprolib.errors import ReprolibError
+
+DATASETS = ("digits", "npz:PATH", "cifar10", "cifar100", "flowers102", "imagenet")
+# The real CIFAR-10 images beside the project (see ../shared/data/README.md); a user can point
+# the variable at any copy.  Tests that need it skip when it is absent.
+CIFAR10_SUBSET = "npz:" + os.environ.get("REPROLIB_CIFAR10_SUBSET",
+                                         "../shared/data/cifar10_subset.npz")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+# --------------------------------------------------------------------------- loaders
+
+
+class TensorLoader:
+    """Batches from a whole data set held on the device as uint8 NCHW.
+
+    images: (N, C, H, W) uint8; labels: (N,) int64.  Augmentation runs batched on the
+    device: random crop of the original size after zero padding ``pad`` pixels, then a
+    horizontal flip (when ``flip``), then a bilinear resize to ``image_size`` (when it
+    differs), then normalisation with ``mean`` / ``std`` (per channel, 0..1 scale).
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *,
+                 shuffle: bool, augment: bool, image_size: int, mean, std, flip: bool = True,
+                 pad: int | None = None, seed: int = 0, drop_last: bool = False,
+                 rank: int = 0, world_size: int = 1):
+        self.images, self.labels = images, labels
+        self.batch_size, self.shuffle, self.augment = batch_size, shuffle, augment
+        self.image_size, self.flip = image_size, flip
+        self.pad = images.shape[-1] // 8 if pad is None else pad
+        self.mean = torch.tensor(mean, device=images.device).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, device=images.device).view(1, -1, 1, 1)
+        self.seed, self.drop_last, self.rank, self.world_size = seed, drop_last, rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    @property
+    def dataset_size(self) -> int:
+        return len(self.labels)
+
+    def _indices(self) -> torch.Tensor:
+        n = len(self.labels)
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            idx = torch.randperm(n, generator=g)
+        else:
+            idx = torch.arange(n)
+        if self.world_size > 1:  # equal shards: pad by wrapping, like DistributedSampler
+            per = -(-n // self.world_size)
+            idx = torch.cat([idx, idx[: per * self.world_size - n]])[self.rank::self.world_size]
+        return idx
+
+    def __len__(self) -> int:
+        n = len(self._indices())
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        idx = self._indices()
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch + 7_919)
+        for s in range(0, len(idx), self.batch_size):
+            b = idx[s:s + self.batch_size]
+            if self.drop_last and len(b) < self.batch_size:
+                break
+            b = b.to(self.images.device)
+            x = self.images[b].float().div_(255)
+            if self.augment:
+                x = self._augment(x, g)
+            if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
+                x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear",
+                                  align_corners=False)
+            yield (x - self.mean) / self.std, self.labels[b]
+
+    def _augment(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        n, _, h, w = x.shape
+        if self.pad:
+            p = self.pad
+            xp = F.pad(x, (p, p, p, p))
+            oy = torch.randint(0, 2 * p + 1, (n,), generator=g).to(x.device)
+            ox = torch.randint(0, 2 * p + 1, (n,), generator=g).to(x.device)
+            rows = (oy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+            cols = (ox[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+            bi = torch.arange(n, device=x.device)[:, None, None, None]
+            ci = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+            x = xp[bi, ci, rows, cols]
+        if self.flip:
+            m = (torch.rand(n, generator=g) < 0.5).to(x.device)[:, None, None, None]
+            x = torch.where(m, x.flip(3), x)
+        return x
+
+
+class DeviceLoader:
+    """A torch DataLoader whose batches are moved to ``device`` (folder data sets)."""
+
+    def __init__(self, dataset, batch_size: int, *, shuffle: bool, device, seed: int = 0,
+                 workers: int = 4, drop_last: bool = False, rank: int = 0, world_size: int = 1):
+        from torch.utils.data import DataLoader, DistributedSampler
+
+        self.device = device
+        self.sampler = DistributedSampler(dataset, world_size, rank, shuffle=shuffle, seed=seed,
+                                          drop_last=drop_last)
+        self.loader = DataLoader(dataset, batch_size, sampler=self.sampler, num_workers=workers,
+                                 pin_memory=torch.device(device).type == "cuda",
+                                 drop_last=drop_last, persistent_workers=workers > 0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    @property
+    def dataset_size(self) -> int:
+        return len(self.sampler.dataset)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for x, y in self.loader:
+            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+
+# --------------------------------------------------------------------------- data sets
+
+
+@dataclass
+class Data:
+    """A data set made ready for training: loaders plus what a model needs to know."""
+
+    name: str                      # the data set spec it was built from
+    train: object                  # iterable of (x, y) batches, augmented, shuffled
+    test: object                   # iterable of (x, y) batches, no augmentation
+    num_classes: int
+    classes: list[str] = field(default_factory=list)
+    image_size: int = 32
+    val: object | None = None      # held-out split of train (val_fraction > 0), no augmentation
+
+    @property
+    def train_size(self) -> int:
+        return self.train.dataset_size
+
+    @property
+    def test_size(self) -> int:
+        return self.test.dataset_size
+
+    def val_batch(self, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One fixed batch of held-out images (from ``val``, else ``test``), at most ``n``."""
+        x, y = next(iter(self.val if self.val is not None else self.test))
+        return (x, y) if n is None else (x[:n], y[:n])
+
+
+@dataclass
+class ArrayDataset:
+    """A small data set as uint8 arrays: images (N, C, H, W) and int64 labels."""
+
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    classes: list[str]
+    flip: bool = True              # horizontal flips are label-preserving
+
+
+def _nchw(a: np.ndarray, what: str) -> np.ndarray:
+    a = np.asarray(a)
+    if a.ndim == 3:
+        a = a[:, None]
+    if a.ndim != 4:
+        raise ReprolibError(f"{what} must have shape (N, H, W[, C]) or (N, C, H, W), got {a.shape}")
+    if a.shape[-1] in (1, 3) and a.shape[1] not in (1, 3):
+        a = a.transpose(0, 3, 1, 2)
+    if a.dtype != np.uint8:
+        if a.max() <= 1.0:
+            a = a * 255.0
+        a = np.clip(np.rint(a), 0, 255).astype(np.uint8)
+    if a.shape[1] == 1:
+        a = np.repeat(a, 3, axis=1)
+    return np.ascontiguousarray(a)
+
+
+def load_digits(size: int = 32) -> ArrayDataset:
+    """scikit-learn's digits at ``size`` px, 3 channels, fixed stratified 80/20 split."""
+    from sklearn.datasets import load_digits as sk_digits
+    from sklearn.model_selection import train_test_split
+
+    d = sk_digits()
+    img = torch.from_numpy(d.images.astype(np.float32) / 16.0)[:, None]   # 0..1, (N,1,8,8)
+    img = F.interpolate(img, size=(size, size), mode="bilinear", align_corners=False)
+    img = (img.clamp(0, 1) * 255).round().to(torch.uint8).repeat(1, 3, 1, 1).numpy()
+    tr, te = train_test_split(np.arange(len(d.target)), test_size=0.2, random_state=0,
+                              stratify=d.target)
+    return ArrayDataset(img[tr], d.target[tr].astype(np.int64), img[te],
+                        d.target[te].astype(np.int64), [str(c) for c in d.target_names],
+                        flip=False)
+
+
+def load_npz(path: str | os.PathLike) -> ArrayDataset:
+    """An .npz with train_images, train_labels, test_images, test_labels[, classes]."""
+    p = paths.resolve(path)
+    if not p.exists():
+        raise ReprolibError(f"data set file {path} does not exist (resolved to {paths.rel(p)}); "
+                            "pass an existing .npz (see data/README.md)")
+    try:
+        z = np.load(p, allow_pickle=False)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
+        raise ReprolibError(f"data set file {path} is not a readable .npz: {e}") from None
+    need = ("train_images", "train_labels", "test_images", "test_labels")
+    missing = [k for k in need if k not in z.files]
+    if missing:
+        raise ReprolibError(f"{path} lacks arrays {missing}; an npz data set needs {list(need)}")
+    ytr = z["train_labels"].astype(np.int64)
+    classes = ([str(c) for c in z["classes"]] if "classes" in z.files
+               else [str(i) for i in range(int(ytr.max()) + 1)])
+    return ArrayDataset(_nchw(z["train_images"], "train_images"), ytr,
+                        _nchw(z["test_images"], "test_images"),
+                        z["test_labels"].astype(np.int64), classes)
+
+
+def load_cifar(name: str, root: str | os.PathLike | None = None, download: bool = True) -> ArrayDataset:
+    """CIFAR-10 / CIFAR-100 through torchvision (download=True into ``root``, default data/)."""
+    import torchvision
+
+    cls = {"cifar10": torchvision.datasets.CIFAR10, "cifar100": torchvision.datasets.CIFAR100}[name]
+    root = Path(root) if root else paths.data_root()
+    sets = [_torchvision(cls, name, root, download, train=t) for t in (True, False)]
+    arr = [(_nchw(s.data, name), np.asarray(s.targets, dtype=np.int64)) for s in sets]
+    return ArrayDataset(arr[0][0], arr[0][1], arr[1][0], arr[1][1], list(sets[0].classes))
+
+
+def _torchvision(cls, name: str, root: Path, download: bool, **kw):
+    try:
+        return cls(str(root), download=download, **kw)
+    except (RuntimeError, OSError) as e:  # torchvision: "not found or corrupted"; URLError
+        raise ReprolibError(
+            f"data set {name} is missing under {paths.rel(root)} and could not be downloaded "
+            f"({type(e).__name__}: {str(e).splitlines()[0][:120]}); download it on a machine "
+            f"with internet into that folder, or pass --data-root / data_root") from None
+
+
+def _array_dataset(name: str, image_size: int, root) -> ArrayDataset:
+    if name == "digits":
+        return load_digits(32 if image_size >= 32 else image_size)
+    if name.startswith("npz:"):
+        return load_npz(name[4:])
+    return load_cifar(name, root)
+
+
+def check_dataset(dataset: str) -> None:
+    """Fail early (ReprolibError) on an unknown data set name or a missing .npz file."""
+    if dataset.startswith("npz:"):
+        p = paths.resolve(dataset[4:])
+        if not p.exists():
+            raise ReprolibError(f"data set file {dataset[4:]} does not exist; pass an existing .npz "
+                                "(e.g. the CIFAR-10 subset, see data/README.md)")
+    elif dataset not in DATASETS:
+        raise ReprolibError(f"unknown data set {dataset!r}; valid data sets: {', '.join(DATASETS)}")
+
+
+def get_data(dataset: str, image_size: int = 32, batch_size: int = 128, *, root=None,
+             device="cpu", augment: bool = True, seed: int = 0, eval_batch_size: int | None = None,
+             val_fraction: float = 0.0, workers: int = 4, rank: int | None = None,
+             world_size: int | None = None) -> Data:
+    """Build the loaders of ``dataset`` (see the module docstring for the names).
+
+    image_size: the resolution the model sees (images are resized on the device for the
+        in-memory sets, RandomResizedCrop / center crop for folder sets).
+    batch_size: training batch per process; eval_batch_size defaults to 2x it.
+    augment: training augmentation (crop + flip); evaluation never augments.
+    seed: data order and augmentation; each epoch reseeds from (seed, epoch).
+    val_fraction: fraction of the training set held out as ``Data.val`` (stratified-free,
+        fixed by seed), e.g. for NAS rewards.
+    rank / world_size: the shard to read (default: from torch.distributed when initialised).
+    """
+    if rank is None or world_size is None:
+        dist = torch.distributed.is_available() and torch.distributed.is_initialized()
+        rank = torch.distributed.get_rank() if dist else 0
+        world_size = torch.distributed.get_world_size() if dist else 1
+    eval_bs = eval_batch_size or 2 * batch_size
+    check_dataset(dataset)
+    if dataset in ("flowers102", "imagenet"):
+        return _folder_data(dataset, image_size, batch_size, eval_bs, root, device, augment,
+                            seed, workers, rank, world_size)
+    a = _array_dataset(dataset, image_size, root)
+    xtr, ytr = torch.from_numpy(a.train_images), torch.from_numpy(a.train_labels)
+    val = None
+    if val_fraction > 0:
+        g = torch.Generator().manual_seed(seed)
+        perm = torch.randperm(len(ytr), generator=g)
+        nv = max(1, int(round(val_fraction * len(ytr))))
+        vi, ti = perm[:nv], perm[nv:]
+        (xv, yv), (xtr, ytr) = (xtr[vi], ytr[vi]), (xtr[ti], ytr[ti])
+    x01 = xtr.float().div(255)
+    mean = x01.mean((0, 2, 3)).tolist()
+    std = x01.std((0, 2, 3)).clamp_min(1e-3).tolist()
+    dev = torch.device(device)
+    mk = dict(image_size=image_size, mean=mean, std=std, flip=a.flip, seed=seed, rank=rank,
+              world_size=world_size)
+    train = TensorLoader(xtr.to(dev), ytr.to(dev), batch_size, shuffle=True, augment=augment,
+                         drop_last=len(ytr) // world_size > batch_size, **mk)
+    test = TensorLoader(torch.from_numpy(a.test_images).to(dev),
+                        torch.from_numpy(a.test_labels).to(dev), eval_bs, shuffle=False,
+                        augment=False, **mk)
+    if val_fraction > 0:
+        val = TensorLoader(xv.to(dev), yv.to(dev), eval_bs, shuffle=False, augment=False, **mk)
+    return Data(dataset, train, test, len(a.classes), a.classes, image_size, val)
+
+
+def _folder_data(name, image_size, batch_size, eval_bs, root, device, augment, seed, workers,
+                 rank, world_size) -> Data:
+    import torchvision
+    from torchvision import transforms as T
+
+    norm = T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
+    train_tf = T.Compose(([T.RandomResizedCrop(image_size), T.RandomHorizontalFlip()] if augment
+                          else [T.Resize(int(image_size / 0.875)), T.CenterCrop(image_size)])
+                         + [T.ToTensor(), norm])
+    test_tf = T.Compose([T.Resize(int(image_size / 0.875)), T.CenterCrop(image_size),
+                         T.ToTensor(), norm])
+    if name == "flowers102":
+        base = Path(root) if root else paths.data_root()
+        cls = torchvision.datasets.Flowers102
+        # The paper trains on train + val (2,040 images) and tests on the 6,149 test images.
+        tr = torch.utils.data.ConcatDataset(
+            [_torchvision(cls, name, base, True, split=s, transform=train_tf)
+             for s in ("train", "val")])
+        te = _torchvision(cls, name, base, True, split="test", transform=test_tf)
+        classes = [str(i) for i in range(102)]
+    else:
+        if root is None:
+            raise ReprolibError("data set imagenet needs a folder: pass data_root=/path/to/imagenet "
+                                "(with train/ and val/ class folders)")
+        base = paths.resolve(root)
+        for split in ("train", "val"):
+            if not (base / split).is_dir():
+                raise ReprolibError(f"data set imagenet: {paths.rel(base / split)} is not a folder; "
+                                    "data_root must hold train/ and val/ class folders")
+        tr = torchvision.datasets.ImageFolder(str(base / "train"), train_tf)
+        te = torchvision.datasets.ImageFolder(str(base / "val"), test_tf)
+        classes = list(tr.classes)
+    mk = dict(device=device, seed=seed, workers=workers, rank=rank, world_size=world_size)
+    return Data(name, DeviceLoader(tr, batch_size, shuffle=True, drop_last=True, **mk),
+                DeviceLoader(te, eval_bs, shuffle=False, **mk), len(classes), classes, image_size)

@@ -1,0 +1,114 @@
+"""Tables and plots built from results records, saved under ``figures/<paper>/``.
+
+File stems are ``<name>-<profile>`` so that a smoke run never overwrites the figure of a
+larger run; every table caption and figure title carries the provenance (profile, data set,
+epochs, device).  The paper's numbers always sit in their own column / as black crosses.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from reprolib import paths
+
+FLOPS_NOTE = "FLOPs: one multiply-add = one FLOP"
+
+
+def provenance(cfg=None, records: pd.DataFrame | None = None, **extra) -> str:
+    """One line naming what produced a result: profile, data set, epochs, device."""
+    parts = []
+    if cfg is not None:
+        parts.append(f"profile={cfg.profile}")
+        ds = str(getattr(cfg, "dataset", ""))
+        parts.append("data=" + (Path(ds[4:]).name if ds.startswith("npz:") else ds))
+        for k in ("epochs", "finetune_epochs", "rounds"):
+            if hasattr(cfg, k):
+                parts.append(f"{k}={getattr(cfg, k)}")
+    for k, v in extra.items():
+        parts.append(f"{k}={v}")
+    if records is not None and "device" in records and len(records):
+        devs = sorted({str(d).split(" threads")[0] for d in records["device"].dropna()})
+        parts.append("device=" + "/".join(devs))
+    return " · ".join(parts)
+
+
+def to_markdown(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
+    """A GitHub-flavoured Markdown table of ``df`` (index dropped)."""
+
+    def fmt(v):
+        if isinstance(v, float):
+            return "" if math.isnan(v) else format(v, floatfmt)
+        return "" if v is None else str(v)
+
+    cols = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join(" --- " for _ in cols) + "|"]
+    for row in df.itertuples(index=False):
+        lines.append("| " + " | ".join(fmt(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def figures_dir(paper: str) -> Path:
+    d = paths.figures_root() / paper
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def save_table(df: pd.DataFrame, paper: str, name: str, profile: str, caption: str = "",
+               floatfmt: str = ".4g") -> Path:
+    """Write ``df`` as ``figures/<paper>/<name>-<profile>.{csv,md}``; returns the .md path."""
+    d = figures_dir(paper)
+    stem = f"{name}-{profile}"
+    df.to_csv(d / f"{stem}.csv", index=False)
+    md = (f"{caption}\n\n" if caption else "") + to_markdown(df, floatfmt) + "\n"
+    (d / f"{stem}.md").write_text(md)
+    return d / f"{stem}.md"
+
+
+def save_figure(fig, paper: str, name: str, profile: str, dpi: int = 120) -> Path:
+    """Save ``fig`` as ``figures/<paper>/<name>-<profile>.png``; returns the path."""
+    path = figures_dir(paper) / f"{name}-{profile}.png"
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    return path
+
+
+def plot_tradeoff(df: pd.DataFrame, x: str, y: str, *, hue: str | None = None,
+                  style: str | None = None, paper_df: pd.DataFrame | None = None,
+                  paper_x: str | None = None, paper_y: str | None = None,
+                  baseline: tuple[float, float] | None = None, ax=None, title: str = "",
+                  xlabel: str | None = None, ylabel: str | None = None, logx: bool = False,
+                  sort: bool = True):
+    """Accuracy-vs-resource plot: one line+marker curve per ``hue`` group.
+
+    paper_df: the paper's points (columns ``paper_x``/``paper_y``, default ``x``/``y``),
+        drawn as black crosses labelled "paper".
+    baseline: (x, y) of the unmodified model, drawn as dashed reference lines.
+    """
+    import seaborn as sns
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 4))
+    data = df.sort_values(x) if sort and len(df) else df
+    if len(data):
+        sns.lineplot(data=data, x=x, y=y, hue=hue, style=style, markers=True, dashes=False,
+                     ax=ax, sort=False, errorbar=None)
+    if paper_df is not None and len(paper_df):
+        ax.scatter(paper_df[paper_x or x], paper_df[paper_y or y], marker="x", color="black",
+                   s=40, zorder=5, label="paper")
+    if baseline is not None:
+        ax.axvline(baseline[0], ls="--", lw=0.8, color="grey")
+        ax.axhline(baseline[1], ls="--", lw=0.8, color="grey")
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel or x)
+    ax.set_ylabel(ylabel or y)
+    if title:
+        ax.set_title(title, fontsize=9)
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return ax

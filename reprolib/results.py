@@ -1,0 +1,131 @@
+"""The results store: one JSON record per run, tables and plots are built from them.
+
+A record lives at ``results/<paper>/<profile>/<name>-<hash>.json`` where ``hash`` is the
+first 10 hex digits of the SHA-256 of the run's config (canonical JSON).  It holds the full
+config, the metrics, the seed, package versions, device, git revision, command line and wall
+time.  ``run_cached`` reuses a record whose config matches instead of recomputing (unless
+``force``); the run's checkpoints go to ``results/<paper>/<profile>/ckpt/<name>-<hash>/`` so
+a killed run resumes there.  Records are written atomically (temp file + rename), so a
+crash never leaves half a record.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+import torch
+
+from reprolib import paths
+
+
+def config_hash(config: dict) -> str:
+    """Stable 10-hex-digit hash of a JSON-serialisable config."""
+    blob = json.dumps(config, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+def git_revision() -> str:
+    """The project's git revision (with "+dirty" when the tree has changes), or "unknown"."""
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=paths.ROOT,
+                             capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=paths.ROOT, capture_output=True, text=True, timeout=10).stdout
+        return (rev + ("+dirty" if dirty.strip() else "")) if rev else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def versions() -> dict[str, str]:
+    import numpy
+
+    out = {"python": platform.python_version(), "torch": torch.__version__,
+           "numpy": numpy.__version__}
+    for mod in ("torchvision", "timm", "reprolib"):
+        try:
+            out[mod] = __import__(mod).__version__
+        except Exception:  # noqa: BLE001 - a missing optional package is just not listed
+            pass
+    return out
+
+
+def device_info() -> str:
+    if torch.cuda.is_available():
+        return f"cuda:{torch.cuda.get_device_name(0)}"
+    return f"cpu:{platform.processor() or platform.machine()} x{os.cpu_count()} threads={torch.get_num_threads()}"
+
+
+def write_json_atomic(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1, sort_keys=True, default=str)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def record_path(paper: str, profile: str, name: str, config: dict, root=None) -> Path:
+    base = Path(root) if root else paths.results_root()
+    return base / paper / profile / f"{name}-{config_hash(config)}.json"
+
+
+def run_cached(paper: str, profile: str, name: str, config: dict,
+               fn: Callable[[Path], dict], *, force: bool = False, root=None) -> dict:
+    """Return the record of run ``name`` with ``config``, computing it only when needed.
+
+    fn: ``fn(ckpt_dir) -> dict of metrics`` (JSON-serialisable); ``ckpt_dir`` is where the run
+        should checkpoint so that a killed run resumes.
+    force: recompute even when a record exists (its checkpoints are discarded too).
+    """
+    path = record_path(paper, profile, name, config, root)
+    if path.exists() and not force:
+        with open(path) as f:
+            return json.load(f)
+    ckpt = path.parent / "ckpt" / path.stem
+    if force and ckpt.exists():
+        for p in sorted(ckpt.rglob("*"), reverse=True):
+            p.unlink() if p.is_file() else p.rmdir()
+    t0, started = time.perf_counter(), _dt.datetime.now(_dt.timezone.utc).isoformat()
+    metrics = fn(ckpt)
+    rec = {"paper": paper, "profile": profile, "name": name, "run_id": path.stem,
+           "config": config, "metrics": metrics, "seed": config.get("seed"),
+           "versions": versions(), "device": device_info(), "git": git_revision(),
+           "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:500],
+           "started": started, "wall_time_s": round(time.perf_counter() - t0, 3)}
+    write_json_atomic(rec, path)
+    return rec
+
+
+def load_records(paper: str, profile: str | None = None, root=None) -> list[dict]:
+    base = (Path(root) if root else paths.results_root()) / paper
+    pattern = f"{profile}/*.json" if profile else "*/*.json"
+    recs = []
+    for p in sorted(base.glob(pattern)):
+        with open(p) as f:
+            recs.append(json.load(f))
+    return recs
+
+
+def load_results(paper: str, profile: str | None = None, root=None) -> pd.DataFrame:
+    """All records of ``paper`` (and ``profile``) as a DataFrame, one row per run.
+
+    Columns: ``name``, ``profile``, ``run_id``, ``device``, ``git``, ``wall_time_s``, the
+    metrics at top level and the config as ``config.<key>``.
+    """
+    rows = []
+    for r in load_records(paper, profile, root):
+        row = {k: r.get(k) for k in ("name", "profile", "run_id", "device", "git", "wall_time_s")}
+        row.update(r.get("metrics", {}))
+        row.update({f"config.{k}": v for k, v in r.get("config", {}).items()})
+        rows.append(row)
+    return pd.DataFrame(rows)

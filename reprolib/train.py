@@ -1,0 +1,327 @@
+"""One training loop for every paper: ``fit(model, data, cfg)``.
+
+What it does, in order, each step: (mixup/cutmix) -> forward under bf16 autocast on CUDA ->
+task loss (+ ``extra_loss(model)``, e.g. an L1 penalty on pruning scores) -> backward ->
+``grad_hook(model)`` -> gradient clipping -> optimizer step -> per-step LR schedule.  After
+each epoch it evaluates on the test loader, writes an atomic checkpoint (model, optimizer,
+scheduler, history, RNG state) and, when restarted on the same ``ckpt_dir``, resumes from
+the last finished epoch with the same final numbers on CPU: every epoch reseeds torch's RNG
+and the data order from (seed, epoch), so nothing depends on what ran before.
+
+Multi-GPU: start the script with ``torchrun --nproc_per_node=N``; :func:`init_distributed`
+sets up the process group, ``get_data`` shards by rank, and ``fit`` wraps the model in
+DistributedDataParallel and all-reduces the metrics.  The same code runs on one device.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+
+from reprolib.errors import ReprolibError, choose
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("cosine", "step", "multistep", "constant")
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters of one training run (the papers' recipes are presets of these)."""
+
+    epochs: int = 10                 # passes over the training set
+    batch_size: int = 128            # per process (global batch = this x world size)
+    optimizer: str = "sgd"           # "sgd" (momentum), "adam" or "adamw"
+    lr: float = 0.1                  # peak learning rate (after warmup)
+    momentum: float = 0.9            # SGD momentum
+    nesterov: bool = False           # SGD Nesterov momentum
+    weight_decay: float = 5e-4       # L2 (SGD/Adam) or decoupled (AdamW) weight decay
+    no_decay_norm_bias: bool = False  # exempt 1-d params (norms, biases, scores) from decay
+    schedule: str = "cosine"         # "cosine", "step", "multistep" or "constant"
+    warmup_epochs: float = 0.0       # linear warmup from warmup_start * lr, in epochs
+    warmup_start: float = 0.01       # warmup starts at this fraction of lr
+    min_lr: float = 0.0              # cosine floor
+    milestones: tuple = ()           # multistep: epochs where lr is multiplied by gamma
+    step_size: int = 30              # step: every step_size epochs lr *= gamma
+    gamma: float = 0.1               # step / multistep factor
+    label_smoothing: float = 0.0     # cross-entropy label smoothing
+    mixup: float = 0.0               # mixup alpha (timm Mixup); 0 = off
+    cutmix: float = 0.0              # cutmix alpha (timm Mixup); 0 = off
+    clip_grad: float | None = None   # max global grad norm; None = no clipping
+    amp: bool = True                 # bf16 autocast (CUDA only; ignored on CPU)
+    channels_last: bool = True       # channels_last memory format (CUDA only)
+    compile: bool = False            # torch.compile the model
+    seed: int = 0                    # weights are the caller's; this seeds dropout, mixup, order
+    eval_every: int = 1              # evaluate every k epochs (and always after the last)
+    progress: bool = True            # tqdm bars (always off under CI / nbval)
+
+    def __post_init__(self):
+        choose("optimizer", self.optimizer, OPTIMIZERS)
+        choose("schedule", self.schedule, SCHEDULES)
+        if self.epochs < 0 or self.batch_size < 1 or self.lr < 0:
+            raise ReprolibError(f"epochs={self.epochs}, batch_size={self.batch_size}, "
+                                f"lr={self.lr}: need epochs >= 0, batch_size >= 1, lr >= 0")
+        self.milestones = tuple(self.milestones)
+
+
+@dataclass
+class FitResult:
+    """What ``fit`` returns; ``history`` has one dict per epoch."""
+
+    history: list[dict] = field(default_factory=list)
+    wall_time_s: float = 0.0         # training time of this call (resumed epochs excluded)
+    resumed_from: int = 0            # epochs loaded from a checkpoint
+
+    @property
+    def epochs(self) -> int:
+        return len(self.history)
+
+    @property
+    def acc(self) -> float:
+        """Final test top-1 accuracy (%)."""
+        ev = [h for h in self.history if "test_acc" in h]
+        return ev[-1]["test_acc"] if ev else float("nan")
+
+    @property
+    def loss(self) -> float:
+        ev = [h for h in self.history if "test_loss" in h]
+        return ev[-1]["test_loss"] if ev else float("nan")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def show_progress(enabled: bool = True) -> bool:
+    """Progress bars are shown unless disabled, or running under CI / nbval / papermill batch."""
+    return enabled and not any(os.environ.get(v) for v in ("CI", "NBVAL", "REPROLIB_NO_PROGRESS"))
+
+
+def resolve_device(device=None) -> torch.device:
+    """"auto"/None -> cuda when available (the local rank's GPU under torchrun), else cpu."""
+    if device in (None, "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.device("cpu")
+    choose("device", str(device).split(":")[0], ("auto", "cpu", "cuda", "mps"))
+    return torch.device(device)
+
+
+def init_distributed() -> tuple[int, int]:
+    """Initialise torch.distributed from torchrun's environment; returns (rank, world_size).
+
+    NCCL on CUDA, gloo on CPU.  Without torchrun variables it does nothing: (0, 1).
+    """
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    if int(os.environ.get("WORLD_SIZE", 1)) <= 1:
+        return 0, 1
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    dist.init_process_group(backend)
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _all_sum(values: list[float], device) -> list[float]:
+    if _world()[1] == 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.no_decay_norm_bias:
+        decay = [p for p in params if p.ndim > 1]
+        rest = [p for p in params if p.ndim <= 1]
+        groups = [{"params": decay}, {"params": rest, "weight_decay": 0.0}]
+    else:
+        groups = [{"params": params}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                               weight_decay=cfg.weight_decay)
+    cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return cls(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
+    """The multiplier of ``cfg.lr`` at optimizer step ``step`` (0-based)."""
+    epoch = step / steps_per_epoch
+    warm = cfg.warmup_epochs
+    if warm > 0 and epoch < warm:
+        return cfg.warmup_start + (1 - cfg.warmup_start) * epoch / warm
+    if cfg.schedule == "cosine":
+        t = (epoch - warm) / max(cfg.epochs - warm, 1e-8)
+        floor = cfg.min_lr / cfg.lr if cfg.lr else 0.0
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+    e = int(epoch)  # step schedules change at epoch boundaries
+    if cfg.schedule == "step":
+        return cfg.gamma ** (e // cfg.step_size)
+    if cfg.schedule == "multistep":
+        return cfg.gamma ** sum(e >= m for m in cfg.milestones)
+    return 1.0
+
+
+def _atomic_save(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Load a checkpoint written by ``fit``; a corrupt file is a clear ReprolibError."""
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - any failure to read is the same user-facing error
+        raise ReprolibError(f"checkpoint {path.name} in {path.parent.name}/ is corrupt or "
+                            f"unreadable ({type(e).__name__}); delete it to start the run "
+                            f"again") from None
+    if not isinstance(ck, dict) or "model" not in ck or "epoch" not in ck:
+        raise ReprolibError(f"checkpoint {path.name} is not a reprolib training checkpoint")
+    return ck
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, device=None, amp: bool = True) -> dict:
+    """Top-1 accuracy (%) and mean cross-entropy of ``model`` over ``loader``."""
+    device = resolve_device(device) if device is not None else next(model.parameters()).device
+    was = model.training
+    model.eval()
+    correct = total = loss = 0.0
+    use_amp = amp and device.type == "cuda"
+    for x, y in loader:
+        with torch.autocast("cuda", torch.bfloat16, enabled=use_amp):
+            out = model(x)
+        loss += F.cross_entropy(out.float(), y, reduction="sum").item()
+        correct += (out.argmax(1) == y).sum().item()
+        total += y.numel()
+    correct, total, loss = _all_sum([correct, total, loss], device)
+    model.train(was)
+    return {"acc": 100.0 * correct / max(total, 1), "loss": loss / max(total, 1)}
+
+
+# --------------------------------------------------------------------------- fit
+
+
+def fit(model: nn.Module, data, cfg: TrainConfig, *,
+        extra_loss: Callable[[nn.Module], torch.Tensor] | None = None,
+        grad_hook: Callable[[nn.Module], None] | None = None,
+        ckpt_dir: str | os.PathLike | None = None, device=None, desc: str = "") -> FitResult:
+    """Train ``model`` on ``data`` (a :class:`reprolib.data.Data`) with ``cfg``.
+
+    extra_loss: ``f(model) -> scalar`` added to the task loss (e.g. gamma * sum |scores|).
+    grad_hook: ``f(model)`` called after backward, before clipping and the step.
+    ckpt_dir: folder for ``last.pt``; an existing checkpoint there is resumed.
+    device: "auto"/None = cuda when available.  The model is moved there in place.
+    desc: label of the progress bar.
+    Returns a :class:`FitResult`; the model holds the final weights.
+    """
+    from tqdm.auto import tqdm
+
+    device = resolve_device(device)
+    rank, world = _world()
+    model.to(device)
+    if device.type == "cuda" and cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    opt = build_optimizer(model, cfg)
+    steps = max(len(data.train), 1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg, s, steps))
+    result, start = FitResult(), 0
+    ckpt = Path(ckpt_dir) / "last.pt" if ckpt_dir else None
+    if ckpt is not None and ckpt.exists():
+        ck = load_checkpoint(ckpt)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        result.history, start = ck["history"], ck["epoch"]
+        result.resumed_from = start
+    net = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile:
+        net = torch.compile(net)
+
+    mixup = None
+    if cfg.mixup > 0 or cfg.cutmix > 0:
+        from timm.data import Mixup
+
+        mixup = Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix,
+                      label_smoothing=cfg.label_smoothing, num_classes=data.num_classes)
+    use_amp = cfg.amp and device.type == "cuda"
+    bar = show_progress(cfg.progress) and rank == 0
+    t0 = time.perf_counter()
+    for epoch in range(start, cfg.epochs):
+        torch.manual_seed(cfg.seed * 1_000_003 + epoch)   # dropout, drop-path, mixup
+        data.train.set_epoch(epoch)
+        net.train()
+        tot_loss = tot_correct = tot_n = 0.0
+        te = time.perf_counter()
+        it = tqdm(data.train, desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}".strip(),
+                  leave=False, disable=not bar)
+        for x, y in it:
+            if device.type == "cuda" and cfg.channels_last and x.ndim == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            target = y
+            if mixup is not None:
+                if len(x) % 2:  # timm's Mixup needs an even batch
+                    x, y = x[:-1], y[:-1]
+                x, target = mixup(x, y)
+            with torch.autocast("cuda", torch.bfloat16, enabled=use_amp):
+                out = net(x)
+            out = out.float()
+            if mixup is not None:
+                loss = torch.sum(-target * F.log_softmax(out, dim=-1), dim=-1).mean()
+            else:
+                loss = F.cross_entropy(out, target, label_smoothing=cfg.label_smoothing)
+            total = loss + extra_loss(model) if extra_loss is not None else loss
+            opt.zero_grad(set_to_none=True)
+            total.backward()
+            if grad_hook is not None:
+                grad_hook(model)
+            if cfg.clip_grad:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+            opt.step()
+            sched.step()
+            tot_loss += loss.item() * len(y)
+            tot_correct += (out.argmax(1) == y).sum().item() if mixup is None else 0
+            tot_n += len(y)
+            if bar:
+                it.set_postfix(loss=f"{loss.item():.3f}")
+        tot_loss, tot_correct, tot_n = _all_sum([tot_loss, tot_correct, tot_n], device)
+        rec = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"],
+               "train_loss": tot_loss / max(tot_n, 1)}
+        if mixup is None:
+            rec["train_acc"] = 100.0 * tot_correct / max(tot_n, 1)
+        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+            ev = evaluate(model, data.test, device, cfg.amp)
+            rec["test_acc"], rec["test_loss"] = ev["acc"], ev["loss"]
+        rec["time_s"] = time.perf_counter() - te
+        result.history.append(rec)
+        if ckpt is not None and rank == 0:
+            _atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                          "scheduler": sched.state_dict(), "epoch": epoch + 1,
+                          "history": result.history, "config": asdict(cfg)}, ckpt)
+        if world > 1:
+            dist.barrier()
+    result.wall_time_s = time.perf_counter() - t0
+    return result
