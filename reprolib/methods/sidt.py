@@ -459,3 +459,197 @@ def layer_complexity(model: nn.Module, input_size=(3, 224, 224)) -> list[dict]:
                          measured_macs=counts.get(f"{name}.mlp", 0) // 2,
                          formula_macs=2 * H * W * d * dm))
     return rows
+
+
+# --------------------------------------------------------------------------- pipeline
+# search -> prune at each ratio -> fine-tune, every step a cached results record.
+
+FT_ONLY = ("ratios", "scope", "finetune_epochs", "reference_model", "reference_classes",
+           "reference_size", "latency_batch", "latency_repeats")
+
+
+def transfer_dims(small: dict, full_model: nn.Module) -> dict:
+    """Per-layer kept dimensions of a pruned ``small`` arch (:func:`arch`) carried over to the
+    unpruned ``full_model`` as kept fractions: layer by layer when the two have the same block
+    names (e.g. ``swin_cifar`` and ``swin_t``), else one fraction per stage and kind.
+    Returns an arch dict for :func:`build` (``full_model``'s spec, the new dims)."""
+    sspec = small["swin"]
+    full = {"attn": {}, "mlp": {}}
+    for name, blk in _blocks(full_model):
+        a = blk.attn
+        full["attn"][f"{name}.attn"] = getattr(a, "orig_head_dim", a.qkv.out_features // (3 * a.num_heads))
+        full["mlp"][f"{name}.mlp"] = int(a.qkv.in_features * blk.mlp_ratio)
+    small_full = {"attn": {}, "mlp": {}}
+    for n in small["attn_dims"]:
+        s = int(n.split(".")[1])
+        small_full["attn"][n] = sspec["head_dim"][s] if sspec["head_dim"][s] else \
+            (sspec["embed_dim"] * 2 ** s) // sspec["num_heads"][s]
+    for n in small["mlp_dims"]:
+        s = int(n.split(".")[1])
+        small_full["mlp"][n] = int(sspec["embed_dim"] * 2 ** s * sspec["mlp_ratio"][s])
+    out = {"swin": swin_spec(full_model), "attn_dims": {}, "mlp_dims": {}}
+    for kind in ("attn", "mlp"):
+        kept = small[f"{kind}_dims"]
+        same = set(kept) == set(full[kind])
+        for n, f in full[kind].items():
+            if same:
+                rho = kept[n] / small_full[kind][n]
+            else:
+                st = n.split(".")[1]
+                ks = [k for k in kept if k.split(".")[1] == st]
+                rho = sum(kept[k] for k in ks) / sum(small_full[kind][k] for k in ks)
+            out[f"{kind}_dims"][n] = max(1, round(rho * f))
+    return out
+
+
+def _train_cfg(cfg, epochs: int):
+    from reprolib.train import TrainConfig
+
+    return TrainConfig(epochs=epochs, batch_size=cfg.batch_size, optimizer=cfg.optimizer,
+                       lr=cfg.lr, weight_decay=cfg.weight_decay, no_decay_norm_bias=True,
+                       schedule="cosine", warmup_epochs=cfg.warmup_epochs,
+                       label_smoothing=cfg.label_smoothing, mixup=cfg.mixup, cutmix=cfg.cutmix,
+                       clip_grad=cfg.clip_grad, seed=cfg.seed)
+
+
+def _sizes(model: nn.Module, size: int, flops=True) -> dict:
+    from reprolib import measure
+
+    n = sum(p.numel() for p in model.parameters())
+    head = sum(p.numel() for p in model.head.parameters()) if hasattr(model, "head") else 0
+    out = {"params": n, "backbone_params": n - head}
+    if flops:
+        out["flops"] = measure.count_flops(model, (3, size, size))
+    return out
+
+
+def _search_config(cfg) -> dict:
+    from reprolib.configs import config_dict
+
+    return {k: v for k, v in config_dict(cfg).items() if k not in FT_ONLY and k != "profile"}
+
+
+def search(cfg, data, *, force: bool = False) -> tuple[dict, Path]:
+    """Search stage as a cached record: build ``cfg.model``, :func:`attach_scores`, train
+    weights and scores with ``cfg.gamma`` L1 for ``cfg.search_epochs``.  The searched (scored)
+    model is kept at ``<ckpt>/searched.pt``.  Returns (record, path of searched.pt)."""
+    from reprolib import results
+    from reprolib.registry import create_model
+    from reprolib.train import fit
+
+    conf = _search_config(cfg)
+
+    def fn(ckpt: Path) -> dict:
+        torch.manual_seed(cfg.seed)
+        model = attach_scores(create_model(cfg.model, num_classes=data.num_classes,
+                                           img_size=cfg.image_size))
+        res = fit(model, data, _train_cfg(cfg, cfg.search_epochs), ckpt_dir=ckpt,
+                  extra_loss=lambda m: l1_penalty(m, cfg.gamma), device=cfg.device,
+                  desc="SiDT search")
+        model.cpu()
+        torch.save({"arch": arch(model), "state": model.state_dict()}, ckpt / "searched.pt")
+        s = torch.cat([a.detach().abs().flatten() for a in scores(model).values()])
+        return {"acc": res.acc, "epochs": cfg.search_epochs, "train_time_s": res.wall_time_s,
+                "history": res.history, "n_scores": int(s.numel()),
+                "score_quantiles": [float(q) for q in torch.quantile(
+                    s, torch.tensor([0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0]))],
+                "scores": {n: [round(float(v), 5) for v in a.detach()]
+                           for n, a in scores(model).items()},
+                **_sizes(model, cfg.image_size)}
+
+    rec = results.run_cached("sidt", cfg.profile, "search", conf, fn, force=force)
+    pt = results.record_path("sidt", cfg.profile, "search", conf).parent / "ckpt" / rec["run_id"] / "searched.pt"
+    if not pt.exists():   # the record was kept but its checkpoint is gone: search again
+        rec = results.run_cached("sidt", cfg.profile, "search", conf, fn, force=True)
+    return rec, pt
+
+
+def _load_searched(pt: Path) -> nn.Module:
+    blob = torch.load(pt, map_location="cpu")
+    model = attach_scores(build(blob["arch"]))
+    model.load_state_dict(blob["state"])
+    return model
+
+
+def finetune(cfg, data, ratio: float, search_rec: dict, searched_pt: Path, *,
+             force: bool = False) -> dict:
+    """Prune the searched model at ``ratio`` (fraction of dimensions removed, ``cfg.scope``)
+    and fine-tune it (warm start, no L1) for ``cfg.finetune_epochs``, as a cached record with
+    accuracy before / after fine-tuning, params, FLOPs, CPU latency and the kept dims."""
+    from reprolib import measure, results
+    from reprolib.configs import config_dict
+    from reprolib.train import evaluate, fit, resolve_device
+
+    conf = {**config_dict(cfg), "ratio": ratio, "search_run": search_rec["run_id"]}
+    conf.pop("profile")
+    conf.pop("ratios")
+
+    def fn(ckpt: Path) -> dict:
+        dev = resolve_device(cfg.device)
+        model = prune(_load_searched(searched_pt), ratio, cfg.scope)
+        acc0 = evaluate(model.to(dev), data.test, dev)["acc"]
+        sizes = _sizes(model, cfg.image_size)
+        lat = measure.latency(model, (3, cfg.image_size, cfg.image_size), cfg.latency_batch,
+                              device="cpu", repeats=cfg.latency_repeats)
+        res = fit(model, data, _train_cfg(cfg, cfg.finetune_epochs), ckpt_dir=ckpt,
+                  device=cfg.device, desc=f"SiDT fine-tune PR={ratio:g}")
+        save(model.cpu(), ckpt / "pruned")
+        a = arch(model)
+        return {"acc": res.acc, "acc_pruned_no_ft": acc0, "ratio": ratio, "scope": cfg.scope,
+                "epochs": cfg.finetune_epochs, "search_epochs": cfg.search_epochs,
+                "train_time_s": res.wall_time_s, "history": res.history,
+                "latency_ms": lat["ms"], "latency_threads": lat["threads"],
+                "attn_dims": a["attn_dims"], "mlp_dims": a["mlp_dims"], "swin": a["swin"],
+                **sizes}
+
+    return results.run_cached("sidt", cfg.profile, f"finetune-p{round(100 * ratio):02d}", conf,
+                              fn, force=force)
+
+
+def reference(cfg, ft_records: list[dict], *, force: bool = False) -> dict:
+    """Sizes of the full Swin-T (``cfg.reference_model`` at ``cfg.reference_size`` px,
+    ``cfg.reference_classes`` classes) pruned at each ratio two ways: ``uniform`` (every layer
+    loses the fraction, score-independent) and ``learned`` (the per-layer kept fractions the
+    search of ``ft_records`` produced, carried over by :func:`transfer_dims`); plus the
+    per-layer complexity of section 3 (:func:`layer_complexity`) for the uniform models."""
+    from reprolib import results
+    from reprolib.registry import create_model
+
+    conf = {"reference_model": cfg.reference_model, "classes": cfg.reference_classes,
+            "size": cfg.reference_size, "ratios": [0.0, *cfg.ratios],
+            "learned_from": sorted(r["run_id"] for r in ft_records)}
+    size = cfg.reference_size
+
+    def fn(_ckpt: Path) -> dict:
+        base = create_model(cfg.reference_model, num_classes=cfg.reference_classes,
+                            img_size=size).eval()
+        scored = attach_scores(copy.deepcopy(base))
+        rows, layers = [], []
+        for r in conf["ratios"]:
+            m = prune(scored, r, "layer")
+            rows.append({"kind": "uniform", "ratio": r, **_sizes(m, size)})
+            for row in layer_complexity(m, (3, size, size)):
+                layers.append({"ratio": r, **row})
+        for rec in ft_records:
+            mt = rec["metrics"]
+            m = build(transfer_dims(mt, base))
+            rows.append({"kind": "learned", "ratio": mt["ratio"], **_sizes(m, size)})
+        return {"rows": rows, "layers": layers}
+
+    return results.run_cached("sidt", cfg.profile, "reference", conf, fn, force=force)
+
+
+def run(cfg, *, force: bool = False) -> dict:
+    """The whole SiDT pipeline at ``cfg``: search, prune + fine-tune at 0 and every ratio,
+    Swin-T reference sizes.  Returns {"search": record, "finetune": [records], "reference":
+    record}; every step is cached in ``results/sidt/<profile>/``."""
+    from reprolib.data import get_data
+    from reprolib.train import resolve_device
+
+    dev = resolve_device(cfg.device)
+    data = get_data(cfg.dataset, cfg.image_size, cfg.batch_size, root=cfg.data_root,
+                    device=str(dev), seed=cfg.seed)
+    srec, pt = search(cfg, data, force=force)
+    fts = [finetune(cfg, data, r, srec, pt, force=force) for r in (0.0, *cfg.ratios)]
+    ref = reference(cfg, fts, force=force)
+    return {"search": srec, "finetune": fts, "reference": ref}

@@ -7,7 +7,7 @@ No pretrained weights are loaded and nothing is downloaded: each builder calls
 | name             | what                                                                 |
 | ---------------- | -------------------------------------------------------------------- |
 | ``swin_t``       | Swin-T = timm ``swin_tiny_patch4_window7_224`` (embed 96, depths 2-2-6-2, heads 3-6-12-24, window 7, patch 4); 100 classes at 224 px: 27.60 M params, 4.49 G FLOPs (SiDT Table I baseline) |
-| ``swin_cifar``   | a small Swin for 32 px images (patch 2, window 4, embed 32, depths 2-2-2-2, heads 2-4-8-16, head_dim 16): the CPU profile |
+| ``swin_cifar``   | Swin-T's layout (depths 2-2-6-2, heads 3-6-12-24, so the same layer names) scaled down for 32 px images (patch 2, window 4, embed 24, head_dim 8): the CPU profile |
 | ``swin_tiny_test`` | the smallest Swin with shifted windows in two stages (embed 16, heads 1-2-4-8): unit tests and the smoke profile |
 """
 
@@ -39,18 +39,19 @@ def swin_t(num_classes: int = 100, img_size: int = 224, drop_path_rate: float = 
 
 
 @register_model(paper="sidt")
-def swin_cifar(num_classes: int = 10, img_size: int = 32, embed_dim: int = 32,
-               depths: tuple = (2, 2, 2, 2), num_heads: tuple = (2, 4, 8, 16),
+def swin_cifar(num_classes: int = 10, img_size: int = 32, embed_dim: int = 24,
+               depths: tuple = (2, 2, 6, 2), num_heads: tuple = (3, 6, 12, 24),
                window_size: int = 4, patch_size: int = 2, drop_path_rate: float = 0.1,
                **kw) -> SwinTransformer:
-    """A small Swin for 32 px images (the Swin-T layout scaled down), randomly initialised.
+    """Swin-T's layout scaled down for 32 px images, randomly initialised.  Its blocks have
+    the same names as Swin-T's, so per-layer pruned widths transfer between the two.
 
     Args:
         num_classes: classifier outputs (default 10).
         img_size: input resolution in pixels (default 32).
-        embed_dim: channels of stage 1, doubled at each later stage (default 32).
-        depths: blocks per stage (default 2-2-2-2).
-        num_heads: attention heads per stage (default 2-4-8-16, i.e. head_dim 16).
+        embed_dim: channels of stage 1, doubled at each later stage (default 24).
+        depths: blocks per stage (default 2-2-6-2, as Swin-T).
+        num_heads: attention heads per stage (default 3-6-12-24 as Swin-T, i.e. head_dim 8).
         window_size: attention window side in tokens (default 4).
         patch_size: patch side in pixels (default 2: a 16x16 token grid at 32 px).
         drop_path_rate: stochastic-depth rate of the last block (default 0.1).
@@ -71,5 +72,6 @@ def swin_tiny_test(num_classes: int = 10, img_size: int = 32, **kw) -> SwinTrans
         img_size: input resolution in pixels (default 32).
         **kw: any other ``swin_cifar`` / ``timm SwinTransformer`` argument.
     """
-    kw = {"embed_dim": 16, "num_heads": (1, 2, 4, 8), "drop_path_rate": 0.0, **kw}
+    kw = {"embed_dim": 16, "depths": (2, 2, 2, 2), "num_heads": (1, 2, 4, 8),
+          "drop_path_rate": 0.0, **kw}
     return swin_cifar(num_classes=num_classes, img_size=img_size, **kw)
