@@ -230,3 +230,297 @@ def load(path, map_location="cpu") -> ViTCifar:
     model = create_model("vit_cifar", **arch)
     model.load_state_dict(ck["state_dict"])
     return model
+
+
+# ----------------------------------------------------------------------------------------
+# The notebook's experiment pipeline (records through reprolib.results.run_cached).
+
+PAPER = "vtp_svd"
+
+
+def _train_cfg(cfg, epochs: int, lr: float):
+    from reprolib.train import TrainConfig
+    return TrainConfig(epochs=epochs, batch_size=cfg.batch_size, optimizer=cfg.optimizer, lr=lr,
+                       weight_decay=cfg.weight_decay, schedule="cosine", seed=cfg.seed)
+
+
+def _stage_keys(cfg) -> dict:
+    """The config fields a VTP (prune + fine-tune) record depends on."""
+    keys = ("dataset", "image_size", "seed", "model", "attn_scale", "dropout", "batch_size",
+            "optimizer", "weight_decay", "pretrain_epochs", "pretrain_lr", "baseline_epochs",
+            "baseline_lr", "sparsity_epochs", "sparsity_lr", "sparsity", "l1_mode", "prune_rate",
+            "finetune_epochs", "finetune_lr")
+    return {k: getattr(cfg, k) for k in keys}
+
+
+def _data(cfg):
+    from reprolib.data import get_data
+    from reprolib.train import resolve_device
+    dev = resolve_device(cfg.device)
+    return get_data(cfg.dataset, cfg.image_size, cfg.batch_size, device=dev, seed=cfg.seed,
+                    root=cfg.data_root)
+
+
+def _profile(model, cfg) -> dict:
+    from reprolib.measure import count_flops, count_params
+    return {"params": count_params(model),
+            "flops": count_flops(model, (3, cfg.image_size, cfg.image_size))}
+
+
+def vtp_record(cfg, patch: int, data=None, force: bool = False) -> dict:
+    """Run (or reuse) VTP for one patch size: train with scores and L1, prune, fine-tune.
+
+    ``cfg``: a ``VtpSvdConfig``; ``patch``: ViT patch size; ``data``: loaders (built from
+    ``cfg`` when None).  Metrics: accuracies (%) of the dense scored model, the pruned model
+    before and after fine-tuning, params and FLOPs (1 MAC = 1 FLOP, batch 1) of both, the
+    kept widths, epochs and wall times.  The pruned model is saved in the record's
+    checkpoint folder (``vtp_pruned.pt``) for the decomposition runs.
+    """
+    from reprolib.registry import create_model
+    from reprolib.results import run_cached
+    from reprolib.train import evaluate, fit
+
+    config = {**_stage_keys(cfg), "patch_size": patch}
+
+    def fn(ckpt: "Path") -> dict:
+        d = data or _data(cfg)
+        torch.manual_seed(cfg.seed)
+        model = create_model(cfg.model, patch_size=patch, num_classes=d.num_classes,
+                             dropout=cfg.dropout, emb_dropout=cfg.dropout, attn_scale=cfg.attn_scale)
+        attach_scores(model)
+        hist, wall = {}, {}
+        for stage, ep, lr, l1 in (("pretrain", cfg.pretrain_epochs, cfg.pretrain_lr, False),
+                                  ("baseline", cfg.baseline_epochs, cfg.baseline_lr, False),
+                                  ("sparsity", cfg.sparsity_epochs, cfg.sparsity_lr, True)):
+            if ep <= 0:
+                continue
+            kw = {}
+            if l1 and cfg.l1_mode == "grad":
+                kw["grad_hook"] = l1_grad_hook(cfg.sparsity)
+            elif l1:
+                kw["extra_loss"] = lambda m: l1_penalty(m, cfg.sparsity)
+            r = fit(model, d, _train_cfg(cfg, ep, lr), ckpt_dir=ckpt / stage, device=cfg.device,
+                    desc=f"p{patch} {stage}", **kw)
+            hist[stage], wall[stage] = r.history, r.wall_time_s
+        dense = {"acc": evaluate(model, d.test)["acc"], **_profile(model, cfg)}
+        scores = [s.detach().cpu().tolist() for s in score_parameters(model)]
+        p = plan(model, cfg.prune_rate)
+        pruned = prune(model, cfg.prune_rate)
+        acc0 = evaluate(pruned, d.test)["acc"]
+        r = fit(pruned, d, _train_cfg(cfg, cfg.finetune_epochs, cfg.finetune_lr),
+                ckpt_dir=ckpt / "finetune", device=cfg.device, desc=f"p{patch} finetune")
+        hist["finetune"], wall["finetune"] = r.history, r.wall_time_s
+        save(pruned, ckpt / "vtp_pruned.pt")
+        return {"patch_size": patch, "acc_dense": dense["acc"], "params_dense": dense["params"],
+                "flops_dense": dense["flops"], "acc_pruned_no_ft": acc0,
+                "acc": evaluate(pruned, d.test)["acc"], **_profile(pruned, cfg),
+                "block_dims": pruned.architecture()["block_dims"], "threshold": p.threshold,
+                "kept_fraction": p.kept_fraction, "scores": scores, "history": hist,
+                "train_wall_s": wall, "train_size": d.train_size, "test_size": d.test_size}
+
+    return run_cached(PAPER, cfg.profile, f"vtp-p{patch}", config, fn, force=force)
+
+
+def _pruned_model(cfg, patch: int, data=None) -> ViTCifar:
+    """The fine-tuned pruned model of ``vtp_record`` (recomputed when its file is gone)."""
+    from reprolib.results import record_path
+    config = {**_stage_keys(cfg), "patch_size": patch}
+    path = record_path(PAPER, cfg.profile, f"vtp-p{patch}", config)
+    f = path.parent / "ckpt" / path.stem / "vtp_pruned.pt"
+    if not f.exists():
+        vtp_record(cfg, patch, data, force=True)
+    return load(f, map_location="cpu")
+
+
+def decomposed_record(cfg, patch: int, method: str, rank_ratio: float, finetune_epochs: int,
+                      data=None, force: bool = False) -> dict:
+    """Run (or reuse) VTP + decomposition: factor every pruned linear layer of the VTP model
+    with ``method`` at ``rank_ratio`` (fraction of min(out, in)), fine-tune
+    ``finetune_epochs`` epochs; metrics: accuracy before / after, params, FLOPs, ranks."""
+    from reprolib.methods.decompose import current_ranks, decompose_model
+    from reprolib.results import run_cached
+    from reprolib.train import evaluate, fit
+
+    config = {**_stage_keys(cfg), "patch_size": patch, "method": method,
+              "rank_ratio": float(rank_ratio), "decompose_finetune_epochs": finetune_epochs,
+              "decompose_lr": cfg.decompose_lr}
+
+    def fn(ckpt):
+        d = data or _data(cfg)
+        base = _pruned_model(cfg, patch, d)
+        model = decompose_model(base, method, rank_ratio)
+        acc0 = evaluate(model, d.test)["acc"]
+        wall, hist = 0.0, []
+        if finetune_epochs > 0:
+            torch.manual_seed(cfg.seed)
+            r = fit(model, d, _train_cfg(cfg, finetune_epochs, cfg.decompose_lr),
+                    ckpt_dir=ckpt / "finetune", device=cfg.device, desc=f"p{patch} {method}")
+            wall, hist = r.wall_time_s, r.history
+        return {"patch_size": patch, "method": method, "rank_ratio": float(rank_ratio),
+                "finetune_epochs": finetune_epochs, "acc_no_ft": acc0,
+                "acc": evaluate(model, d.test)["acc"], **_profile(model, cfg),
+                "ranks": current_ranks(model), "train_wall_s": wall, "history": hist}
+
+    name = f"decomp-p{patch}-{method}-r{rank_ratio:g}-ft{finetune_epochs}"
+    return run_cached(PAPER, cfg.profile, name, config, fn, force=force)
+
+
+def analysis_record(cfg, patch: int, data=None, force: bool = False) -> dict:
+    """Matrix-level measurements on the pruned layers of the VTP model (patch ``patch``):
+    reconstruction error vs rank for every method (``decompose.error_curve`` over
+    ``cfg.sweep_ratios`` plus full rank) and Table 1's least-squares merits
+    (``decompose.lstsq_merits`` in float32 and float64, ``cfg.merits_repeats`` timed repeats)."""
+    from reprolib.methods.decompose import error_curve, lstsq_merits, target_layers
+    from reprolib.results import run_cached
+
+    config = {**_stage_keys(cfg), "patch_size": patch, "sweep_ratios": list(cfg.sweep_ratios),
+              "merits_repeats": cfg.merits_repeats, "kind": "analysis"}
+
+    def fn(ckpt):
+        model = _pruned_model(cfg, patch, data)
+        ratios = sorted({*map(float, cfg.sweep_ratios), 1.0})
+        mats = {n: l.weight for n, l in target_layers(model)}
+        merits = []
+        for dt in ("float32", "float64"):
+            merits += lstsq_merits(mats, dtype=dt, repeats=cfg.merits_repeats, seed=cfg.seed)
+        return {"patch_size": patch, "errors": error_curve(model, ratios), "merits": merits,
+                "blas_threads": torch.get_num_threads()}
+
+    return run_cached(PAPER, cfg.profile, f"analysis-p{patch}", config, fn, force=force)
+
+
+def run_all(cfg, force: bool = False) -> None:
+    """Every record the notebook reads: VTP per patch size, Table 2's decompositions, the
+    rank sweep and the matrix analysis at ``cfg.sweep_patch``."""
+    data = None
+    for patch in cfg.patch_sizes:
+        data = data or _data(cfg)
+        vtp_record(cfg, patch, data, force)
+        for m in cfg.methods:
+            decomposed_record(cfg, patch, m, cfg.rank_ratio, cfg.decompose_finetune_epochs, data, force)
+    if cfg.sweep_patch in cfg.patch_sizes:
+        for m in cfg.sweep_methods:
+            for r in cfg.sweep_ratios:
+                decomposed_record(cfg, cfg.sweep_patch, m, r, cfg.sweep_finetune_epochs, data, force)
+        analysis_record(cfg, cfg.sweep_patch, data, force)
+
+
+# ----------------------------------------------------------------------------------------
+# Tables of the notebook, built from the results records (never typed by hand).
+
+def _records(cfg):
+    from reprolib.results import load_records
+    return [r for r in load_records(PAPER, cfg.profile)
+            if all(r["config"].get(k) == v for k, v in _stage_keys(cfg).items()
+                   if not isinstance(v, tuple))]
+
+
+def table2(cfg):
+    """Table 2 in long form: one row per (patch, model) with our accuracy (%), the paper's,
+    params, FLOPs (1 MAC = 1 FLOP, one 32x32 image) and the epochs / wall time behind it."""
+    import pandas as pd
+
+    from reprolib.configs.vtp_svd import PAPER_TABLE2, TABLE2_METHODS
+    recs = _records(cfg)
+    rows = []
+    for patch in cfg.patch_sizes:
+        v = [r for r in recs if r["name"] == f"vtp-p{patch}"]
+        if not v:
+            continue
+        m = v[0]["metrics"]
+        paper = PAPER_TABLE2.get(patch, {})
+        train_ep = cfg.pretrain_epochs + cfg.baseline_epochs + cfg.sparsity_epochs
+        rows.append({"patch": patch, "model": "ViT (scored, before pruning)", "acc": m["acc_dense"],
+                     "acc_paper": float("nan"), "params": m["params_dense"], "flops": m["flops_dense"],
+                     "epochs": train_ep, "wall_s": sum(m["train_wall_s"].get(k, 0) for k in
+                                                      ("pretrain", "baseline", "sparsity"))})
+        rows.append({"patch": patch, "model": "VTP", "acc": m["acc"], "acc_paper": paper.get("VTP", float("nan")),
+                     "params": m["params"], "flops": m["flops"],
+                     "epochs": train_ep + cfg.finetune_epochs, "wall_s": sum(m["train_wall_s"].values())})
+        for col, meth in TABLE2_METHODS.items():
+            if meth not in cfg.methods:
+                continue
+            d = [r for r in recs if r["config"].get("patch_size") == patch
+                 and r["config"].get("method") == meth
+                 and r["config"].get("rank_ratio") == cfg.rank_ratio
+                 and r["config"].get("decompose_finetune_epochs") == cfg.decompose_finetune_epochs]
+            if not d:
+                continue
+            dm = d[0]["metrics"]
+            rows.append({"patch": patch, "model": col, "acc": dm["acc"],
+                         "acc_paper": paper.get(col, float("nan")), "params": dm["params"],
+                         "flops": dm["flops"],
+                         "epochs": train_ep + cfg.finetune_epochs + cfg.decompose_finetune_epochs,
+                         "wall_s": sum(m["train_wall_s"].values()) + dm["train_wall_s"]})
+    return pd.DataFrame(rows)
+
+
+def table2_wide(long):
+    """Table 2's own layout: rows = patch sizes, columns = VTP / VTP+SVD / VTP+QR / VTP+LU,
+    cells "ours (paper)" accuracy in %."""
+    import pandas as pd
+    cols = ["VTP", "VTP+SVD", "VTP+QR", "VTP+LU"]
+    out = []
+    for patch, g in long.groupby("patch", sort=True):
+        row = {"patch": f"ViT patch={patch}"}
+        for c in cols:
+            hit = g[g["model"] == c]
+            if len(hit):
+                a, p = hit["acc"].iloc[0], hit["acc_paper"].iloc[0]
+                row[c] = f"{a:.1f} ({p:.1f})"
+        out.append(row)
+    return pd.DataFrame(out, columns=["patch", *cols])
+
+
+def sweep_table(cfg):
+    """Accuracy vs params over ranks (patch ``cfg.sweep_patch``): one row per (method,
+    rank_ratio) from the sweep records, plus the VTP model itself (rank_ratio 1, method "VTP")."""
+    import pandas as pd
+    recs = _records(cfg)
+    rows = []
+    for r in recs:
+        c = r["config"]
+        if (c.get("patch_size") == cfg.sweep_patch and "method" in c
+                and c.get("decompose_finetune_epochs") == cfg.sweep_finetune_epochs
+                and c.get("rank_ratio") in [float(x) for x in cfg.sweep_ratios]):
+            m = r["metrics"]
+            rows.append({"method": m["method"], "rank_ratio": m["rank_ratio"], "acc": m["acc"],
+                         "params": m["params"], "flops": m["flops"]})
+    return pd.DataFrame(rows).sort_values(["method", "rank_ratio"]).reset_index(drop=True) if rows else pd.DataFrame(rows)
+
+
+def _analysis(cfg):
+    recs = [r for r in _records(cfg) if r["name"] == f"analysis-p{cfg.sweep_patch}"]
+    return recs[0]["metrics"] if recs else None
+
+
+def error_table(cfg):
+    """Relative Frobenius reconstruction error ||W - A B||_F / ||W||_F per (method,
+    rank_ratio): mean and max over the pruned layers of the VTP model."""
+    import pandas as pd
+    a = _analysis(cfg)
+    if a is None:
+        return pd.DataFrame()
+    df = pd.DataFrame(a["errors"])
+    return (df.groupby(["method", "rank_ratio"])["rel_fro"].agg(["mean", "max"])
+            .rename(columns={"mean": "rel_fro_mean", "max": "rel_fro_max"}).reset_index())
+
+
+def merits_table(cfg):
+    """Table 1 measured: least squares via normal equations / QR / SVD on the pruned layer
+    matrices.  Per (dtype, solver): median and max forward error ||x - x*|| / ||x*||, median
+    relative residual, total median wall time (ms) over the layers, and the median and max
+    2-norm condition number of the matrices."""
+    import pandas as pd
+    a = _analysis(cfg)
+    if a is None:
+        return pd.DataFrame()
+    df = pd.DataFrame(a["merits"])
+    order = {"normal_equations": 0, "qr": 1, "svd": 2}
+    g = df.groupby(["dtype", "solver"]).agg(
+        layers=("matrix", "count"), rel_error_median=("rel_error", "median"),
+        rel_error_max=("rel_error", "max"), rel_residual_median=("rel_residual", "median"),
+        time_ms_total=("time_ms", "sum"), cond_median=("cond", "median"),
+        cond_max=("cond", "max")).reset_index()
+    g["_o"] = g["solver"].map(order)
+    return g.sort_values(["dtype", "_o"]).drop(columns="_o").reset_index(drop=True)

@@ -209,6 +209,6 @@ def test_vit_cifar(patch_size: int = 4, num_classes: int = 10, **kw) -> ViTCifar
 
 @register_model(paper="vtp_svd")
 def vit_cifar_small(patch_size: int = 4, num_classes: int = 10, **kw) -> ViTCifar:
-    """Small variant for the CPU profile: dim 192, depth 6, heads 8 (head dim 24), MLP 192."""
-    kw = {"dim": 192, "depth": 6, "heads": 8, "mlp_dim": 192, **kw}
+    """Small variant for the CPU profile: dim 96, depth 4, heads 4 (head dim 24), MLP 192."""
+    kw = {"dim": 96, "depth": 4, "heads": 4, "mlp_dim": 192, **kw}
     return ViTCifar(patch_size=patch_size, num_classes=num_classes, **kw)
