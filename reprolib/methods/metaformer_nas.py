@@ -1,0 +1,476 @@
+"""MetaFormer-NAS: token-mixer search with a shared-weight DAG, an LSTM controller and
+REINFORCE (Zhang & Liu, "基于 MetaFormer 的高效神经架构搜索"; ENAS-style, Pham et al. 2018).
+
+Search space (paper §3.1, fig. 5).  A token mixer is a DAG of N nodes.  The controller
+emits, for node 1, an op in {identity, pooling} (its predecessor is the mixer entrance, no
+decision), and for node i = 2..N a predecessor j in {1..i-1} and an op.  The number of
+distinct decision sequences -- and architectures, since every (j, i) has its own weight
+W_{j,i} -- is 2 * prod_{i=2..N} 2(i-1) = 2^N (N-1)!  (paper §4.1; 96 for N = 4, 92,160 for
+N = 7).  ``count_architectures`` counts it from the controller's own decision list.
+
+Controller (§3.2).  An LSTM cell with 64 hidden units; the first input is empty (zeros);
+each decision is embedded and fed as the next input; softmax heads give the predecessor
+(masked to the i-1 valid nodes) and the op, with optional temperature T and tanh constant
+c (logits -> c tanh(logits / T)).
+
+Search (§3.2, §4.1).  Rounds alternate
+  (1) shared weights w: one epoch over the training set, minimising
+      E_{m~pi}[L(m; w)] with the Monte-Carlo estimate of eq. (5) at M = 1 -- one
+      architecture sampled per step (``arch_per="step"``) or per epoch -- AdamW lr 1e-3,
+      wd 1e-4, batch 128;
+  (2) controller theta: ``controller_samples`` (100) architectures, reward R = accuracy on
+      one validation batch, REINFORCE with baseline:
+          loss = -(R - b) log pi(m; theta) - beta H(pi),   b <- d b + (1 - d) R
+      Adam lr 3.5e-4, controller gradients clipped to ``controller_clip``.
+The state after each round is checkpointed (``search.pt``), so a killed search resumes at
+the next round with the same random streams.  Derive: sample K architectures, keep the one
+with the best reward, save it as JSON and retrain it from scratch.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from reprolib.errors import ReprolibError, check_range, choose
+from reprolib.models.metaformer import (OPS, Architecture, DAGMixer, MetaFormer,
+                                        load_architecture, save_architecture)
+
+__all__ = ["Architecture", "Controller", "NASConfig", "count_architectures",
+           "decision_space", "derive", "enumerate_architectures", "load_architecture",
+           "paper_space_size", "reinforce_step", "save_architecture", "search", "toy_reinforce"]
+
+
+# --------------------------------------------------------------------------- search space
+def decision_space(n_nodes: int) -> list[tuple[int, str, int]]:
+    """The controller's decisions in order: ``(node, kind, n_choices)`` with kind "prev"
+    (choice c means predecessor node c + 1) or "op" (choice c means ``OPS[c]``).
+    Node 1 has only an op decision; its input is the mixer entrance."""
+    if int(n_nodes) != n_nodes or n_nodes < 1:
+        raise ReprolibError(f"n_nodes={n_nodes!r} must be an integer >= 1")
+    steps = []
+    for i in range(1, int(n_nodes) + 1):
+        if i > 1:
+            steps.append((i, "prev", i - 1))
+        steps.append((i, "op", len(OPS)))
+    return steps
+
+
+def decode(n_nodes: int, choices) -> Architecture:
+    """The architecture of a decision sequence (one integer per ``decision_space`` step)."""
+    nodes, prev = [], 0
+    for (i, kind, n), c in zip(decision_space(n_nodes), choices, strict=True):
+        if not 0 <= c < n:
+            raise ReprolibError(f"decision {c} at node {i} ({kind}) is outside [0, {n})")
+        if kind == "prev":
+            prev = c + 1
+        else:
+            nodes.append((prev if i > 1 else 0, OPS[c]))
+    return Architecture(tuple(nodes))
+
+
+def encode(arch: Architecture) -> list[int]:
+    """The decision sequence of ``arch`` (inverse of ``decode``)."""
+    out = []
+    for i, (p, op) in enumerate(arch.nodes, start=1):
+        if i > 1:
+            out.append(p - 1)
+        out.append(OPS.index(op))
+    return out
+
+
+def enumerate_architectures(n_nodes: int):
+    """Every decision sequence the controller can emit, decoded (a generator)."""
+    ranges = [range(n) for _, _, n in decision_space(n_nodes)]
+    for choices in itertools.product(*ranges):
+        yield decode(n_nodes, choices)
+
+
+def count_architectures(n_nodes: int, max_enumerate: int = 7) -> int:
+    """The number of distinct architectures the controller can emit for ``n_nodes`` nodes.
+
+    n_nodes: DAG nodes N (>= 1).  max_enumerate (default 7): up to this N every decision
+    sequence is generated, decoded and the distinct architectures are counted (92,160 at
+    N = 7); above it the decision tree of ``decision_space`` is counted level by level
+    (each level's branching does not depend on earlier choices, so the number of leaves is
+    the product of the branchings).  Equals 2^N (N-1)! (``paper_space_size``).
+    """
+    space = decision_space(n_nodes)
+    if n_nodes <= max_enumerate:
+        return len({a.nodes for a in enumerate_architectures(n_nodes)})
+    leaves = 1
+    for _, _, n in space:
+        leaves *= n
+    return leaves
+
+
+def paper_space_size(n_nodes: int) -> int:
+    """The paper's closed form 2^N (N-1)! (§4.1)."""
+    return 2 ** n_nodes * math.factorial(n_nodes - 1)
+
+
+# --------------------------------------------------------------------------- controller
+class Controller(nn.Module):
+    """LSTM policy over ``decision_space(n_nodes)`` (paper §3.2).
+
+    n_nodes: DAG nodes N.  hidden (default 64): LSTM units and embedding width.
+    temperature (default None = 1): logits are divided by it.  tanh_c (default None = off):
+    logits -> tanh_c * tanh(logits), bounding them (ENAS uses 5.0 and 2.5 / 1.1).
+    """
+
+    def __init__(self, n_nodes: int, hidden: int = 64, temperature: float | None = None,
+                 tanh_c: float | None = None):
+        super().__init__()
+        self.n_nodes, self.hidden = n_nodes, hidden
+        self.temperature, self.tanh_c = temperature, tanh_c
+        self.steps = decision_space(n_nodes)
+        self.lstm = nn.LSTMCell(hidden, hidden)
+        self.prev_emb = nn.Embedding(max(n_nodes, 1), hidden)     # predecessor node 1..N-1
+        self.op_emb = nn.Embedding(len(OPS), hidden)
+        self.prev_head = nn.Linear(hidden, max(n_nodes - 1, 1))
+        self.op_head = nn.Linear(hidden, len(OPS))
+        for p in self.parameters():
+            nn.init.uniform_(p, -0.1, 0.1)
+
+    def _logits(self, h, kind, n):
+        z = (self.prev_head(h) if kind == "prev" else self.op_head(h))[:, :n]
+        if self.temperature:
+            z = z / self.temperature
+        if self.tanh_c:
+            z = self.tanh_c * torch.tanh(z)
+        return z
+
+    def forward(self, arch: Architecture | None = None, greedy: bool = False,
+                generator: torch.Generator | None = None):
+        """Sample an architecture (or score the given ``arch``; or decode greedily).
+
+        Returns ``(arch, log_prob, entropy)``: the summed log-probability of the decisions
+        and the summed entropy of the per-step distributions (tensors with grad).
+        """
+        dev = self.op_head.weight.device
+        given = encode(Architecture.parse(arch)) if arch is not None else None
+        if given is not None and len(given) != len(self.steps):
+            raise ReprolibError(f"this controller emits {self.n_nodes}-node architectures")
+        h = c = torch.zeros(1, self.hidden, device=dev)
+        inp = torch.zeros(1, self.hidden, device=dev)                # the empty first input
+        logp = torch.zeros((), device=dev)
+        ent = torch.zeros((), device=dev)
+        choices = []
+        for t, (_, kind, n) in enumerate(self.steps):
+            h, c = self.lstm(inp, (h, c))
+            lp = F.log_softmax(self._logits(h, kind, n), dim=-1)[0]
+            if given is not None:
+                a = given[t]
+            elif greedy:
+                a = int(lp.argmax())
+            else:
+                a = int(torch.multinomial(lp.exp(), 1, generator=generator))
+            logp = logp + lp[a]
+            ent = ent - (lp.exp() * lp).sum()
+            choices.append(a)
+            idx = torch.tensor([a + 1 if kind == "prev" else a], device=dev)
+            inp = self.prev_emb(idx) if kind == "prev" else self.op_emb(idx)
+        return decode(self.n_nodes, choices), logp, ent
+
+    def sample(self, generator=None):
+        return self(generator=generator)
+
+    def log_prob(self, arch) -> torch.Tensor:
+        """log pi(arch; theta), recomputed by feeding the architecture's decisions."""
+        return self(arch)[1]
+
+    @torch.no_grad()
+    def most_likely(self) -> Architecture:
+        """Greedy (argmax at every step) decoding: the policy's most likely architecture."""
+        return self(greedy=True)[0]
+
+
+def reinforce_step(controller: Controller, opt: torch.optim.Optimizer,
+                   reward_fn: Callable[[Architecture], float], baseline: float | None, *,
+                   baseline_decay: float = 0.99, entropy_weight: float = 1e-4,
+                   clip: float | None = 5.0, generator=None):
+    """One REINFORCE-with-baseline update from one sampled architecture.
+
+    reward_fn: ``arch -> R`` (here: accuracy in [0, 1] on one validation batch).
+    baseline: the exponential moving average of past rewards (None: the first reward).
+    baseline_decay d (default 0.99): b <- d b + (1 - d) R, updated before the advantage.
+    entropy_weight beta (default 1e-4): bonus beta * H(pi) added to the objective.
+    clip (default 5.0): max global norm of the controller's gradients (None: no clipping).
+    Returns ``(arch, reward, entropy, new_baseline)``.
+    """
+    arch, logp, ent = controller.sample(generator)
+    r = float(reward_fn(arch))
+    baseline = r if baseline is None else baseline_decay * baseline + (1 - baseline_decay) * r
+    loss = -(r - baseline) * logp - entropy_weight * ent
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip:
+        nn.utils.clip_grad_norm_(controller.parameters(), clip)
+    opt.step()
+    return arch, r, float(ent.detach()), baseline
+
+
+def toy_reinforce(n_nodes: int, target, samples: int = 400, lr: float = 0.003,
+                  seed: int = 0, **kw) -> dict:
+    """REINFORCE on a toy reward where one architecture is best: R(m) = fraction of the
+    controller's decisions that agree with ``target``'s (1 only at ``target``).
+
+    n_nodes: DAG nodes.  target: the best architecture.  samples (default 400): controller
+    updates.  lr (default 0.003): Adam learning rate (0.01 collapses early onto a
+    wrong architecture: entropy vanishes before the advantage can steer it).  seed: controller init and sampling.
+    Other keywords go to ``reinforce_step``.  Returns a dict with the per-sample
+    ``reward``, ``entropy``, ``p_target`` (pi(target)) lists and the final ``most_likely``.
+    """
+    torch.manual_seed(seed)
+    target = Architecture.parse(target)
+    tgt = encode(target)
+    ctrl = Controller(n_nodes)
+    opt = torch.optim.Adam(ctrl.parameters(), lr=lr)
+    g = torch.Generator().manual_seed(seed)
+    reward = lambda a: sum(x == y for x, y in zip(encode(a), tgt)) / len(tgt)  # noqa: E731
+    hist = {"reward": [], "entropy": [], "p_target": []}
+    b = None
+    for _ in range(samples):
+        _, r, e, b = reinforce_step(ctrl, opt, reward, b, generator=g, **kw)
+        with torch.no_grad():
+            hist["p_target"].append(float(ctrl.log_prob(target).exp()))
+        hist["reward"].append(r)
+        hist["entropy"].append(e)
+    hist["most_likely"] = ctrl.most_likely().to_json()
+    hist["target"] = target.to_json()
+    return hist
+
+
+# --------------------------------------------------------------------------- the search
+@dataclass
+class NASConfig:
+    """Hyperparameters of one search (paper §3.2 and §4.1)."""
+
+    n_nodes: int = 7                    # DAG nodes N (the paper searches N = 4 and N = 7)
+    rounds: int = 100                   # alternations of (1) shared training and (2) controller
+    shared_epochs: int = 1              # passes over the training set per round in step (1)
+    arch_per: str = "step"              # sample a new architecture every "step" or "epoch"
+    shared_lr: float = 1e-3             # AdamW learning rate of the shared weights w
+    shared_wd: float = 1e-4             # AdamW (decoupled) weight decay of w
+    shared_clip: float | None = None    # max grad norm of w (None: the paper clips nothing)
+    max_train_batches: int | None = None  # cap on step-(1) batches per epoch (None: all)
+    controller_samples: int = 100       # architectures sampled (and updates) per round
+    controller_lr: float = 3.5e-4       # Adam learning rate of the controller theta
+    controller_hidden: int = 64         # LSTM hidden units
+    controller_clip: float | None = 5.0  # max grad norm of theta
+    temperature: float | None = None    # softmax temperature of the controller's heads
+    tanh_c: float | None = None         # tanh constant of the controller's logits
+    entropy_weight: float = 1e-4        # beta: entropy bonus in the controller's objective
+    baseline_decay: float = 0.99        # d: EMA decay of the REINFORCE baseline
+    derive_samples: int = 100           # K: architectures sampled when deriving the result
+    derive_batches: int = 1             # validation batches scoring each derived candidate
+
+    def __post_init__(self):
+        check_range("n_nodes", self.n_nodes, 1, 64)
+        choose("arch_per", self.arch_per, ("step", "epoch"))
+        check_range("baseline_decay", self.baseline_decay, 0.0, 1.0)
+
+
+@torch.no_grad()
+def batch_accuracy(model: MetaFormer, arch: Architecture, batch) -> float:
+    """Accuracy in [0, 1] of the shared model running ``arch`` on one (x, y) batch."""
+    was = model.training
+    model.eval()
+    model.set_arch(arch)
+    x, y = batch
+    acc = (model(x).argmax(1) == y).float().mean().item()
+    model.train(was)
+    return acc
+
+
+class _Cycle:
+    """Endless iteration over a loader's batches (a new validation batch per reward).
+    ``pos`` counts the batches handed out, so a resumed search continues where it was."""
+
+    def __init__(self, loader, pos: int = 0):
+        self.loader, self.pos = loader, 0
+        self.it = iter(loader)
+        n = len(loader) if hasattr(loader, "__len__") else 0
+        for _ in range(pos % n if n else pos):
+            self()
+        self.pos = pos
+
+    def __call__(self):
+        self.pos += 1
+        try:
+            return next(self.it)
+        except StopIteration:
+            self.it = iter(self.loader)
+            return next(self.it)
+
+
+def _shared_epoch(model, controller, data, opt, cfg: NASConfig, epoch: int, gen) -> dict:
+    """Step (1): one epoch of the shared weights, a sampled architecture per step/epoch."""
+    model.train()
+    data.train.set_epoch(epoch)
+    tot = correct = loss_sum = 0.0
+    arch = None
+    for b, (x, y) in enumerate(data.train):
+        if cfg.max_train_batches is not None and b >= cfg.max_train_batches:
+            break
+        if arch is None or cfg.arch_per == "step":
+            with torch.no_grad():
+                arch = controller.sample(gen)[0]
+            model.set_arch(arch)
+        out = model(x)
+        loss = F.cross_entropy(out, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.shared_clip:
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.shared_clip)
+        opt.step()
+        loss_sum += loss.item() * len(y)
+        correct += (out.argmax(1) == y).sum().item()
+        tot += len(y)
+    return {"train_loss": loss_sum / max(tot, 1), "train_acc": 100 * correct / max(tot, 1)}
+
+
+def search(model: MetaFormer, data, cfg: NASConfig, *, ckpt_dir=None, device="cpu",
+           seed: int = 0, log: Callable[[str], None] | None = None) -> dict:
+    """Run the MetaFormer-NAS search on the shared model (paper §3.2).
+
+    model: a shared-weight ``MetaFormer`` built with ``mixer={"shared": cfg.n_nodes}``.
+    data: a ``reprolib.data.Data`` with a held-out ``val`` split (rewards; falls back to
+        ``test`` when absent).  cfg: the ``NASConfig``.  ckpt_dir: folder for ``search.pt``,
+        written after every round and resumed from when present.  device: where to run.
+    seed: controller init and architecture sampling.  log: called with one line per round.
+    Returns a dict: ``history`` (one entry per round: train loss/acc, mean reward, mean
+    entropy, baseline, most likely architecture and its reward, seconds), ``arch`` (the
+    derived architecture, JSON form), ``reward`` (its reward), ``candidates`` (the K
+    derived samples with rewards), ``search_time_s`` (wall time of all rounds, resumed
+    rounds included), ``derive_time_s``, ``space_size``.
+    """
+    from reprolib.train import TrainConfig, build_optimizer
+
+    device = torch.device(device)
+    torch.manual_seed(seed)
+    controller = Controller(cfg.n_nodes, cfg.controller_hidden, cfg.temperature, cfg.tanh_c)
+    model.to(device)
+    controller.to(device)
+    shared_opt = build_optimizer(model, TrainConfig(optimizer="adamw", lr=cfg.shared_lr,
+                                                    weight_decay=cfg.shared_wd))
+    ctrl_opt = torch.optim.Adam(controller.parameters(), lr=cfg.controller_lr)
+    gen = torch.Generator().manual_seed(seed)
+    state = {"round": 0, "baseline": None, "history": [], "val_pos": 0}
+    ckpt = Path(ckpt_dir) / "search.pt" if ckpt_dir else None
+    if ckpt is not None and ckpt.exists():
+        ck = torch.load(ckpt, map_location="cpu", weights_only=False)
+        model.load_state_dict(ck["model"])
+        controller.load_state_dict(ck["controller"])
+        shared_opt.load_state_dict(ck["shared_opt"])
+        ctrl_opt.load_state_dict(ck["ctrl_opt"])
+        gen.set_state(ck["generator"])
+        torch.set_rng_state(ck["torch_rng"])
+        state = ck["state"]
+    val = data.val if getattr(data, "val", None) is not None else data.test
+    next_val = _Cycle(val, state["val_pos"])
+    for rnd in range(state["round"], cfg.rounds):
+        t0 = time.perf_counter()
+        rec = {"round": rnd + 1}
+        for e in range(cfg.shared_epochs):
+            rec.update(_shared_epoch(model, controller, data, shared_opt, cfg,
+                                     rnd * cfg.shared_epochs + e, gen))
+        rewards, ents, b = [], [], state["baseline"]
+        controller.train()
+        for _ in range(cfg.controller_samples):
+            _, r, ent, b = reinforce_step(
+                controller, ctrl_opt, lambda a: batch_accuracy(model, a, next_val()), b,
+                baseline_decay=cfg.baseline_decay, entropy_weight=cfg.entropy_weight,
+                clip=cfg.controller_clip, generator=gen)
+            rewards.append(r)
+            ents.append(ent)
+        state["baseline"] = b
+        best = controller.most_likely()
+        rec.update(reward=sum(rewards) / len(rewards), reward_max=max(rewards),
+                   entropy=sum(ents) / len(ents), baseline=b, most_likely=best.to_json(),
+                   most_likely_str=str(best),
+                   most_likely_reward=batch_accuracy(model, best, next_val()),
+                   time_s=time.perf_counter() - t0)
+        state["history"].append(rec)
+        state["round"] = rnd + 1
+        state["val_pos"] = next_val.pos
+        if log:
+            log(f"round {rnd + 1}/{cfg.rounds}: loss {rec.get('train_loss', float('nan')):.3f} "
+                f"reward {rec['reward']:.3f} entropy {rec['entropy']:.3f} "
+                f"best {best} ({rec['time_s']:.1f}s)")
+        if ckpt is not None:
+            ckpt.parent.mkdir(parents=True, exist_ok=True)
+            tmp = ckpt.with_name(ckpt.name + ".tmp")
+            torch.save({"model": model.state_dict(), "controller": controller.state_dict(),
+                        "shared_opt": shared_opt.state_dict(), "ctrl_opt": ctrl_opt.state_dict(),
+                        "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+                        "state": state, "config": asdict(cfg)}, tmp)
+            os.replace(tmp, ckpt)
+    t0 = time.perf_counter()
+    batches = [b for b, _ in zip(val, range(cfg.derive_batches))]
+    best, cands = derive(model, controller, batches, cfg.derive_samples, generator=gen)
+    return {"history": state["history"], "arch": best[0].to_json(), "arch_str": str(best[0]),
+            "reward": best[1], "candidates": [(a.to_json(), r) for a, r in cands],
+            "search_time_s": sum(h["time_s"] for h in state["history"]),
+            "derive_time_s": time.perf_counter() - t0,
+            "space_size": count_architectures(cfg.n_nodes)}
+
+
+@torch.no_grad()
+def derive(model: MetaFormer, controller: Controller, batches, k: int = 100, generator=None):
+    """Sample ``k`` architectures from ``controller`` and score each on the same list of
+    validation ``batches`` (mean accuracy in [0, 1]); returns ``((best_arch, reward),
+    candidates)`` where candidates lists every distinct sampled architecture with its reward,
+    best first."""
+    scores: dict[tuple, float] = {}
+    for _ in range(k):
+        a = controller.sample(generator)[0]
+        if a.nodes not in scores:
+            scores[a.nodes] = sum(batch_accuracy(model, a, b) for b in batches) / len(batches)
+    cands = sorted(((Architecture(n), r) for n, r in scores.items()), key=lambda t: -t[1])
+    return cands[0], cands
+
+
+# --------------------------------------------------------------------------- drawing
+def draw_architecture(arch, ax=None, title: str | None = None):
+    """Draw a DAG token mixer: entrance (attention fused), nodes with their op, the
+    W_{j,i} edges, and the leaves averaged into the output.  Returns the axes."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyArrowPatch
+
+    arch = Architecture.parse(arch)
+    n = arch.n_nodes
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.3 * (n + 2), 2.6))
+    xs = {i: float(i) for i in range(n + 2)}        # 0 entrance, 1..n nodes, n+1 output
+    y = 0.0
+    def box(i, text, color):
+        ax.text(xs[i], y, text, ha="center", va="center", fontsize=8,
+                bbox=dict(boxstyle="round,pad=0.35", fc=color, ec="black", lw=0.8))
+    box(0, "entrance\n(MHSA+MLP)", "#dddddd")
+    for i, (p, op) in enumerate(arch.nodes, start=1):
+        box(i, f"{i}\n{'pool' if op == 'pooling' else 'id'}",
+            "#9ecae1" if op == "pooling" else "#fdd0a2")
+    box(n + 1, "avg", "#c7e9c0")
+    def arc(a, b, label=None, rad=0.0):
+        ax.add_patch(FancyArrowPatch((xs[a] + 0.25, y), (xs[b] - 0.25, y),
+                                     connectionstyle=f"arc3,rad={rad}", arrowstyle="-|>",
+                                     mutation_scale=10, lw=0.9))
+    for i, (p, _) in enumerate(arch.nodes, start=1):
+        arc(p, i, rad=0.0 if i - p == 1 else -0.25 - 0.08 * (i - p))
+    for leaf in arch.leaves:
+        arc(leaf, n + 1, rad=0.0 if leaf == n else 0.3 + 0.06 * (n - leaf))
+    ax.set_xlim(-0.7, n + 1.7)
+    ax.set_ylim(-1.6, 1.6)
+    ax.axis("off")
+    ax.set_title(title or f"searched mixer, N = {n}: {arch}", fontsize=9)
+    return ax

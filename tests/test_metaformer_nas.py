@@ -1,0 +1,168 @@
+"""Unit tests of MetaFormer-NAS: search-space size, DAG mixer semantics, controller
+log-probabilities, REINFORCE on a toy reward, JSON round trips and search resume."""
+
+import json
+import math
+
+import pytest
+import torch
+
+import reprolib
+from reprolib.errors import ReprolibError
+from reprolib.methods import metaformer_nas as M
+from reprolib.models.metaformer import Architecture, DAGMixer
+
+FIG5 = [[0, "identity"], [1, "pooling"], [1, "identity"], [3, "pooling"]]   # paper fig. 5
+
+
+@pytest.mark.parametrize("n", range(1, 8))
+def test_count_architectures_closed_form(n):
+    assert M.count_architectures(n) == 2 ** n * math.factorial(n - 1)
+
+
+def test_count_architectures_paper_values_and_large_n():
+    assert M.count_architectures(4) == 96
+    assert M.count_architectures(7) == 92_160
+    assert M.count_architectures(10) == 2 ** 10 * math.factorial(9)
+    with pytest.raises(ReprolibError):
+        M.count_architectures(0)
+
+
+def test_decision_sequences_are_distinct_and_roundtrip():
+    seen = set()
+    for a in M.enumerate_architectures(4):
+        assert M.decode(4, M.encode(a)) == a
+        seen.add(a.nodes)
+    assert len(seen) == 96
+
+
+def test_unknown_mixer_names_choices():
+    with pytest.raises(ReprolibError, match="pooling, mlp, attention"):
+        reprolib.create_model("metaformer_s12", mixer="conv", num_classes=10)
+    with pytest.raises(ReprolibError):
+        Architecture.parse([[0, "identity"], [2, "pooling"]])        # node 2 cannot see node 2
+    with pytest.raises(ReprolibError):
+        Architecture.parse([[0, "maxpool"]])
+
+
+def test_metaformer_s12_shape_and_grids():
+    m = reprolib.create_model("metaformer_s12", mixer="pooling", num_classes=102)
+    assert m.grids == [16, 8, 4, 2]                                 # 16x16 tokens at 224 px
+    blocks = [b for b in m.stages if b.__class__.__name__ == "MetaFormerBlock"]
+    assert len(blocks) == 12
+    assert m.head.out_features == 102
+    n = sum(p.numel() for p in m.parameters())
+    assert 11.5e6 < n < 12.0e6                                      # PoolFormer-S12 ~ 11.9 M
+
+
+@pytest.mark.parametrize("mixer", ["pooling", "mlp", "attention", FIG5])
+def test_tiny_models_run(mixer):
+    m = reprolib.create_model("test_metaformer", mixer=mixer, num_classes=7)
+    y = m(torch.randn(3, 3, 16, 16))
+    assert y.shape == (3, 7) and torch.isfinite(y).all()
+
+
+def test_dag_mixer_matches_figure5_by_hand():
+    torch.manual_seed(0)
+    arch = Architecture.parse(FIG5)
+    mix = DAGMixer(8, (4, 4), arch).eval()
+    x = torch.randn(2, 8, 4, 4)
+    u = mix.entrance_x(x) + mix.entrance_attn(mix.attn(x))
+    e = mix.edges
+    k1 = e["0_1"](u)
+    k2 = mix.pool(e["1_2"](k1))
+    k3 = e["1_3"](k1)
+    k4 = mix.pool(e["3_4"](k3))
+    ref = (k2 + k4) / 2                                              # leaves 2 and 4 averaged
+    assert arch.leaves == [2, 4]
+    assert torch.allclose(mix(x), ref, atol=1e-6)
+    # the pooling op is PoolFormer's AvgPool3x3(x) - x
+    t = torch.randn(1, 1, 4, 4)
+    assert torch.allclose(mix.pool(t), torch.nn.functional.avg_pool2d(
+        t, 3, 1, 1, count_include_pad=False) - t)
+
+
+def test_searched_model_is_the_shared_model_restricted():
+    torch.manual_seed(0)
+    shared = reprolib.create_model("test_metaformer", mixer={"shared": 4}, num_classes=5).eval()
+    arch = Architecture.parse(FIG5)
+    child = reprolib.create_model("test_metaformer", mixer=arch.to_json(), num_classes=5).eval()
+    sd = shared.state_dict()
+    child.load_state_dict({k: sd[k] for k in child.state_dict()})   # strict: keys are a subset
+    x = torch.randn(2, 3, 16, 16)
+    diff = (shared.set_arch(arch)(x) - child(x)).abs().max().item()
+    assert diff == 0.0
+    n_shared = sum(p.numel() for p in shared.parameters())
+    n_child = sum(p.numel() for p in child.parameters())
+    assert n_child < n_shared                                       # only 4 of 7 edges built
+
+
+def test_every_sampled_architecture_is_valid_and_runs():
+    torch.manual_seed(1)
+    shared = reprolib.create_model("test_metaformer", mixer={"shared": 5}, num_classes=4)
+    ctrl = M.Controller(5)
+    x = torch.randn(2, 3, 16, 16)
+    for _ in range(8):
+        arch, logp, ent = ctrl.sample()
+        assert arch.n_nodes == 5 and arch.nodes[0][0] == 0
+        assert all(1 <= p < i for i, (p, _) in enumerate(arch.nodes, start=1) if i > 1)
+        assert arch.n_nodes in arch.leaves and logp.item() < 0 and ent.item() > 0
+        y = shared.set_arch(arch)(x)
+        assert y.shape == (2, 4) and torch.isfinite(y).all()
+
+
+def test_log_prob_recomputed_matches_sample():
+    torch.manual_seed(2)
+    for ctrl in (M.Controller(7), M.Controller(4, temperature=5.0, tanh_c=2.5)):
+        for _ in range(5):
+            arch, logp, _ = ctrl.sample()
+            assert abs(ctrl.log_prob(arch).item() - logp.item()) < 1e-5
+    # probabilities over the whole space sum to 1 (N = 3: 16 architectures)
+    ctrl = M.Controller(3)
+    with torch.no_grad():
+        total = sum(ctrl.log_prob(a).exp().item() for a in M.enumerate_architectures(3))
+    assert abs(total - 1) < 1e-5
+
+
+def test_reinforce_converges_on_toy_reward():
+    target = [[0, "pooling"], [1, "identity"], [2, "pooling"]]
+    hist = M.toy_reinforce(3, target, samples=300, seed=0)
+    assert hist["most_likely"]["nodes"] == target
+    assert hist["p_target"][-1] > 0.5 > hist["p_target"][0]
+    assert sum(hist["reward"][-50:]) / 50 > sum(hist["reward"][:50]) / 50
+
+
+def test_architecture_json_roundtrip(tmp_path):
+    arch = Architecture.parse(FIG5)
+    p = M.save_architecture(arch, tmp_path / "a.json")
+    assert M.load_architecture(p) == arch
+    assert Architecture.parse(json.dumps(arch.to_json())) == arch
+    assert Architecture.parse(str(p)) == arch
+    m = reprolib.create_model("test_metaformer", mixer=str(p), num_classes=3)
+    assert m.arch == arch
+
+
+def _digits(seed=0):
+    from reprolib.data import get_data
+    return get_data("digits", image_size=16, batch_size=32, val_fraction=0.1, seed=seed)
+
+
+def test_search_resumes_exactly(tmp_path):
+    torch.set_num_threads(1)
+    cfg = M.NASConfig(n_nodes=3, rounds=2, max_train_batches=2, controller_samples=3,
+                      derive_samples=4)
+
+    def run(rounds, ckpt):
+        torch.manual_seed(0)
+        model = reprolib.create_model("test_metaformer", mixer={"shared": 3}, num_classes=10)
+        return M.search(model, _digits(), M.NASConfig(**{**cfg.__dict__, "rounds": rounds}),
+                        ckpt_dir=ckpt, seed=0)
+
+    full = run(2, tmp_path / "a")
+    run(1, tmp_path / "b")                       # "killed" after round 1
+    resumed = run(2, tmp_path / "b")
+    keys = ("train_loss", "reward", "entropy", "most_likely")
+    for h1, h2 in zip(full["history"], resumed["history"]):
+        assert all(h1[k] == h2[k] for k in keys)
+    assert full["arch"] == resumed["arch"] and len(full["history"]) == 2
+    assert full["space_size"] == 16
