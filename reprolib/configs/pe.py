@@ -1,0 +1,122 @@
+"""PE (Koyun & Töreyin 2024, ``../shared/papers/pe.md``): config, presets and printed tables.
+
+The notebook measures Tables 1-2 (params / FLOPs of ViT-PE, ResNet50-PE^1/^2 and every
+baseline timm / torchvision provides, at 224 px, 1000 classes) and trains a ViT-PE and its
+unshared twin with the DeiT recipe (and, where asked, a ResNet-PE pair with the torchvision
+recipe).  Section 4 recipes: DeiT for ViT-PE (AdamW, lr = lr_512 x batch / 512, wd 0.05,
+stochastic depth, mixup, cutmix; 300 and 600 epochs, 224 px); torchvision for ResNet50-PE
+(SGD lr 0.1, wd 1e-4, cosine, 5 linear warmup epochs, crop + flip, 224 px).
+"""
+
+from dataclasses import dataclass
+
+from reprolib.configs import BaseConfig, register_paper
+
+
+@dataclass
+class PEConfig(BaseConfig):
+    # what to build and measure
+    vit_model: str = "vit_pe_test"        # ViT-PE builder trained with the DeiT recipe ("" = none)
+    vit_twin: str = "vit_test_unshared"   # its unshared twin, same recipe ("" = none)
+    resnet_model: str = ""                # ResNet-PE builder, torchvision recipe ("" = none)
+    resnet_twin: str = ""                 # its unshared twin ("" = none)
+    resnet_variants: tuple = ("1234",)    # PE stage sets of resnet_model: "1234" = PE^1, "34" = PE^2
+    table_image_size: int = 224           # input side of the params/FLOPs tables (Tables 1-2: 224)
+    table_num_classes: int = 1000         # classifier width of the tables (ImageNet-1k)
+    # DeiT recipe (ViT-PE)
+    vit_epochs: int = 2                   # training epochs (paper: 300 for PE^1, 600 for PE^2)
+    vit_batch_size: int = 64              # batch per process (DeiT: 1024 in all)
+    vit_lr_512: float = 5e-4              # AdamW peak lr for a global batch of 512 (scaled linearly)
+    vit_weight_decay: float = 0.05        # AdamW decoupled weight decay (not on norms / biases)
+    vit_warmup_epochs: float = 0.0        # linear warmup epochs (DeiT: 5)
+    vit_warmup_lr: float = 1e-6           # lr at the start of warmup (DeiT: 1e-6)
+    vit_min_lr: float = 1e-5              # cosine floor (DeiT: 1e-5)
+    vit_mixup: float = 0.0                # mixup alpha (DeiT: 0.8; 0 = off)
+    vit_cutmix: float = 0.0               # cutmix alpha (DeiT: 1.0; 0 = off)
+    vit_label_smoothing: float = 0.1      # label smoothing (DeiT: 0.1)
+    vit_drop_path: float = 0.0            # stochastic depth rate of the last block (DeiT-S: 0.1)
+    # torchvision recipe (ResNet50-PE)
+    resnet_epochs: int = 2                # training epochs (paper: not stated; torchvision: 90)
+    resnet_batch_size: int = 64           # batch per process (torchvision: 32 x 8 GPUs = 256)
+    resnet_lr: float = 0.1                # SGD peak lr, momentum 0.9 (paper: 0.1)
+    resnet_weight_decay: float = 1e-4     # SGD weight decay (paper: 1e-4)
+    resnet_warmup_epochs: float = 0.0     # linear warmup epochs (paper: 5)
+    resnet_label_smoothing: float = 0.0   # label smoothing (torchvision classic recipe: 0)
+
+
+# Table 1 of the paper (ImageNet-1k val, 224 px): params (M), FLOPs (G), top-1 (%), as printed.
+PAPER_TABLE1 = {
+    "DeiT-T/16": {"params_M": 5.7, "GFLOPs": 1.3, "top1": 72.2},
+    "PVT-T": {"params_M": 13.2, "GFLOPs": 1.9, "top1": 75.1},
+    "PVTv2-B1": {"params_M": 14.0, "GFLOPs": 2.1, "top1": 78.7},
+    "ViT-PE¹ (ours)": {"params_M": 11.1, "GFLOPs": 4.6, "top1": 77.3},   # 300 epochs
+    "ViT-PE² (ours)": {"params_M": 11.1, "GFLOPs": 4.6, "top1": 78.8},   # 600 epochs
+    "DeiT-S/16": {"params_M": 22.1, "GFLOPs": 4.6, "top1": 79.9},
+    "T2T-ViT-14": {"params_M": 22.0, "GFLOPs": 6.1, "top1": 80.7},
+    "PVT-S": {"params_M": 24.5, "GFLOPs": 3.8, "top1": 79.8},
+    "TNT-S": {"params_M": 23.8, "GFLOPs": 5.2, "top1": 81.3},
+    "SWin-T": {"params_M": 29.0, "GFLOPs": 4.5, "top1": 81.3},
+    "CvT-13": {"params_M": 20.0, "GFLOPs": 4.5, "top1": 81.6},
+    "Twins-SVT-S": {"params_M": 24.0, "GFLOPs": 2.8, "top1": 81.3},
+    "FocalAtt-Tiny": {"params_M": 28.9, "GFLOPs": 4.9, "top1": 82.2},
+    "PVTv2-B2": {"params_M": 25.4, "GFLOPs": 3.9, "top1": 82.0},
+    "PVTv2-B2-li": {"params_M": 22.6, "GFLOPs": 4.0, "top1": 82.1},
+    "T2T-ViT-19": {"params_M": 39.0, "GFLOPs": 9.8, "top1": 81.4},
+    "T2T-ViT-24": {"params_M": 64.0, "GFLOPs": 15.0, "top1": 82.2},
+    "PVT-M": {"params_M": 44.2, "GFLOPs": 6.7, "top1": 81.2},
+    "PVT-L": {"params_M": 61.4, "GFLOPs": 9.8, "top1": 81.7},
+    "CvT-21": {"params_M": 32.0, "GFLOPs": 7.1, "top1": 82.5},
+    "TNT-B": {"params_M": 66.0, "GFLOPs": 14.1, "top1": 82.8},
+    "SWin-S": {"params_M": 50.0, "GFLOPs": 8.7, "top1": 83.0},
+    "SWin-B": {"params_M": 88.0, "GFLOPs": 15.4, "top1": 83.3},
+    "Twins-SVT-B": {"params_M": 56.0, "GFLOPs": 8.3, "top1": 83.2},
+    "Twins-SVT-L": {"params_M": 99.2, "GFLOPs": 14.8, "top1": 83.7},
+    "FocalAtt-Small": {"params_M": 51.1, "GFLOPs": 9.4, "top1": 83.5},
+    "FocalAtt-Base": {"params_M": 89.8, "GFLOPs": 16.4, "top1": 83.8},
+    "PVTv2-B3": {"params_M": 45.2, "GFLOPs": 6.9, "top1": 83.2},
+    "PVTv2-B4": {"params_M": 62.6, "GFLOPs": 10.1, "top1": 83.6},
+    "PVTv2-B5": {"params_M": 82.0, "GFLOPs": 11.8, "top1": 83.8},
+}
+
+# Table 2 of the paper (ImageNet-1k, 224 px): top-1 / top-5 (%), params (M), GFLOPs, as printed.
+PAPER_TABLE2 = {
+    "ResNet18": {"top1": 69.7, "top5": 89.0, "params_M": 11.7, "GFLOPs": 1.8},
+    "ResNet34": {"top1": 73.3, "top5": 91.4, "params_M": 21.8, "GFLOPs": 3.66},
+    "ResNet50": {"top1": 76.1, "top5": 92.8, "params_M": 25.6, "GFLOPs": 4.09},
+    "ResNet50-PE¹ (Ours)": {"top1": 74.2, "top5": 91.9, "params_M": 12.8, "GFLOPs": 4.09},
+    "ResNet50-PE² (Ours)": {"top1": 75.1, "top5": 92.8, "params_M": 13.4, "GFLOPs": 4.09},
+}
+
+_DEIT = dict(vit_batch_size=1024, vit_lr_512=5e-4, vit_weight_decay=0.05, vit_warmup_epochs=5.0,
+             vit_warmup_lr=1e-6, vit_min_lr=1e-5, vit_mixup=0.8, vit_cutmix=1.0,
+             vit_label_smoothing=0.1, vit_drop_path=0.1)
+_TORCHVISION = dict(resnet_batch_size=256, resnet_lr=0.1, resnet_weight_decay=1e-4,
+                    resnet_warmup_epochs=5.0, resnet_label_smoothing=0.0)
+
+register_paper(
+    "pe", "PE: parameter-efficient ViT and ResNet-50 through row and column spaces", PEConfig,
+    presets={
+        # embedded digits, tiny ViT pair, 2 epochs: checks the pipeline, says nothing of accuracy
+        "smoke": {"vit_lr_512": 8e-3},
+        # real CIFAR-10 images (5085 / 1017), 32 px ViT pair (dim 96, depth 6), 8 epochs each;
+        # AdamW lr 1e-3 at batch 128; mixup / cutmix off (they need long schedules)
+        "cpu": {"dataset": "npz:../shared/data/cifar10_subset.npz", "vit_model": "vit_pe_cifar",
+                "vit_twin": "vit_cifar_unshared", "vit_epochs": 8, "vit_batch_size": 128,
+                "vit_lr_512": 4e-3, "vit_warmup_epochs": 1.0},
+        # full CIFAR-10 on one GPU: the 32 px ViT pair on the DeiT recipe (batch 256) and the
+        # quarter-width ResNet-50-PE^1 / ^2 pair on the torchvision recipe
+        "gpu": {"dataset": "cifar10", "vit_model": "vit_pe_cifar", "vit_twin": "vit_cifar_unshared",
+                "vit_epochs": 100, "vit_batch_size": 256, "vit_lr_512": 2e-3,
+                "vit_warmup_epochs": 5.0, "vit_mixup": 0.8, "vit_cutmix": 1.0, "vit_drop_path": 0.1,
+                "resnet_model": "resnet50_pe_cifar", "resnet_twin": "resnet50_cifar_unshared",
+                "resnet_variants": ("1234", "34"), "resnet_epochs": 50, "resnet_batch_size": 128,
+                "resnet_warmup_epochs": 5.0},
+        # the paper: ImageNet-1k ImageFolder at data_root, 224 px; ViT-PE / DeiT-S on the DeiT
+        # recipe, 300 epochs (vit_epochs=600 for ViT-PE^2); ResNet50-PE^1 / ^2 / ResNet-50 on
+        # the torchvision recipe (epochs not stated in the paper: torchvision's 90)
+        "paper": {"dataset": "imagenet", "image_size": 224, "vit_model": "vit_pe_small",
+                  "vit_twin": "vit_small", "vit_epochs": 300, **_DEIT,
+                  "resnet_model": "resnet50_pe", "resnet_twin": "resnet50",
+                  "resnet_variants": ("1234", "34"), "resnet_epochs": 90, **_TORCHVISION},
+    },
+)
