@@ -229,3 +229,52 @@ def test_explicit_filters_roundtrip():
     b = reprolib.create_model("vgg19_cifar", filters=a.arch["filters"])
     assert b.filters == fs and n_params(a) == n_params(b)
     assert [p.shape for p in a.parameters()] == [p.shape for p in b.parameters()]
+
+
+# ---- configs and the experiment helpers -------------------------------------------------
+
+def test_config_presets():
+    from reprolib.configs import get_config, profiles
+
+    assert profiles("templates") == ["smoke", "cpu", "gpu", "paper"]
+    paper = get_config("templates", "paper")
+    assert paper.epochs == 160 and paper.lr == 0.1 and paper.batch_size == 64
+    assert paper.milestones == (80, 120) and paper.gamma == 0.1 and paper.schedule == "multistep"
+    assert paper.widths == T.PAPER_WIDTHS and paper.templates == T.TEMPLATES
+    assert len(T.grid(paper)) == 320
+    assert "320 runs" in T.grid_summary(paper)
+    with pytest.raises(ReprolibError, match="valid keys"):
+        get_config("templates", "smoke", epoch=3)
+    bad = get_config("templates", "smoke", templates=("base", "cubic"))
+    with pytest.raises(ReprolibError, match="valid templates"):
+        T.grid(bad)
+
+
+def test_paper_tables_complete():
+    from reprolib.configs.templates import PAPER_TABLE1, PAPER_TABLE2
+
+    for tab in (*PAPER_TABLE1.values(), *PAPER_TABLE2.values()):
+        assert set(tab) == set(PAPER_PARAMS)
+        assert all(set(v) == set(T.TEMPLATES) for v in tab.values())
+    assert PAPER_TABLE2["params_M"]["vgg19_cifar"]["uniform"] == 16.0
+
+
+def test_measure_and_table2():
+    from reprolib.configs import get_config
+    from reprolib.configs.templates import PAPER_TABLE2
+
+    cfg = get_config("templates", "smoke", measure_memory=True, memory_probe=(1, 2))
+    m = reprolib.create_model("mobilenet_cifar_tiny", template="uniform")
+    out = T.measure_model(m, cfg)
+    from reprolib import measure
+    assert out["flops"] == measure.count_flops(m, (3, 32, 32))  # meta count == real count
+    assert out["params"] == n_params(m) and out["filters"] == m.filters
+    assert out["peak_memory_bytes"] > 4 * n_params(m)  # at least the fp32 weights
+    rec = {"name": "x", "profile": "smoke", "device": "cpu", "wall_time_s": 0.0,
+           "metrics": {"params": 20040522, "flops": 398136320},
+           "config": {"model": "vgg19_cifar", "template": "base"}}
+    cfg2 = get_config("templates", "smoke", table2_models=("vgg19_cifar",),
+                      table2_templates=("base",))
+    t2 = T.table2(T.records_frame([rec]), cfg2, PAPER_TABLE2)
+    assert t2.loc[0, "params_M paper"] == 20.0
+    assert round(t2.loc[0, "params_M ours"], 1) == 20.0

@@ -34,6 +34,7 @@ Python's ``round``); the classifier keeps its ``num_classes`` outputs.
 
 from __future__ import annotations
 
+import copy
 from typing import Sequence
 
 import numpy as np
@@ -224,8 +225,324 @@ def template_table(filters: Sequence[int]) -> dict[str, list[int]]:
     return {t: redistribute(list(filters), t) for t in TEMPLATES}
 
 
+# ---------------------------------------------------------------------------------------
+# The experiment: a grid of independent runs, Tables 1-2 and Figures 3-5 from the records
+# ---------------------------------------------------------------------------------------
+
+PAPER = "templates"
+LABELS = {"base": "Base", "reverse": "Reverse-Base", "uniform": "Uniform",
+          "quadratic": "Quadratic", "negative_quadratic": "Negative-Quadratic"}
+
+
+def _paper_model(name: str) -> str:
+    """``vgg19_cifar_tiny`` -> ``vgg19_cifar`` (the paper's numbers are for the full models)."""
+    return name[:-5] if name.endswith("_tiny") else name
+
+
+def measure_model(model, cfg, num_classes: int = 10) -> dict:
+    """Params, FLOPs (1 MAC = 1 FLOP, one 32x32 image) and, as ``cfg`` asks, training peak
+    memory at ``cfg.memory_batch`` and inference latency, all on the CPU.
+
+    Memory: ``reprolib.measure.peak_memory`` (one SGD training step).  With
+    ``cfg.memory_probe = (b1, b2)`` it is measured at b1 and b2 and extrapolated linearly to
+    ``memory_batch`` (weights, gradients and optimizer state are fixed; activations grow
+    linearly with the batch), which keeps ResNet-50-reverse (15 GMAC per image) affordable
+    on a CPU; ``memory_method`` in the result says which.
+
+    Args:
+        model: the network (moved to the CPU).
+        cfg: a ``TemplatesConfig`` (measure_memory, measure_latency, memory_batch,
+            memory_probe, latency_batch, latency_repeats, image_size).
+        num_classes: unused by the measurement; kept for the record.
+    """
+    from reprolib import measure
+
+    size = (3, cfg.image_size, cfg.image_size)
+    model = model.cpu()
+    # FLOPs are counted on a meta-device copy: the same operator shapes, no arithmetic
+    flops = measure.count_flops(copy.deepcopy(model).to("meta"), size)
+    out = {"params": measure.count_params(model), "flops": flops,
+           "filters": list(getattr(model, "filters", []))}
+    if cfg.measure_memory:
+        if cfg.memory_probe:
+            b1, b2 = cfg.memory_probe
+            m1 = measure.peak_memory(model, size, b1, "cpu")
+            m2 = measure.peak_memory(model, size, b2, "cpu")
+            mem = m1 + (m2 - m1) * (cfg.memory_batch - b1) / (b2 - b1)
+            out["memory_method"] = f"cpu, extrapolated from batches {b1},{b2}"
+        else:
+            mem = measure.peak_memory(model, size, cfg.memory_batch, "cpu")
+            out["memory_method"] = f"cpu, measured at batch {cfg.memory_batch}"
+        out["peak_memory_bytes"] = int(mem)
+        out["memory_batch"] = cfg.memory_batch
+    if cfg.measure_latency:
+        lat = measure.latency(model, size, cfg.latency_batch, "cpu", warmup=2,
+                              repeats=cfg.latency_repeats)
+        out.update(latency_ms=lat["ms"], latency_batch=cfg.latency_batch,
+                   latency_us_per_image=1e3 * lat["ms"] / cfg.latency_batch,
+                   latency_device=lat["device"], latency_threads=lat["threads"])
+    model.train()
+    return out
+
+
+def datasets(cfg) -> list[str]:
+    """``cfg.dataset`` followed by ``cfg.extra_datasets``."""
+    return [cfg.dataset, *cfg.extra_datasets]
+
+
+def _short(ds: str) -> str:
+    return ds.split("/")[-1].removesuffix(".npz") if ds.startswith("npz:") else ds
+
+
+def run_name(model: str, template: str, width: float, dataset: str) -> str:
+    """Record name of one grid cell, e.g. ``vgg19_cifar-uniform-w0.25-cifar10``."""
+    return f"{model}-{template}-w{width:g}-{_short(dataset)}"
+
+
+def grid(cfg) -> list[tuple[str, str, str, float]]:
+    """The cells ``(dataset, model, template, width)`` of ``cfg``'s training grid."""
+    for t in cfg.templates:
+        check_template(t)
+    for w in cfg.widths:
+        check_width(w)
+    return [(d, m, t, float(w)) for d in datasets(cfg) for m in cfg.models
+            for t in cfg.templates for w in cfg.widths]
+
+
+def grid_summary(cfg) -> str:
+    """One paragraph saying which part of the paper's grid ``cfg`` runs (for the notebook)."""
+    n = len(grid(cfg))
+    lines = [f"profile {cfg.profile!r}: {len(datasets(cfg))} data set(s) "
+             f"({', '.join(_short(d) for d in datasets(cfg))}) x {len(cfg.models)} models x "
+             f"{len(cfg.templates)} templates ({', '.join(cfg.templates)}) x "
+             f"{len(cfg.widths)} widths ({', '.join(f'{w:g}' for w in cfg.widths)}) = "
+             f"{n} training runs of {cfg.epochs} epochs; the paper's grid is 2 x 4 x 5 x 8 = "
+             f"320 runs of 160 epochs on the full CIFAR-10/100.",
+             f"Table 2: {len(cfg.table2_models)} models x {len(cfg.table2_templates)} templates "
+             f"at width 1.0 (measured, not trained); memory "
+             f"{'on' if cfg.measure_memory else 'off'}, latency "
+             f"{'on' if cfg.measure_latency else 'off'}."]
+    return "\n".join(lines)
+
+
+def run_cell(cfg, dataset: str, model_name: str, template: str, width: float,
+             force: bool = False, data=None) -> dict:
+    """Train one grid cell from scratch (or reuse its record) and measure it.
+
+    Args:
+        cfg: a ``TemplatesConfig``.
+        dataset: the data set of this cell.
+        model_name: a registered templates model.
+        template: one of ``TEMPLATES``.
+        width: the width multiplier.
+        force: retrain even if the record exists.
+        data: a prebuilt ``reprolib.data.Data`` for ``dataset`` (built when None).
+    """
+    import torch
+
+    import reprolib
+    from reprolib.configs import config_dict
+    from reprolib.data import get_data
+    from reprolib.experiment import train_config
+    from reprolib.results import run_cached
+    from reprolib.train import fit, resolve_device
+
+    conf = {k: v for k, v in config_dict(cfg).items()
+            if k not in ("models", "templates", "widths", "extra_datasets", "table2_models",
+                         "table2_templates", "table1_width", "profile")}
+    conf.update(dataset=dataset, model=model_name, template=template, width=width)
+
+    def fn(ckpt_dir):
+        torch.manual_seed(cfg.seed)
+        d = data or get_data(dataset, cfg.image_size, cfg.batch_size, root=cfg.data_root,
+                             augment=cfg.augment, seed=cfg.seed)
+        model = reprolib.create_model(model_name, num_classes=d.num_classes,
+                                      template=template, width=width)
+        tcfg = train_config(cfg, milestones=tuple(cfg.milestones))
+        device = resolve_device(cfg.device)
+        res = fit(model, d, tcfg, ckpt_dir=ckpt_dir, device=device,
+                  desc=run_name(model_name, template, width, dataset))
+        metrics = {"acc": res.acc, "test_loss": res.loss, "epochs": res.epochs,
+                   "train_time_s": round(sum(h["time_s"] for h in res.history), 2),
+                   "train_device": str(device), "num_classes": d.num_classes,
+                   "history": res.history}
+        metrics.update(measure_model(model, cfg, d.num_classes))
+        return metrics
+
+    return run_cached(PAPER, cfg.profile, run_name(model_name, template, width, dataset),
+                      conf, fn, force=force)
+
+
+def run_grid(cfg, force: bool = False, log=print) -> list[dict]:
+    """Run (or reuse) every cell of the training grid; one data load per data set.
+
+    Args:
+        cfg: a ``TemplatesConfig``.
+        force: retrain cells whose records exist.
+        log: called with one line per finished cell (``None`` to stay quiet).
+    """
+    import torch
+
+    from reprolib.data import get_data
+
+    from reprolib.train import resolve_device
+
+    if resolve_device(cfg.device).type == "cpu":
+        torch.set_num_threads(1)  # a shared CPU: one thread per run (see the README)
+    recs, cache = [], {}
+    for ds, m, t, w in grid(cfg):
+        if ds not in cache:
+            cache[ds] = get_data(ds, cfg.image_size, cfg.batch_size, root=cfg.data_root,
+                                 augment=cfg.augment, seed=cfg.seed)
+        rec = run_cell(cfg, ds, m, t, w, force=force, data=cache[ds])
+        recs.append(rec)
+        if log:
+            mt = rec["metrics"]
+            log(f"{rec['name']}: acc {mt['acc']:.2f} %  params {mt['params'] / 1e6:.3f} M  "
+                f"({mt['epochs']} epochs, {mt['train_time_s']:.0f} s)")
+    return recs
+
+
+def run_table2(cfg, force: bool = False) -> list[dict]:
+    """Measure (no training) every ``table2_models`` x ``table2_templates`` model at width
+    1.0 and 10 classes, as in the paper's Table 2; one record per cell."""
+    import reprolib
+    from reprolib.results import run_cached
+
+    recs = []
+    for m in cfg.table2_models:
+        for t in cfg.table2_templates:
+            conf = dict(model=m, template=t, width=1.0, num_classes=10,
+                        image_size=cfg.image_size, measure_memory=cfg.measure_memory,
+                        measure_latency=cfg.measure_latency, memory_batch=cfg.memory_batch,
+                        memory_probe=list(cfg.memory_probe), latency_batch=cfg.latency_batch,
+                        latency_repeats=cfg.latency_repeats, seed=cfg.seed, kind="measure")
+
+            def fn(_ckpt, m=m, t=t):
+                return measure_model(reprolib.create_model(m, num_classes=10, template=t), cfg)
+
+            recs.append(run_cached(PAPER, cfg.profile, f"measure-{m}-{t}", conf, fn, force=force))
+    return recs
+
+
+def records_frame(records: list[dict]):
+    """A DataFrame of records (``load_results`` layout: metrics and ``config.<key>``)."""
+    import pandas as pd
+
+    rows = []
+    for r in records:
+        row = {k: r.get(k) for k in ("name", "profile", "device", "wall_time_s")}
+        row.update({k: v for k, v in r["metrics"].items() if k != "history"})
+        row.update({f"config.{k}": v for k, v in r["config"].items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def table1(df, cfg, paper_table: dict):
+    """Table 1: accuracy (%) per data set x model x template at width ``cfg.table1_width``,
+    ours beside the paper's (which is at width 1.0, 160 epochs)."""
+    import pandas as pd
+
+    w = float(cfg.table1_width)
+    sub = df[(df["config.width"] == w)]
+    rows = []
+    for ds in datasets(cfg):
+        for m in cfg.models:
+            row = {"dataset": _short(ds), "model": m, "width": w}
+            ppr = paper_table.get(_paper_key(ds), {}).get(_paper_model(m), {})
+            for t in TEMPLATES:
+                cell = sub[(sub["config.dataset"] == ds) & (sub["config.model"] == m)
+                           & (sub["config.template"] == t)]
+                row[f"{LABELS[t]} ours"] = float(cell["acc"].iloc[0]) if len(cell) else float("nan")
+                row[f"{LABELS[t]} paper"] = ppr.get(t, float("nan"))
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _paper_key(ds: str) -> str:
+    """The paper's table key for a data set: the CIFAR-10 subset counts as ``cifar10``."""
+    return "cifar100" if "100" in _short(ds) else "cifar10"
+
+
+def table2(df, cfg, paper_table: dict):
+    """Table 2: per model x template (at width 1.0, 10 classes): params (M), GFLOPs, memory
+    (GB per batch of ``memory_batch``) and inference time (us per image), ours beside the
+    paper's.  ``df`` holds the ``measure-*`` records (``records_frame(run_table2(cfg))``)."""
+    import pandas as pd
+
+    nan = float("nan")
+    rows = []
+    for m in cfg.table2_models:
+        for t in cfg.table2_templates:
+            cell = df[(df["config.model"] == m) & (df["config.template"] == t)]
+            if not len(cell):
+                continue
+            r, pm = cell.iloc[0], _paper_model(m)
+            mem, lat = r.get("peak_memory_bytes", nan), r.get("latency_us_per_image", nan)
+            rows.append({
+                "model": m, "template": LABELS[t],
+                "params_M ours": r["params"] / 1e6,
+                "params_M paper": paper_table["params_M"].get(pm, {}).get(t, nan),
+                "GFLOPs ours": r["flops"] / 1e9,
+                "memory_GB ours": mem / 1e9 if mem == mem else nan,
+                "memory_GB paper": paper_table["memory_GB"].get(pm, {}).get(t, nan),
+                "time_us ours": lat,
+                "time_us paper": paper_table["time_us"].get(pm, {}).get(t, nan)})
+    return pd.DataFrame(rows)
+
+
+#: Figures 3-5: the x axis of each (metric column, axis label, figure name).
+FIGURES = {
+    "params": ("params", "parameters (M)", "fig3_acc_vs_params", 1e-6),
+    "memory": ("peak_memory_bytes", "memory footprint (GB / batch of 64)", "fig4_acc_vs_memory", 1e-9),
+    "latency": ("latency_us_per_image", "inference time (us / image)", "fig5_acc_vs_time", 1.0),
+}
+
+
+def plot_figure(df, cfg, which: str, title: str = ""):
+    """One of Figures 3-5: accuracy vs params / memory / inference time, one curve per
+    template over the widths, one panel per model, one row per data set; dashed lines
+    through the base model at the largest trained width <= 1.0 (the paper: width 1.0).
+
+    Args:
+        df: the training grid's records (``records_frame``).
+        cfg: a ``TemplatesConfig`` (its models and data sets give the panels).
+        which: ``"params"``, ``"memory"`` or ``"latency"``.
+        title: the figure's suptitle (give it the provenance).
+    """
+    import matplotlib.pyplot as plt
+
+    from reprolib.report import plot_tradeoff
+
+    col, xlabel, _, scale = FIGURES[which]
+    dss = datasets(cfg)
+    fig, axes = plt.subplots(len(dss), len(cfg.models), figsize=(4 * len(cfg.models),
+                             3.4 * len(dss)), squeeze=False)
+    for i, ds in enumerate(dss):
+        for j, m in enumerate(cfg.models):
+            ax = axes[i][j]
+            sub = df[(df["config.dataset"] == ds) & (df["config.model"] == m)].copy()
+            if col not in sub or sub[col].isna().all():
+                ax.set_title(f"{m} ({_short(ds)}): {which} not measured", fontsize=8)
+                continue
+            sub["x"] = sub[col] * scale
+            sub["template"] = sub["config.template"].map(LABELS)
+            base = sub[(sub["config.template"] == "base") & (sub["config.width"] <= 1.0)]
+            ref = None
+            if len(base):
+                b = base.sort_values("config.width").iloc[-1]
+                ref = (b["x"], b["acc"])
+            plot_tradeoff(sub, "x", "acc", hue="template", baseline=ref, ax=ax, logx=True,
+                          title=f"{m} · {_short(ds)}", xlabel=xlabel, ylabel="accuracy (%)")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 __all__ = ["TEMPLATES", "PAPER_WIDTHS", "WIDTH_MAX", "redistribute", "apply_width",
            "distribution", "real_distribution", "quadratic_coefficients",
            "round_preserving_sum", "scale_group", "scale_one", "template_table",
-           "check_template", "check_width"]
+           "check_template", "check_width", "measure_model", "grid", "grid_summary", "run_cell", "run_grid",
+           "run_table2", "records_frame", "table1", "table2", "plot_figure", "FIGURES"]
 

@@ -1,0 +1,131 @@
+"""Filter redistribution templates (papers/templates.md): config, presets and the paper's
+printed numbers (Tables 1 and 2).
+
+The experiment is a grid of independent runs: data set x model x template x width.  Each
+cell trains one model from scratch and is one results record (``run_cached``), so the
+paper's 320-run grid (2 data sets x 4 models x 5 templates x 8 widths) can be spread over
+machines and resumed.  Table 2 (parameters, memory, inference time at width 1.0) is a
+separate measurement-only grid over model x template.
+"""
+
+from dataclasses import dataclass
+
+from reprolib.configs import BaseConfig, register_paper
+
+TEMPLATES = ("base", "reverse", "uniform", "quadratic", "negative_quadratic")
+MODELS = ("vgg19_cifar", "resnet50_cifar", "googlenet_cifar", "mobilenet_cifar")
+PAPER_WIDTHS = (1.6, 1.3, 1.0, 0.8, 0.5, 0.25, 0.1, 0.05)
+
+
+@dataclass
+class TemplatesConfig(BaseConfig):
+    models: tuple = MODELS            # registered model names to train (tiny variants in smoke)
+    templates: tuple = ("base", "uniform")  # filter distributions to train (see TEMPLATES)
+    widths: tuple = (1.0,)            # width multipliers applied after the template
+    extra_datasets: tuple = ()        # further data sets after ``dataset`` (paper: cifar100)
+    epochs: int = 160                 # training epochs per grid cell
+    batch_size: int = 64              # training batch size (paper: 64)
+    optimizer: str = "sgd"            # SGD with momentum
+    lr: float = 0.1                   # initial learning rate (paper: 0.1)
+    momentum: float = 0.9             # SGD momentum (not printed in the paper; common value)
+    weight_decay: float = 5e-4        # L2 weight decay (not printed; common CIFAR value)
+    schedule: str = "multistep"       # lr schedule: "multistep" = x gamma at each milestone
+    milestones: tuple = (80, 120)     # epochs where lr is multiplied by gamma (0.1->0.01->0.001)
+    gamma: float = 0.1                # multistep factor
+    augment: bool = True              # pad-4 random crop + horizontal flip (the paper's)
+    table2_models: tuple = MODELS     # models measured at width 1.0 for Table 2 (no training)
+    table2_templates: tuple = TEMPLATES  # templates measured for Table 2
+    measure_memory: bool = True       # measure peak training memory (else params/FLOPs only)
+    measure_latency: bool = True      # measure inference latency (else params/FLOPs only)
+    memory_batch: int = 64            # batch of the memory footprint (paper: 64 per batch)
+    memory_probe: tuple = ()          # CPU: batches measured to extrapolate linearly to
+    #                                   memory_batch (activations are linear in batch);
+    #                                   () = measure memory_batch directly
+    latency_batch: int = 1            # images per timed forward pass
+    latency_repeats: int = 10         # timed forward passes (median reported)
+    table1_width: float = 1.0         # width whose accuracies fill Table 1
+
+
+register_paper(
+    "templates", "Filter redistribution templates: VGG/ResNet/Inception/MobileNet on CIFAR",
+    TemplatesConfig,
+    presets={
+        # digits, the tiny variants (base widths / 8), base + uniform at two widths (the
+        # other templates put wide layers at 32x32 and cost 3-12x more); Table 2 counts
+        # params/FLOPs of all 20 full-size cells (no memory/latency).
+        "smoke": {"models": ("vgg19_cifar_tiny", "resnet50_cifar_tiny",
+                             "googlenet_cifar_tiny", "mobilenet_cifar_tiny"),
+                  "templates": ("base", "uniform"), "widths": (0.125, 0.25), "epochs": 1,
+                  "batch_size": 128, "lr": 0.05, "schedule": "cosine", "milestones": (),
+                  "measure_memory": False, "measure_latency": False,
+                  "table1_width": 0.25},
+        # real CIFAR-10 images (the 5085/1017 subset), full-size models at small widths
+        # (width 1.0 of ResNet-50/GoogLeNet is 1.3-16 GMAC per image: hours per epoch on
+        # 2 shared cores), 3 epochs; Table 2 measured on the CPU at width 1.0, all 20 cells.
+        "cpu": {"dataset": "npz:../shared/data/cifar10_subset.npz",
+                "templates": ("base", "uniform"), "widths": (0.05, 0.1),
+                "epochs": 3, "batch_size": 64, "lr": 0.05, "schedule": "cosine",
+                "milestones": (), "memory_probe": (1, 2), "latency_repeats": 3,
+                "table1_width": 0.1},
+        # one GPU, full CIFAR-10: every template, four widths, 30 epochs (lr / 10 at 15, 23)
+        "gpu": {"dataset": "cifar10", "templates": TEMPLATES, "widths": (1.0, 0.5, 0.25, 0.1),
+                "epochs": 30, "milestones": (15, 23), "batch_size": 128,
+                "latency_batch": 64, "latency_repeats": 20},
+        # the paper: 160 epochs, SGD 0.1 / 0.01 from 80 / 0.001 from 120, batch 64,
+        # CIFAR-10 and CIFAR-100, all templates and the eight widths (320 runs)
+        "paper": {"dataset": "cifar10", "extra_datasets": ("cifar100",),
+                  "templates": TEMPLATES, "widths": PAPER_WIDTHS, "epochs": 160,
+                  "milestones": (80, 120), "batch_size": 64, "lr": 0.1,
+                  "latency_batch": 64, "latency_repeats": 20},
+    },
+)
+
+# ---------------------------------------------------------------------------------------
+# The paper's printed numbers (papers/templates.md), keyed by our model and template names.
+# ---------------------------------------------------------------------------------------
+
+_T = TEMPLATES
+
+# Table 1: test accuracy (%) with the original distribution and the four templates at the
+# same number of filters (width 1.0), 160 epochs.
+PAPER_TABLE1 = {
+    "cifar10": {
+        "vgg19_cifar": dict(zip(_T, (93.7, 94.59, 94.57, 94.64, 94.15))),
+        "resnet50_cifar": dict(zip(_T, (94.6, 95.37, 95.32, 94.44, 95.42))),
+        "googlenet_cifar": dict(zip(_T, (94.92, 94.63, 94.82, 94.82, 94.63))),
+        "mobilenet_cifar": dict(zip(_T, (91.35, 93.26, 93.2, 90.92, 92.33))),
+    },
+    "cifar100": {
+        "vgg19_cifar": dict(zip(_T, (72.38, 75.05, 74.44, 74.05, 74.46))),
+        "resnet50_cifar": dict(zip(_T, (76.96, 75.01, 77.44, 75.37, 76.84))),
+        "googlenet_cifar": dict(zip(_T, (78.76, 77.61, 78.52, 78.49, 76.73))),
+        "mobilenet_cifar": dict(zip(_T, (67.98, 70.54, 72.04, 66.41, 71.18))),
+    },
+}
+
+# Table 2: parameters (millions), memory footprint (GB per batch of 64) and inference time
+# (microseconds) on CIFAR-10 at width 1.0, NVIDIA Titan X Pascal.
+PAPER_TABLE2 = {
+    "params_M": {
+        "vgg19_cifar": dict(zip(_T, (20.0, 20.0, 16.0, 15.8, 20.0))),
+        "resnet50_cifar": dict(zip(_T, (23.5, 23.1, 12.9, 19.0, 33.0))),
+        "googlenet_cifar": dict(zip(_T, (6.2, 6.7, 6.9, 7.2, 3.2))),
+        "mobilenet_cifar": dict(zip(_T, (3.2, 2.2, 2.9, 3.2, 3.6))),
+    },
+    "memory_GB": {
+        "vgg19_cifar": dict(zip(_T, (1.7, 10.7, 5.2, 9.3, 1.9))),
+        "resnet50_cifar": dict(zip(_T, (10.2, 23.0, 9.6, 19.4, 8.7))),
+        "googlenet_cifar": dict(zip(_T, (5.7, 10.8, 7.0, 8.0, 3.7))),
+        "mobilenet_cifar": dict(zip(_T, (2.9, 6.8, 3.3, 7.7, 2.0))),
+    },
+    "time_us": {
+        "vgg19_cifar": dict(zip(_T, (73.8, 432.8, 102.9, 366.6, 95.2))),
+        "resnet50_cifar": dict(zip(_T, (645.4, 1968.6, 1263.1, 1350.0, 1324.0))),
+        "googlenet_cifar": dict(zip(_T, (707.8, 1422.7, 1093.9, 1187.5, 486.8))),
+        "mobilenet_cifar": dict(zip(_T, (74.5, 488.2, 560.1, 492.0, 89.0))),
+    },
+}
+
+# Section "Convolutional network models" / DESIGN.md: base parameters at 10 classes (M).
+PAPER_BASE_PARAMS_M = {"vgg19_cifar": 20.0, "resnet50_cifar": 23.5, "googlenet_cifar": 6.2,
+                       "mobilenet_cifar": 3.2}
