@@ -347,4 +347,50 @@ def training_frame(train_df):
     if train_df is None or not len(train_df) or "acc" not in train_df:
         import pandas as pd
         return pd.DataFrame(columns=list(cols.values()))
-    return train_df[train_df["acc"].notna()][list(cols)].rename(columns=cols).reset_index(drop=True)
+    df = train_df[train_df["acc"].notna()][list(cols)].rename(columns=cols).reset_index(drop=True)
+    return df.astype({"params": int, "flops": int, "epochs": int})
+
+
+def plot_accuracy_vs_params(t1, t2, train, title_tables: str = "", title_train: str = ""):
+    """Two panels.  Left: ImageNet top-1 vs params of Tables 1-2 (params measured by us where
+    timm / torchvision has the model, filled markers; the paper's printed params otherwise,
+    hollow; top-1 from ``top1_from``).  Right: this profile's training runs, top-1 vs params
+    (PE vs unshared twin).  t1 / t2: :func:`count_frame` outputs; train: :func:`training_frame`.
+    """
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
+    df = pd.concat([t1.assign(table="Table 1 (ViT)"), t2.assign(table="Table 2 (ResNet)")])
+    df = df.drop_duplicates(subset=["model"])
+    for table, marker in (("Table 1 (ViT)", "o"), ("Table 2 (ResNet)", "s")):
+        d = df[df["table"] == table]
+        ours = d["model"].str.contains("PE")
+        measured = d["params_M"].notna()
+        x = d["params_M"].where(measured, d["paper_params_M"])
+        for sel, kw in ((measured & ~ours, dict(color="tab:blue")),
+                        (~measured, dict(facecolors="none", edgecolors="tab:blue")),
+                        (ours, dict(color="tab:red"))):
+            a.scatter(x[sel], d["top1"][sel], marker=marker, s=30, **kw)
+        for name, xi, yi, o in zip(d["model"], x, d["top1"], ours):
+            if o or name in ("DeiT-S/16", "DeiT-T/16", "PVTv2-B1", "ResNet18", "ResNet34", "ResNet50"):
+                a.annotate(name, (xi, yi), fontsize=6, xytext=(3, 2), textcoords="offset points")
+    a.set_xscale("log")
+    a.set_xlabel("params (M): filled = measured by us, hollow = paper's (not in timm/torchvision)")
+    a.set_ylabel("ImageNet top-1 (%) (paper's unless trained here)")
+    a.set_title(title_tables, fontsize=8)
+    a.grid(alpha=0.3)
+    if len(train):
+        tr = train.assign(kind=["PE" if "pe" in r else "unshared twin" for r in train["run"]])
+        for kind, color in (("PE", "tab:red"), ("unshared twin", "tab:blue")):
+            d = tr[tr["kind"] == kind]
+            b.scatter(d["params"] / 1e6, d["top1"], color=color, label=kind)
+            for r, xi, yi in zip(d["run"], d["params"] / 1e6, d["top1"]):
+                b.annotate(r, (xi, yi), fontsize=7, xytext=(3, 2), textcoords="offset points")
+        b.legend(fontsize=7)
+    b.set_xlabel("params (M)")
+    b.set_ylabel("test top-1 (%)")
+    b.set_title(title_train, fontsize=8)
+    b.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
