@@ -474,3 +474,212 @@ def draw_architecture(arch, ax=None, title: str | None = None):
     ax.axis("off")
     ax.set_title(title or f"searched mixer, N = {n}: {arch}", fontsize=9)
     return ax
+
+
+# --------------------------------------------------------------------------- notebook pipeline
+FIG5_ARCH = [[0, "identity"], [1, "pooling"], [1, "identity"], [3, "pooling"]]  # paper fig. 5
+
+
+def nas_config(cfg, n_nodes: int) -> NASConfig:
+    """The ``NASConfig`` of a notebook config (``MetaFormerNASConfig``) for ``n_nodes``."""
+    import dataclasses
+    names = {f.name for f in dataclasses.fields(NASConfig)} - {"n_nodes"}
+    names &= {f.name for f in dataclasses.fields(cfg)}
+    return NASConfig(n_nodes=n_nodes, **{k: getattr(cfg, k) for k in names})
+
+
+def search_run_config(cfg, n_nodes: int) -> dict:
+    """The config stored with a search record (what determines its result)."""
+    from reprolib.configs import config_dict
+    keep = {"dataset", "model", "image_size", "seed", "batch_size", "val_fraction"}
+    return {**{k: v for k, v in config_dict(cfg).items() if k in keep},
+            **asdict(nas_config(cfg, n_nodes))}
+
+
+def _search_data(cfg, device):
+    from reprolib.data import get_data
+    return get_data(cfg.dataset, cfg.image_size, cfg.batch_size, root=cfg.data_root,
+                    device=device, seed=cfg.seed, eval_batch_size=cfg.batch_size,
+                    val_fraction=cfg.val_fraction)
+
+
+def run_search(cfg, n_nodes: int, ckpt_dir=None, log=None) -> dict:
+    """Search an ``n_nodes`` mixer with the settings of notebook config ``cfg``; returns the
+    JSON-ready metrics of a results record (``search``'s dict plus ``device``).  The derived
+    architecture is also saved as ``ckpt_dir/arch.json``."""
+    import reprolib
+    from reprolib.train import resolve_device
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    data = _search_data(cfg, device)
+    model = reprolib.create_model(cfg.model, mixer={"shared": n_nodes},
+                                  num_classes=data.num_classes, image_size=cfg.image_size)
+    out = search(model, data, nas_config(cfg, n_nodes), ckpt_dir=ckpt_dir, device=device,
+                 seed=cfg.seed, log=log)
+    if ckpt_dir is not None:
+        save_architecture(out["arch"], Path(ckpt_dir) / "arch.json")
+    out["candidates"] = out["candidates"][:10]
+    out.update(n_nodes=n_nodes, device=str(device),
+               shared_params=sum(p.numel() for p in model.parameters()))
+    return out
+
+
+def run_retrain(cfg, mixer, ckpt_dir=None) -> dict:
+    """Train ``cfg.model`` with token mixer ``mixer`` (a name or an architecture's JSON)
+    from scratch for ``cfg.retrain_epochs`` on the full training set; returns the metrics of
+    ``reprolib.experiment.train_and_measure`` (test accuracy, params, FLOPs, latency...)."""
+    import reprolib
+    from reprolib.data import get_data
+    from reprolib.experiment import train_and_measure, train_config
+    from reprolib.train import resolve_device
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    data = get_data(cfg.dataset, cfg.image_size, cfg.batch_size, root=cfg.data_root,
+                    device=device, seed=cfg.seed)
+    model = reprolib.create_model(cfg.model, mixer=mixer, num_classes=data.num_classes,
+                                  image_size=cfg.image_size)
+    tcfg = train_config(cfg, epochs=cfg.retrain_epochs, progress=False)
+    return train_and_measure(model, data, tcfg, ckpt_dir, device=device,
+                             desc=f"retrain {mixer if isinstance(mixer, str) else 'searched'}",
+                             latency_repeats=5)
+
+
+def toy_target(n_nodes: int) -> Architecture:
+    """The best architecture of the toy reward: the paper's figure-5 cell extended (node i
+    > 4 takes node i - 2, ops alternate)."""
+    nodes = [tuple(x) for x in FIG5_ARCH][:n_nodes]
+    for i in range(len(nodes) + 1, n_nodes + 1):
+        nodes.append((i - 2, OPS[i % 2]))
+    return Architecture(tuple(nodes))
+
+
+def run_toy(cfg, n_nodes: int, _ckpt=None) -> dict:
+    """REINFORCE on the toy reward (``toy_reinforce``) with ``cfg.toy_samples`` updates."""
+    h = toy_reinforce(n_nodes, toy_target(n_nodes), samples=cfg.toy_samples, lr=cfg.toy_lr,
+                      seed=cfg.seed, clip=cfg.controller_clip,
+                      entropy_weight=cfg.entropy_weight, baseline_decay=cfg.baseline_decay)
+    h["converged"] = h["most_likely"] == h["target"]
+    return h
+
+
+def table1(df, cfg=None):
+    """Table 1 from the search records: ours (rounds, wall time, device, counted space size)
+    beside the paper's (hours on a Quadro RTX 8000, printed space size)."""
+    import pandas as pd
+    from reprolib.configs.metaformer_nas import PAPER_TABLE1
+    rows = []
+    for _, r in df[df["name"].str.startswith("search-")].sort_values("n_nodes").iterrows():
+        n = int(r["n_nodes"])
+        p = PAPER_TABLE1.get(n, {})
+        rows.append({"nodes N": n, "rounds": len(r["history"]),
+                     "search time (ours, s)": round(r["search_time_s"], 1),
+                     "search time (ours, h)": round(r["search_time_s"] / 3600, 4),
+                     "device (ours)": r["device"],
+                     "search time (paper, h)": p.get("search_time_h"),
+                     "architectures (counted)": count_architectures(n),
+                     "2^N (N-1)!": paper_space_size(n),
+                     "architectures (paper)": p.get("space_size")})
+    return pd.DataFrame(rows)
+
+
+def table2(df):
+    """Table 2 from the retraining records: test accuracy (ours) beside the paper's
+    Flowers-102 accuracy, with epochs, params and FLOPs (1 multiply-add = 1 FLOP)."""
+    import pandas as pd
+    from reprolib.configs.metaformer_nas import PAPER_TABLE2, TABLE2_LABELS
+    order = list(TABLE2_LABELS)
+    rows = []
+    for _, r in df[df["name"].str.startswith("retrain-")].iterrows():
+        key = r["name"][len("retrain-"):]
+        rows.append({"model": TABLE2_LABELS.get(key, key), "key": key,
+                     "backbone (ours)": r.get("config.model"),
+                     "acc (ours, %)": round(r["acc"], 2), "epochs": int(r["epochs"]),
+                     "params (M)": round(r["params"] / 1e6, 3),
+                     "FLOPs (M)": round(r["flops"] / 1e6, 2),
+                     "train time (s)": round(r["train_time_s"], 1),
+                     "acc (paper, Flowers-102, %)": PAPER_TABLE2.get(key)})
+    out = pd.DataFrame(rows)
+    if len(out):
+        out = out.sort_values("key", key=lambda s: s.map(lambda k: order.index(k) if k in order else 99))
+        out = out.drop(columns="key").reset_index(drop=True)
+    return out
+
+
+def plot_search(histories: dict, ax=None, title: str = ""):
+    """Mean controller reward and entropy per round, one line per N: ``histories`` maps N
+    to a search history (list of round dicts).  Returns the figure."""
+    import matplotlib.pyplot as plt
+    if ax is None:
+        fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
+    else:
+        fig = ax[0].figure
+    for n, hist in sorted(histories.items()):
+        rounds = [h["round"] for h in hist]
+        ax[0].plot(rounds, [h["reward"] for h in hist], marker="o", label=f"N = {n} (mean)")
+        ax[0].plot(rounds, [h["most_likely_reward"] for h in hist], ls="--", alpha=0.6,
+                   label=f"N = {n} (most likely arch)")
+        ax[1].plot(rounds, [h["entropy"] for h in hist], marker="o", label=f"N = {n}")
+    ax[0].set(xlabel="round", ylabel="reward (val-batch accuracy)")
+    ax[1].set(xlabel="round", ylabel="policy entropy (nats)")
+    for a in ax:
+        a.legend(fontsize=7)
+        a.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_toy(hist: dict, ax=None, title: str = ""):
+    """Toy-reward REINFORCE: reward (running mean of 25), entropy and pi(target) per update."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    else:
+        fig = ax.figure
+    r = np.asarray(hist["reward"])
+    w = min(25, len(r))
+    ax.plot(np.convolve(r, np.ones(w) / w, mode="valid"), label="reward (running mean)")
+    ax.plot(hist["p_target"], label="pi(best architecture)")
+    ax.plot(np.asarray(hist["entropy"]) / max(hist["entropy"][0], 1e-9), label="entropy / initial")
+    ax.set(xlabel="controller update", ylim=(0, 1.05))
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)
+
+
+def cached_toy(cfg, n_nodes: int, force: bool = False) -> dict:
+    """The toy-reward REINFORCE check for ``n_nodes``, through ``results.run_cached``."""
+    from reprolib.results import run_cached
+    conf = {"n_nodes": n_nodes, "samples": cfg.toy_samples, "lr": cfg.toy_lr, "seed": cfg.seed,
+            "clip": cfg.controller_clip, "entropy_weight": cfg.entropy_weight,
+            "baseline_decay": cfg.baseline_decay}
+    return run_cached("metaformer_nas", cfg.profile, f"toy-nas{n_nodes}", conf,
+                      lambda ck: run_toy(cfg, n_nodes), force=force)
+
+
+def cached_search(cfg, n_nodes: int, force: bool = False, log=_print) -> dict:
+    """``run_search`` through ``results.run_cached`` (record ``search-nas<N>``; the search
+    checkpoints every round in the record's ckpt folder, so a killed run resumes)."""
+    from reprolib.results import run_cached
+    return run_cached("metaformer_nas", cfg.profile, f"search-nas{n_nodes}",
+                      search_run_config(cfg, n_nodes),
+                      lambda ck: run_search(cfg, n_nodes, ck, log), force=force)
+
+
+def cached_retrain(cfg, key: str, mixer, force: bool = False) -> dict:
+    """``run_retrain`` of ``mixer`` through ``results.run_cached`` (record ``retrain-<key>``)."""
+    from reprolib.configs import config_dict
+    from reprolib.results import run_cached
+    keep = {"dataset", "model", "image_size", "seed", "batch_size", "retrain_epochs",
+            "optimizer", "lr", "weight_decay", "schedule"}
+    conf = {**{k: v for k, v in config_dict(cfg).items() if k in keep},
+            "mixer": mixer if isinstance(mixer, str) else Architecture.parse(mixer).to_json()}
+    return run_cached("metaformer_nas", cfg.profile, f"retrain-{key}", conf,
+                      lambda ck: run_retrain(cfg, mixer, ck), force=force)

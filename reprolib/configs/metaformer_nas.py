@@ -1,0 +1,78 @@
+"""Config and profiles of the MetaFormer-NAS notebook (notebooks/metaformer_nas.ipynb).
+
+Paper: Zhang & Liu, "基于 MetaFormer 的高效神经架构搜索" (``../shared/papers/metaformer_nas.md``).
+§4.1: 100 rounds; each round one epoch of the shared weights (AdamW lr 1e-3, wd 1e-4) and
+100 controller samples (Adam lr 3.5e-4); batch 128 for training and rewards.  §4.2: the
+searched and the baseline mixers retrained from scratch for 600 epochs on Flowers-102 at
+224 px (random crop + flip), AdamW lr 1e-3, wd 1e-4.  The pipeline is
+``reprolib.methods.metaformer_nas.run_search`` / ``run_retrain``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from reprolib.configs import BaseConfig, register_paper
+from reprolib.data import CIFAR10_SUBSET
+
+# The paper's Table 1 (§4.1), as printed: search wall time (hours, Quadro RTX 8000) and the
+# number of architectures of the search space, for N = 4 and N = 7 nodes.
+PAPER_TABLE1 = {4: {"search_time_h": 2.8, "space_size": 96},
+                7: {"search_time_h": 3.1, "space_size": 92_160}}
+PAPER_DEVICE = "Quadro RTX 8000 (47.5 GB), Xeon Silver 4210R, CUDA 11.4"
+# The paper's Table 2 (§4.2), as printed: Flowers-102 top-1 accuracy (%) of MetaFormer-S12
+# (early conv + 16x16 tokens) with each token mixer, 600 epochs.
+PAPER_TABLE2 = {"pooling": 64.9, "mlp": 65.1, "attention": 64.7, "nas4": 64.5, "nas7": 65.9}
+TABLE2_LABELS = {"pooling": "MetaFormer-s12 + Pooling", "mlp": "MetaFormer-s12 + SpatialMLP",
+                 "attention": "MetaFormer-s12 + MHSA", "nas4": "MetaFormer-s12 + 4 Node NAS",
+                 "nas7": "MetaFormer-s12 + 7 Node NAS"}
+
+
+@dataclass
+class MetaFormerNASConfig(BaseConfig):
+    model: str = "test_metaformer"       # registered backbone: test_metaformer, metaformer_tiny, metaformer_s12
+    node_counts: tuple = (4, 7)          # DAG sizes N searched (paper Table 1: 4 and 7)
+    baselines: tuple = ("pooling", "mlp", "attention")  # hand-designed mixers of Table 2
+    batch_size: int = 128                # shared training, reward and retraining batch (paper 128)
+    val_fraction: float = 0.1            # fraction of the training set held out for rewards
+    rounds: int = 2                      # search rounds (paper 100)
+    shared_epochs: int = 1               # shared-weight epochs per round (paper 1)
+    arch_per: str = "step"               # a new sampled architecture every "step" (paper) or "epoch"
+    shared_lr: float = 1e-3              # AdamW lr of the shared weights (paper 1e-3)
+    shared_wd: float = 1e-4              # AdamW weight decay of the shared weights (paper 1e-4)
+    max_train_batches: int | None = None  # cap on shared-training batches per round (None: all)
+    controller_samples: int = 100        # controller samples / updates per round (paper 100)
+    controller_lr: float = 3.5e-4        # Adam lr of the controller (paper 3.5e-4)
+    controller_hidden: int = 64          # LSTM units (paper 64)
+    controller_clip: float = 5.0         # max grad norm of the controller
+    temperature: float | None = None     # controller softmax temperature (None: 1)
+    tanh_c: float | None = None          # controller tanh constant (None: off)
+    entropy_weight: float = 1e-4         # entropy bonus beta of the REINFORCE objective
+    baseline_decay: float = 0.99         # EMA decay of the REINFORCE baseline
+    derive_samples: int = 100            # K architectures sampled to pick the final one
+    derive_batches: int = 1              # validation batches scoring each derived candidate
+    retrain_epochs: int = 1              # from-scratch training of each Table 2 model (paper 600)
+    optimizer: str = "adamw"             # retraining optimizer (paper AdamW)
+    lr: float = 1e-3                     # retraining peak lr (paper 1e-3)
+    weight_decay: float = 1e-4           # retraining weight decay (paper 1e-4)
+    schedule: str = "cosine"             # retraining lr schedule (the paper names none)
+    toy_samples: int = 300               # controller updates of the toy-reward REINFORCE check
+    toy_lr: float = 3e-3                 # Adam lr of the toy-reward check
+
+
+SMOKE = dict(dataset="digits", model="test_metaformer", image_size=16, batch_size=64, rounds=2,
+             max_train_batches=4, controller_samples=10, derive_samples=10, retrain_epochs=1,
+             toy_samples=150)
+CPU = dict(dataset=CIFAR10_SUBSET, model="metaformer_tiny", image_size=32, rounds=5,
+           retrain_epochs=10, toy_samples=400)
+GPU = dict(dataset="cifar10", model="metaformer_s12", image_size=32, rounds=20,
+           retrain_epochs=60, toy_samples=400, device="cuda")
+PAPER = dict(dataset="flowers102", model="metaformer_s12", image_size=224, rounds=100,
+             retrain_epochs=600, schedule="constant", toy_samples=400, device="cuda")
+
+register_paper(
+    "metaformer_nas",
+    "MetaFormer-NAS: token-mixer search with a shared-weight DAG, LSTM controller, REINFORCE",
+    MetaFormerNASConfig,
+    presets={"smoke": SMOKE, "cpu": CPU, "gpu": GPU, "paper": PAPER},
+)
