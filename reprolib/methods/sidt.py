@@ -653,3 +653,133 @@ def run(cfg, *, force: bool = False) -> dict:
     fts = [finetune(cfg, data, r, srec, pt, force=force) for r in (0.0, *cfg.ratios)]
     ref = reference(cfg, fts, force=force)
     return {"search": srec, "finetune": fts, "reference": ref}
+
+
+# --------------------------------------------------------------------------- tables, plots
+# Built from the records that :func:`run` returns (the JSON files in results/sidt/<profile>/).
+
+
+def tables(out: dict) -> dict:
+    """Table I, the section-3 complexity table and Table II's backbone columns from the
+    records of :func:`run`, with the paper's printed numbers in their own columns.
+
+    Returns {"table1": ours (cfg.model) + Swin-T sizes + paper, "swin_t": Swin-T sizes,
+    "complexity": per-layer MACs, "table2": backbone params}, all pandas DataFrames.
+    """
+    import pandas as pd
+
+    from reprolib.configs.sidt import PAPER_TABLE1, PAPER_TABLE2
+
+    ft = sorted((r["metrics"] for r in out["finetune"]), key=lambda m: m["ratio"])
+    ref = out["reference"]["metrics"]
+    rows = {(r["kind"], r["ratio"]): r for r in ref["rows"]}
+    base = ft[0]
+    t1 = []
+    for m in ft:
+        p = PAPER_TABLE1.get(round(m["ratio"], 2), (float("nan"),) * 3)
+        u, lr = rows[("uniform", m["ratio"])], rows.get(("learned", m["ratio"]), {})
+        t1.append({
+            "PR": f"{m['ratio']:.0%}",
+            "acc no FT (%)": round(m["acc_pruned_no_ft"], 2),
+            "acc (%)": round(m["acc"], 2),
+            "params (M)": round(m["params"] / 1e6, 3),
+            "FLOPs (M)": round(m["flops"] / 1e6, 2),
+            "params rel.": round(m["params"] / base["params"], 3),
+            "FLOPs rel.": round(m["flops"] / base["flops"], 3),
+            "latency (ms)": round(m["latency_ms"], 2),
+            "Swin-T learned params (M)": round(lr.get("params", float("nan")) / 1e6, 2),
+            "Swin-T learned FLOPs (G)": round(lr.get("flops", float("nan")) / 1e9, 2),
+            "Swin-T uniform params (M)": round(u["params"] / 1e6, 2),
+            "Swin-T uniform FLOPs (G)": round(u["flops"] / 1e9, 2),
+            "paper acc (%)": p[0], "paper params (M)": p[1], "paper FLOPs (G)": p[2],
+        })
+    t2 = []
+    for r, p in PAPER_TABLE2.items():
+        u, lr = rows.get(("uniform", r)), rows.get(("learned", r))
+        t2.append({"PR": f"{r:.0%}",
+                   "backbone params uniform (M)": round(u["backbone_params"] / 1e6, 2) if u else None,
+                   "backbone params learned (M)": round(lr["backbone_params"] / 1e6, 2) if lr else None,
+                   "paper backbone (M)": p[3], "paper total (M)": p[2],
+                   "paper box mAP": p[0], "paper mask mAP": p[1]})
+    cx = pd.DataFrame(ref["layers"])
+    cx = cx[cx["layer"].str.contains(r"blocks\.0\.")].copy()     # first block of each stage
+    cx["measured (MMAC)"] = (cx["measured_macs"] / 1e6).round(3)
+    cx["formula (MMAC)"] = (cx["formula_macs"] / 1e6).round(3)
+    cx["formula"] = cx["kind"].map({"W-MSA": "4nd(rho d) + 2nM^2(rho d)", "MLP": "2nd(rho d_m)"})
+    cx = cx[["ratio", "stage", "kind", "n", "d", "M", "kept", "full", "rho", "measured (MMAC)",
+             "formula (MMAC)", "formula"]].sort_values(["ratio", "stage", "kind"])
+    return {"table1": pd.DataFrame(t1),
+            "swin_t": pd.DataFrame(ref["rows"]).assign(
+                params_M=lambda d: (d["params"] / 1e6).round(2),
+                flops_G=lambda d: (d["flops"] / 1e9).round(3)),
+            "complexity": cx.reset_index(drop=True), "table2": pd.DataFrame(t2)}
+
+
+def plot_results(out: dict, title: str = ""):
+    """Three panels: accuracy change vs relative params and vs relative FLOPs (ours and the
+    paper's Table I, each relative to its own unpruned model), and Swin-T params at each PR
+    (uniform, learned, paper).  Returns the figure."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from reprolib.configs.sidt import PAPER_TABLE1
+    from reprolib.report import plot_tradeoff
+
+    t = tables(out)["table1"]
+    a0 = t["acc (%)"].iloc[0]
+    ours = pd.DataFrame({"params rel.": t["params rel."], "FLOPs rel.": t["FLOPs rel."],
+                         "acc change (pp)": t["acc (%)"] - a0, "series": "ours (fine-tuned)"})
+    p0 = PAPER_TABLE1[0.0]
+    paper = pd.DataFrame([{"params rel.": v[1] / p0[1], "FLOPs rel.": v[2] / p0[2],
+                           "acc change (pp)": v[0] - p0[0]} for v in PAPER_TABLE1.values()])
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for ax, x in zip(axes[:2], ("params rel.", "FLOPs rel.")):
+        plot_tradeoff(ours, x, "acc change (pp)", hue="series", style="series",
+                      paper_df=paper, ax=ax,
+                      xlabel=f"{x.split()[0]} / unpruned", ylabel="accuracy - unpruned (pp)")
+    sw = tables(out)["swin_t"]
+    for kind, g in sw.groupby("kind"):
+        axes[2].plot(g["ratio"], g["params_M"], marker="o", label=f"ours, {kind}")
+    axes[2].scatter(list(PAPER_TABLE1), [v[1] for v in PAPER_TABLE1.values()], marker="x",
+                    color="black", zorder=5, label="paper")
+    axes[2].set_xlabel("pruning ratio (fraction of dimensions removed)")
+    axes[2].set_ylabel("Swin-T params (M), 100 classes")
+    axes[2].legend(fontsize=7)
+    axes[2].grid(alpha=0.3)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_complexity(out: dict, title: str = ""):
+    """Measured MACs of each stage's first W-MSA and MLP layer of Swin-T vs rho (kept
+    fraction), the closed forms of section 3 as lines; and measured CPU latency of our pruned
+    models vs their FLOPs ratio.  Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    tb = tables(out)
+    cx = tb["complexity"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for (kind, st), g in cx.groupby(["kind", "stage"]):
+        g = g.sort_values("rho")
+        line, = axes[0].plot(g["rho"], g["formula (MMAC)"], ls="-", lw=1,
+                             label=f"{kind} stage {st + 1}")
+        axes[0].scatter(g["rho"], g["measured (MMAC)"], color=line.get_color(), s=18)
+    axes[0].set_xlabel("rho (kept fraction of the layer)")
+    axes[0].set_ylabel("MMAC (lines: section 3 formula; dots: measured)")
+    axes[0].set_title("Swin-T 224 px, uniform pruning", fontsize=9)
+    axes[0].legend(fontsize=6, ncol=2)
+    axes[0].grid(alpha=0.3)
+    t1 = tb["table1"]
+    lat0 = t1["latency (ms)"].iloc[0]
+    axes[1].plot(t1["FLOPs rel."], t1["latency (ms)"] / lat0, marker="o", label="ours, measured")
+    axes[1].plot([0, 1], [0, 1], ls="--", color="grey", lw=0.8, label="latency ∝ FLOPs")
+    for _, r in t1.iterrows():
+        axes[1].annotate(r["PR"], (r["FLOPs rel."], r["latency (ms)"] / lat0), fontsize=7)
+    axes[1].set_xlabel("FLOPs / unpruned")
+    axes[1].set_ylabel("CPU latency / unpruned (batch 1, 1 thread)")
+    axes[1].legend(fontsize=7)
+    axes[1].grid(alpha=0.3)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
