@@ -207,3 +207,14 @@ def test_smoke_training_one_epoch():
     out = M.train_model(cfg, "vit_pe_test")
     assert out["epochs"] == 1 and 0 <= out["acc"] <= 100
     assert out["params"] == count_params(reprolib.create_model("vit_pe_test"))
+
+
+def test_main_records_training_run(tmp_path, monkeypatch, capsys):
+    from reprolib.results import load_results
+    monkeypatch.setenv("REPROLIB_RESULTS", str(tmp_path))
+    M.main(["--profile", "smoke", "-p", "vit_epochs=1", "-p", "vit_twin="])
+    df = load_results("pe", "smoke", root=tmp_path)
+    assert list(df["name"]) == ["vit_pe_test"] and int(df["params"][0]) == 20_266
+    assert "vit_pe_test: top-1" in capsys.readouterr().out
+    tr = M.training_frame(df)
+    assert list(tr.columns) == ["run", "params", "flops", "epochs", "top1", "train_time_s", "data"]

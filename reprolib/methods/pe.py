@@ -277,7 +277,7 @@ def run_training(cfg, force: bool = False) -> list[dict]:
     ``results/pe/<profile>/``); a finished run is reused unless ``force``."""
     from reprolib.configs import config_dict
     from reprolib.data import get_data
-    from reprolib.results import run_cached
+    from reprolib.results import record_path, run_cached
     from reprolib.train import resolve_device
 
     recs, cache = [], {}
@@ -291,8 +291,51 @@ def run_training(cfg, force: bool = False) -> list[dict]:
                                      device=resolve_device(cfg.device), seed=cfg.seed)
             return train_model(cfg, run["model"], ckpt, data=cache[bs], model_kwargs=run["kwargs"])
 
-        recs.append(run_cached(PAPER, cfg.profile, run["name"], conf, fn, force=force))
+        rank = torch.distributed.get_rank() if torch.distributed.is_available() and \
+            torch.distributed.is_initialized() else 0
+        if rank == 0:
+            recs.append(run_cached(PAPER, cfg.profile, run["name"], conf, fn, force=force))
+        else:  # other torchrun ranks train alongside rank 0, which alone writes the record
+            path = record_path(PAPER, cfg.profile, run["name"], conf)
+            if force or not path.exists():
+                fn(path.parent / "ckpt" / path.stem)
     return recs
+
+
+def main(argv=None) -> None:
+    """Train the runs of a profile outside the notebook, e.g. on ImageNet with 8 GPUs:
+
+        torchrun --nproc_per_node=8 -m reprolib.methods.pe --profile paper \\
+            -p data_root=/data/imagenet -p vit_epochs=600
+
+    The records land in ``results/pe/<profile>/``; the notebook then tabulates them.
+    """
+    import argparse
+    import ast
+
+    from reprolib.configs import get_config
+    from reprolib.train import init_distributed
+
+    ap = argparse.ArgumentParser(prog="python -m reprolib.methods.pe")
+    ap.add_argument("--profile", default="smoke")
+    ap.add_argument("-p", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--force", action="store_true")
+    a = ap.parse_args(argv)
+    over = {}
+    for kv in a.p:
+        k, _, v = kv.partition("=")
+        try:
+            over[k] = ast.literal_eval(v)
+        except (ValueError, SyntaxError):
+            over[k] = v
+    cfg = get_config(PAPER, a.profile, **over)
+    init_distributed()
+    for r in run_training(cfg, force=a.force):
+        print(f"{r['name']}: top-1 {r['metrics']['acc']:.2f} %, {r['metrics']['params']:,} params")
+
+
+if __name__ == "__main__":
+    main()
 
 
 def run_tables(cfg, force: bool = False) -> dict[str, dict]:
