@@ -206,3 +206,16 @@ def test_swin_t_size():
     sidt.attach_scores(m)
     assert len(sidt.scores(m)) == 24
     assert sidt.scores(m)["layers.2.blocks.0.attn"].numel() == 32
+
+
+def test_transfer_dims_to_swin_t_keeps_fractions():
+    torch.manual_seed(0)
+    small = sidt.attach_scores(reprolib.create_model("swin_cifar"))     # Swin-T layout, 32 px
+    p = sidt.prune(small, 0.5, scope="layer")
+    full = reprolib.create_model("swin_t", num_classes=100)
+    a = sidt.transfer_dims(sidt.arch(p), full)
+    assert set(a["attn_dims"]) == set(sidt.arch(p)["attn_dims"])
+    assert all(v == 16 for v in a["attn_dims"].values())                # 32 -> 16 per head
+    assert a["mlp_dims"]["layers.2.blocks.5.mlp"] == 768                 # 1536 -> 768
+    m = sidt.build(a)
+    assert sum(t.numel() for t in m.parameters()) == sidt.param_count_closed_form(full, a)
