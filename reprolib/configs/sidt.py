@@ -59,7 +59,7 @@ register_paper(
         "smoke": {"latency_repeats": 5},
         # Swin-T's layout at 32 px on 5,085 real CIFAR-10 images, ~15 min on one CPU thread
         "cpu": {"dataset": "npz:../shared/data/cifar10_subset.npz", "model": "swin_cifar",
-                "search_epochs": 6, "finetune_epochs": 3, "warmup_epochs": 1.0},
+                "search_epochs": 6, "finetune_epochs": 2, "warmup_epochs": 1.0},
         # Swin-T at 224 px on CIFAR-100, short: 30 + 30 epochs on one GPU
         "gpu": {"dataset": "cifar100", "model": "swin_t", "image_size": 224,
                 "search_epochs": 30, "finetune_epochs": 30, "batch_size": 128, "lr": 2.5e-4,
