@@ -64,7 +64,7 @@ SMOKE = dict(dataset="digits", model="test_metaformer", image_size=16, batch_siz
              max_train_batches=4, controller_samples=10, derive_samples=10, retrain_epochs=1,
              toy_samples=150)
 CPU = dict(dataset=CIFAR10_SUBSET, model="metaformer_tiny", image_size=32, rounds=5,
-           retrain_epochs=10, toy_samples=400)
+           retrain_epochs=5, toy_samples=400)
 GPU = dict(dataset="cifar10", model="metaformer_s12", image_size=32, rounds=20,
            retrain_epochs=60, toy_samples=400, device="cuda")
 PAPER = dict(dataset="flowers102", model="metaformer_s12", image_size=224, rounds=100,
