@@ -5,7 +5,13 @@ on compressing vision models, driven by one notebook per paper.
     model = reprolib.create_model("vgg19_cifar", template="uniform", width=0.5)
 """
 
+import warnings
+
 from reprolib import _compat  # noqa: F401  (must run before anything imports torchvision)
+
+# timm -> huggingface_hub imports tqdm.auto, which warns inside Jupyter when ipywidgets is
+# absent; reprolib's own bars are plain text, so the warning is noise (and leaks a path).
+warnings.filterwarnings("ignore", message="IProgress not found")
 from reprolib.errors import ReprolibError
 from reprolib.registry import create_model, list_models, register_model
 

@@ -13,6 +13,8 @@ from typing import Callable
 
 import torch.nn as nn
 
+from reprolib.errors import ReprolibError
+
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 _PAPER_OF: dict[str, str] = {}
 
@@ -46,7 +48,7 @@ def create_model(name: str, **kwargs) -> nn.Module:
     """Build the registered model ``name``; keyword arguments go to its builder."""
     _ensure_loaded()
     if name not in _MODELS:
-        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(list_models())}")
+        raise ReprolibError(f"unknown model {name!r}; valid models: {', '.join(list_models())}")
     return _MODELS[name](**kwargs)
 
 

@@ -235,7 +235,7 @@ def fit(model: nn.Module, data, cfg: TrainConfig, *,
     desc: label of the progress bar.
     Returns a :class:`FitResult`; the model holds the final weights.
     """
-    from tqdm.auto import tqdm
+    from tqdm.std import tqdm  # text bars: no ipywidgets needed, fine in Jupyter too
 
     device = resolve_device(device)
     rank, world = _world()

@@ -19,7 +19,7 @@ class QuickstartConfig(BaseConfig):
 register_paper(
     "quickstart", "End-to-end tour: train, measure, record, tabulate, plot", QuickstartConfig,
     presets={
-        "smoke": {},
+        "smoke": {"image_size": 16, "widths": (0.25, 0.5)},
         "cpu": {"dataset": "npz:../shared/data/cifar10_subset.npz", "widths": (0.25, 0.5, 1.0),
                 "epochs": 15},
         "gpu": {"dataset": "cifar10", "widths": (0.25, 0.5, 1.0, 2.0), "epochs": 30,

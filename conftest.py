@@ -1,0 +1,31 @@
+"""pytest setup shared by the unit tests (tests/) and nbval (notebooks/).
+
+Every test session writes results, figures and papermill outputs into a temporary folder,
+never into the tracked tree, and turns progress bars off (nbval compares outputs).  The
+notebook kernels nbval starts inherit these variables.
+"""
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_TMP = Path(tempfile.mkdtemp(prefix="reprolib-tests-"))
+for _var, _sub in (("REPROLIB_RESULTS", "results"), ("REPROLIB_FIGURES", "figures"),
+                   ("REPROLIB_RUNS", "runs")):
+    os.environ[_var] = str(_TMP / _sub)
+os.environ["NBVAL"] = "1"
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture
+def cifar10_subset() -> str:
+    """The dataset spec of the real CIFAR-10 subset; skips when the file is absent."""
+    from reprolib import data, paths
+
+    p = paths.resolve(data.CIFAR10_SUBSET[4:])
+    if not p.exists():
+        pytest.skip(f"real CIFAR-10 subset not found at {data.CIFAR10_SUBSET[4:]} "
+                    "(set REPROLIB_CIFAR10_SUBSET to a copy)")
+    return data.CIFAR10_SUBSET

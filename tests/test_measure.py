@@ -1,0 +1,76 @@
+"""Counters against closed forms (1 multiply-add = 1 FLOP), latency and peak memory."""
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import reprolib
+from reprolib import measure
+
+
+def test_linear_and_conv_flops():
+    assert measure.count_flops(nn.Linear(64, 32), (64,)) == 64 * 32
+    conv = nn.Conv2d(8, 16, 3, stride=2, padding=1)
+    assert measure.count_flops(conv, (8, 20, 20)) == 16 * 8 * 9 * 10 * 10
+    dw = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+    assert measure.count_flops(dw, (8, 10, 10)) == 8 * 9 * 10 * 10
+    assert measure.count_flops(nn.Linear(64, 32), (64,), batch_size=5) == 5 * 64 * 32
+
+
+class _SDPA(nn.Module):
+    def forward(self, x):  # x: (heads, n, d)
+        return F.scaled_dot_product_attention(x, x, x)
+
+
+class _Explicit(nn.Module):
+    def forward(self, x):
+        a = (x @ x.transpose(-1, -2)).softmax(-1)
+        return a @ x
+
+
+@pytest.mark.parametrize("mod", [_SDPA(), _Explicit()])
+def test_attention_matmuls_are_counted(mod):
+    h, n, d = 3, 49, 32
+    assert measure.count_flops(mod, (h, n, d)) == 2 * h * n * n * d  # QK^T and AV
+
+
+def test_swin_t_matches_table_one_baseline():
+    import timm
+
+    m = timm.create_model("swin_tiny_patch4_window7_224", num_classes=100)
+    assert round(measure.count_params(m) / 1e6, 2) == 27.60
+    assert round(measure.count_flops(m, (3, 224, 224)) / 1e9, 2) == 4.49
+
+
+def test_flops_by_module_sum():
+    m = nn.Sequential(nn.Linear(10, 20), nn.ReLU(), nn.Linear(20, 5))
+    by = measure.count_flops_by_module(m, (10,))
+    assert by[""] == 10 * 20 + 20 * 5 and by["0"] == 200 and by["2"] == 100
+
+
+def test_shared_parameters_count_once():
+    lin = nn.Linear(10, 10)
+    m = nn.Sequential(lin, lin)
+    assert measure.count_params(m) == 110
+
+
+def test_peak_memory_closed_form_linear():
+    # weights + momentum + gradient of a 1000x1000 layer, plus input/output/logit grads (tiny)
+    w = 1000 * 1000 * 4
+    peak = measure.peak_memory(nn.Linear(1000, 1000, bias=False), (1000,), 1)
+    assert 3 * w <= peak <= 3 * w + 50_000
+
+
+def test_peak_memory_grows_with_batch():
+    m = reprolib.create_model("test_small_cnn")
+    a, b = (measure.peak_memory(m, (3, 16, 16), bs) for bs in (8, 32))
+    assert b > a
+
+
+def test_latency_and_profile():
+    lat = measure.latency(nn.Linear(32, 32), (32,), batch_size=4, repeats=5)
+    assert lat["ms"] > 0 and lat["batch_size"] == 4 and lat["device"] == "cpu"
+    prof = measure.profile_model(reprolib.create_model("test_small_cnn"), (3, 16, 16),
+                                 repeats=3, memory_batch=4)
+    assert set(prof) >= {"params", "flops", "latency_ms", "peak_memory_bytes"}
