@@ -110,3 +110,11 @@ def test_lstsq_merits_orders_accuracy():
     assert err["normal_equations"] > 10 * err["svd"]
     rows64 = decompose.lstsq_merits({"A": a}, dtype="float64", repeats=1)
     assert max(r["rel_error"] for r in rows64 if r["solver"] != "normal_equations") < 1e-10
+
+
+def test_full_rank_identity_on_pruned_vit():
+    torch.manual_seed(0)
+    m = vtp.prune(vtp.attach_scores(reprolib.create_model("test_vit_cifar").eval()), 0.3)
+    rows = decompose.full_rank_identity(m, n_inputs=8)
+    assert len(rows) == 12 * len(METHODS)
+    assert max(r["max_abs_diff"] for r in rows) < 1e-4

@@ -148,3 +148,22 @@ def test_save_and_reload_pruned_and_decomposed(tmp_path):
         back = vtp.load(f).eval()
         assert _nparams(back) == _nparams(model)
         assert torch.equal(back(x), model(x))
+
+
+def test_pipeline_records_and_tables(tmp_path, monkeypatch):
+    """One VTP record and one decomposition record on digits (1 epoch each), then Table 2."""
+    from reprolib.configs import get_config
+    monkeypatch.setenv("REPROLIB_RESULTS", str(tmp_path))
+    monkeypatch.setenv("CI", "1")
+    cfg = get_config("vtp_svd", "smoke", patch_sizes=(8,), sparsity_epochs=1, finetune_epochs=1,
+                     decompose_finetune_epochs=0, methods=("svd",))
+    rec = vtp.vtp_record(cfg, 8)
+    m = rec["metrics"]
+    assert m["params"] < m["params_dense"] and 0 <= m["acc"] <= 100
+    d = vtp.decomposed_record(cfg, 8, "svd", cfg.rank_ratio, 0)["metrics"]
+    assert d["params"] < m["params"] and d["acc"] == d["acc_no_ft"]
+    t = vtp.table2(cfg)
+    assert list(t["model"]) == ["ViT (scored, before pruning)", "VTP", "VTP+SVD"]
+    assert t.loc[t["model"] == "VTP", "acc_paper"].item() == 30.0
+    # a rerun reuses the records
+    assert vtp.vtp_record(cfg, 8)["run_id"] == rec["run_id"]

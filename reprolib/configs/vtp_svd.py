@@ -69,6 +69,7 @@ class VtpSvdConfig(BaseConfig):
 SMOKE = dict(dataset="digits", model="test_vit_cifar", patch_sizes=(4, 8), sparsity_epochs=3, batch_size=32,
              finetune_epochs=1, decompose_finetune_epochs=1, sweep_ratios=(0.25, 0.5),
              merits_repeats=3)
+# cpu: from-scratch training (no released model) of a small ViT, a few epochs.
 CPU = dict(dataset=CIFAR10_SUBSET, model="vit_cifar_small", patch_sizes=(2, 4, 8),
            sparsity_epochs=3, sparsity_lr=1e-3, finetune_epochs=1, finetune_lr=5e-4,
            decompose_finetune_epochs=1, decompose_lr=5e-4, sweep_ratios=(0.125, 0.25, 0.5))

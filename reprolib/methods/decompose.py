@@ -265,7 +265,7 @@ LSTSQ_SOLVERS: dict[str, Callable] = {"normal_equations": _solve_normal, "qr": _
 
 
 def lstsq_merits(matrices: dict[str, np.ndarray | torch.Tensor], dtype: str = "float32",
-                 repeats: int = 5, seed: int = 0) -> list[dict]:
+                 repeats: int = 5, seed: int = 0, blas_threads: int = 1) -> list[dict]:
     """Measure Table 1's merits on real matrices: accuracy and speed of least squares.
 
     For each matrix (oriented tall, m >= n) a solution x_true ~ N(0, I) is drawn (``seed``),
@@ -273,10 +273,16 @@ def lstsq_merits(matrices: dict[str, np.ndarray | torch.Tensor], dtype: str = "f
     "float64"); each solver of :data:`LSTSQ_SOLVERS` computes x.  Reported per (matrix,
     solver): ``rel_error`` = ||x - x_true|| / ||x_true|| (forward error), ``rel_residual`` =
     ||A x - b|| / ||b||, ``time_ms`` = median wall time of ``repeats`` solves
-    (time.perf_counter, this process's BLAS threads), and the matrix's 2-norm condition
-    number ``cond`` (float64).
+    (time.perf_counter, BLAS limited to ``blas_threads`` threads with threadpoolctl, default
+    1), and the matrix's 2-norm condition number ``cond`` (float64).
     """
     choose("dtype", dtype, ("float32", "float64"))
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(limits=blas_threads):
+        return _lstsq_merits(matrices, dtype, repeats, seed, blas_threads)
+
+
+def _lstsq_merits(matrices, dtype, repeats, seed, blas_threads):
     rng = np.random.default_rng(seed)
     rows = []
     for name, mat in matrices.items():
@@ -300,5 +306,24 @@ def lstsq_merits(matrices: dict[str, np.ndarray | torch.Tensor], dtype: str = "f
                          "cond": cond,
                          "rel_error": float(np.linalg.norm(x - x_true) / np.linalg.norm(x_true)),
                          "rel_residual": float(np.linalg.norm(a64 @ x - b64) / np.linalg.norm(b64)),
-                         "time_ms": float(np.median(times) * 1e3)})
+                         "time_ms": float(np.median(times) * 1e3), "blas_threads": blas_threads})
+    return rows
+
+
+def full_rank_identity(model: nn.Module, methods: Iterable[str] = METHODS,
+                       layers: Iterable[str] = DEFAULT_LAYERS, n_inputs: int = 64,
+                       seed: int = 0) -> list[dict]:
+    """At full rank every decomposition must reproduce its layer: for each target layer and
+    method, the max |decomposed(x) - layer(x)| over ``n_inputs`` random N(0, I) inputs
+    (float32, the model's dtype), with the layer's shape."""
+    g = torch.Generator().manual_seed(seed)
+    rows = []
+    for name, layer in target_layers(model, layers):
+        x = torch.randn(n_inputs, layer.in_features, generator=g).to(layer.weight)
+        with torch.no_grad():
+            ref = layer(x)
+            for meth in methods:
+                full = decompose_linear(layer, meth)
+                rows.append({"layer": name, "shape": list(layer.weight.shape), "method": meth,
+                             "max_abs_diff": float((full(x) - ref).abs().max())})
     return rows

@@ -241,7 +241,8 @@ PAPER = "vtp_svd"
 def _train_cfg(cfg, epochs: int, lr: float):
     from reprolib.train import TrainConfig
     return TrainConfig(epochs=epochs, batch_size=cfg.batch_size, optimizer=cfg.optimizer, lr=lr,
-                       weight_decay=cfg.weight_decay, schedule="cosine", seed=cfg.seed)
+                       weight_decay=cfg.weight_decay, schedule="cosine", seed=cfg.seed,
+                       progress=False)  # per-epoch numbers go to the records instead
 
 
 def _stage_keys(cfg) -> dict:
@@ -524,3 +525,67 @@ def merits_table(cfg):
         cond_max=("cond", "max")).reset_index()
     g["_o"] = g["solver"].map(order)
     return g.sort_values(["dtype", "_o"]).drop(columns="_o").reset_index(drop=True)
+
+
+def identity_record(cfg, patch: int, data=None, force: bool = False) -> dict:
+    """Full-rank identity of every decomposition on the real pruned layers of the VTP model
+    (``decompose.full_rank_identity``): max abs output difference per (layer, method)."""
+    from reprolib.methods.decompose import full_rank_identity
+    from reprolib.results import run_cached
+    config = {**_stage_keys(cfg), "patch_size": patch, "kind": "identity"}
+
+    def fn(ckpt):
+        rows = full_rank_identity(_pruned_model(cfg, patch, data))
+        return {"patch_size": patch, "identity": rows}
+
+    return run_cached(PAPER, cfg.profile, f"identity-p{patch}", config, fn, force=force)
+
+
+def identity_table(cfg):
+    """Per method: layers checked and the largest max-abs output difference at full rank."""
+    import pandas as pd
+    recs = [r for r in _records(cfg) if r["name"] == f"identity-p{cfg.sweep_patch}"]
+    if not recs:
+        return pd.DataFrame()
+    df = pd.DataFrame(recs[0]["metrics"]["identity"])
+    return df.groupby("method", sort=False).agg(layers=("layer", "count"),
+                                                max_abs_diff=("max_abs_diff", "max")).reset_index()
+
+
+def run_notebook_records(cfg, force: bool = False) -> None:
+    """``run_all`` plus the full-rank identity record (everything the notebook reads)."""
+    run_all(cfg, force)
+    if cfg.sweep_patch in cfg.patch_sizes:
+        identity_record(cfg, cfg.sweep_patch, None, force)
+
+
+# ----------------------------------------------------------------------------------------
+# Plots (titles carry the provenance line passed in).
+
+def plot_sweep(sweep, vtp_point=None, title: str = ""):
+    """Accuracy vs params over ranks, one curve per decomposition; ``vtp_point`` =
+    (params, acc) of the pruned model before decomposition (dashed reference lines)."""
+    import matplotlib.pyplot as plt
+
+    from reprolib.report import plot_tradeoff
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    df = sweep.assign(params_k=sweep["params"] / 1e3)
+    plot_tradeoff(df, "params_k", "acc", hue="method", ax=ax, title=title,
+                  baseline=None if vtp_point is None else (vtp_point[0] / 1e3, vtp_point[1]),
+                  xlabel="parameters (thousands)", ylabel="test accuracy (%)")
+    return fig
+
+
+def plot_errors(errors, title: str = ""):
+    """Mean relative Frobenius reconstruction error of the pruned layers vs rank ratio."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    df = errors[errors["rank_ratio"] < 1.0]
+    sns.lineplot(data=df, x="rank_ratio", y="rel_fro_mean", hue="method", style="method",
+                 markers=True, dashes=False, ax=ax)
+    ax.set_xlabel("rank / min(out, in)")
+    ax.set_ylabel("mean ||W - AB||_F / ||W||_F over pruned layers")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    return fig
