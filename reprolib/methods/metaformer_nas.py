@@ -470,7 +470,7 @@ def draw_architecture(arch, ax=None, title: str | None = None):
     for leaf in arch.leaves:
         arc(leaf, n + 1, rad=0.0 if leaf == n else 0.3 + 0.06 * (n - leaf))
     ax.set_xlim(-0.7, n + 1.7)
-    ax.set_ylim(-1.6, 1.6)
+    ax.set_ylim(-0.45 * n - 0.6, 0.3 * n + 0.6)
     ax.axis("off")
     ax.set_title(title or f"searched mixer, N = {n}: {arch}", fontsize=9)
     return ax
