@@ -307,8 +307,8 @@ def get_data(dataset: str, image_size: int = 32, batch_size: int = 128, *, root=
     batch_size: training batch per process; eval_batch_size defaults to 2x it.
     augment: training augmentation (crop + flip); evaluation never augments.
     seed: data order and augmentation; each epoch reseeds from (seed, epoch).
-    val_fraction: fraction of the training set held out as ``Data.val`` (stratified-free,
-        fixed by seed), e.g. for NAS rewards.
+    val_fraction: fraction of the training set held out as ``Data.val`` (fixed by seed), e.g.
+        for NAS rewards; Flowers-102 holds out its official val split instead.
     rank / world_size: the shard to read (default: from torch.distributed when initialised).
     """
     if rank is None or world_size is None:
@@ -319,7 +319,7 @@ def get_data(dataset: str, image_size: int = 32, batch_size: int = 128, *, root=
     check_dataset(dataset)
     if dataset in ("flowers102", "imagenet"):
         return _folder_data(dataset, image_size, batch_size, eval_bs, root, device, augment,
-                            seed, workers, rank, world_size)
+                            seed, workers, rank, world_size, val_fraction)
     a = _array_dataset(dataset, image_size, root)
     xtr, ytr = torch.from_numpy(a.train_images), torch.from_numpy(a.train_labels)
     val = None
@@ -346,7 +346,7 @@ def get_data(dataset: str, image_size: int = 32, batch_size: int = 128, *, root=
 
 
 def _folder_data(name, image_size, batch_size, eval_bs, root, device, augment, seed, workers,
-                 rank, world_size) -> Data:
+                 rank, world_size, val_fraction=0.0) -> Data:
     import torchvision
     from torchvision import transforms as T
 
@@ -356,14 +356,18 @@ def _folder_data(name, image_size, batch_size, eval_bs, root, device, augment, s
                          + [T.ToTensor(), norm])
     test_tf = T.Compose([T.Resize(int(image_size / 0.875)), T.CenterCrop(image_size),
                          T.ToTensor(), norm])
+    val = None
     if name == "flowers102":
         base = Path(root) if root else paths.data_root()
         cls = torchvision.datasets.Flowers102
-        # The paper trains on train + val (2,040 images) and tests on the 6,149 test images.
+        # The paper trains on train + val (2,040 images) and tests on the 6,149 test images;
+        # with val_fraction > 0 the official val split is held out as Data.val instead.
+        splits = ("train",) if val_fraction > 0 else ("train", "val")
         tr = torch.utils.data.ConcatDataset(
-            [_torchvision(cls, name, base, True, split=s, transform=train_tf)
-             for s in ("train", "val")])
+            [_torchvision(cls, name, base, True, split=s, transform=train_tf) for s in splits])
         te = _torchvision(cls, name, base, True, split="test", transform=test_tf)
+        if val_fraction > 0:
+            val = _torchvision(cls, name, base, True, split="val", transform=test_tf)
         classes = [str(i) for i in range(102)]
     else:
         if root is None:
@@ -377,6 +381,13 @@ def _folder_data(name, image_size, batch_size, eval_bs, root, device, augment, s
         tr = torchvision.datasets.ImageFolder(str(base / "train"), train_tf)
         te = torchvision.datasets.ImageFolder(str(base / "val"), test_tf)
         classes = list(tr.classes)
+        if val_fraction > 0:  # a fixed random part of train, read with the eval transform
+            perm = torch.randperm(len(tr), generator=torch.Generator().manual_seed(seed)).tolist()
+            nv = max(1, int(round(val_fraction * len(tr))))
+            val = torch.utils.data.Subset(
+                torchvision.datasets.ImageFolder(str(base / "train"), test_tf), perm[:nv])
+            tr = torch.utils.data.Subset(tr, perm[nv:])
     mk = dict(device=device, seed=seed, workers=workers, rank=rank, world_size=world_size)
     return Data(name, DeviceLoader(tr, batch_size, shuffle=True, drop_last=True, **mk),
-                DeviceLoader(te, eval_bs, shuffle=False, **mk), len(classes), classes, image_size)
+                DeviceLoader(te, eval_bs, shuffle=False, **mk), len(classes), classes, image_size,
+                DeviceLoader(val, eval_bs, shuffle=False, **mk) if val is not None else None)

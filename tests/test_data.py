@@ -163,6 +163,8 @@ def test_flowers102_on_disk_format(tmp_path, monkeypatch):
     assert (d.train_size, d.test_size, d.num_classes) == (8, 4, 102)
     x, y = next(iter(d.train))
     assert x.shape == (4, 3, 32, 32) and int(y.max()) <= 2
+    held = data.get_data("flowers102", 32, 4, root=tmp_path, workers=0, val_fraction=0.1)
+    assert (held.train_size, held.val.dataset_size) == (4, 4)  # the official val split
 
 
 def test_imagenet_folder(tmp_path):
@@ -176,5 +178,7 @@ def test_imagenet_folder(tmp_path):
     d = data.get_data("imagenet", 16, 2, root=tmp_path, workers=0)
     assert d.classes == ["n01", "n02"] and (d.train_size, d.test_size) == (6, 6)
     assert next(iter(d.test))[0].shape == (4, 3, 16, 16)
+    held = data.get_data("imagenet", 16, 2, root=tmp_path, workers=0, val_fraction=0.5)
+    assert (held.train_size, held.val.dataset_size) == (3, 3)
     with pytest.raises(ReprolibError, match="imagenet needs a folder"):
         data.get_data("imagenet")
