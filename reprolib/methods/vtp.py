@@ -416,9 +416,15 @@ def _records(cfg):
                    if not isinstance(v, tuple))]
 
 
+def _epoch_seconds(history: list[dict]) -> float:
+    """Training wall time of a stage: the sum of its epochs' ``time_s`` (kept across resumes)."""
+    return float(sum(h.get("time_s", 0.0) for h in history))
+
+
 def table2(cfg):
     """Table 2 in long form: one row per (patch, model) with our accuracy (%), the paper's,
-    params, FLOPs (1 MAC = 1 FLOP, one 32x32 image) and the epochs / wall time behind it."""
+    params, FLOPs (1 MAC = 1 FLOP, one 32x32 image), the cumulative training epochs behind
+    the model and their wall time (s, training epochs incl. their test evaluation)."""
     import pandas as pd
 
     from reprolib.configs.vtp_svd import PAPER_TABLE2, TABLE2_METHODS
@@ -431,13 +437,14 @@ def table2(cfg):
         m = v[0]["metrics"]
         paper = PAPER_TABLE2.get(patch, {})
         train_ep = cfg.pretrain_epochs + cfg.baseline_epochs + cfg.sparsity_epochs
+        wall_dense = sum(_epoch_seconds(m["history"].get(k, [])) for k in ("pretrain", "baseline", "sparsity"))
+        wall_vtp = wall_dense + _epoch_seconds(m["history"].get("finetune", []))
         rows.append({"patch": patch, "model": "ViT (scored, before pruning)", "acc": m["acc_dense"],
                      "acc_paper": float("nan"), "params": m["params_dense"], "flops": m["flops_dense"],
-                     "epochs": train_ep, "wall_s": sum(m["train_wall_s"].get(k, 0) for k in
-                                                      ("pretrain", "baseline", "sparsity"))})
+                     "epochs": train_ep, "wall_s": wall_dense})
         rows.append({"patch": patch, "model": "VTP", "acc": m["acc"], "acc_paper": paper.get("VTP", float("nan")),
                      "params": m["params"], "flops": m["flops"],
-                     "epochs": train_ep + cfg.finetune_epochs, "wall_s": sum(m["train_wall_s"].values())})
+                     "epochs": train_ep + cfg.finetune_epochs, "wall_s": wall_vtp})
         for col, meth in TABLE2_METHODS.items():
             if meth not in cfg.methods:
                 continue
@@ -452,7 +459,7 @@ def table2(cfg):
                          "acc_paper": paper.get(col, float("nan")), "params": dm["params"],
                          "flops": dm["flops"],
                          "epochs": train_ep + cfg.finetune_epochs + cfg.decompose_finetune_epochs,
-                         "wall_s": sum(m["train_wall_s"].values()) + dm["train_wall_s"]})
+                         "wall_s": wall_vtp + _epoch_seconds(dm["history"])})
     return pd.DataFrame(rows)
 
 
@@ -563,16 +570,26 @@ def run_notebook_records(cfg, force: bool = False) -> None:
 # Plots (titles carry the provenance line passed in).
 
 def plot_sweep(sweep, vtp_point=None, title: str = ""):
-    """Accuracy vs params over ranks, one curve per decomposition; ``vtp_point`` =
-    (params, acc) of the pruned model before decomposition (dashed reference lines)."""
+    """Accuracy vs params over ranks, one curve per decomposition (marker + dash style per
+    method, so coinciding curves stay visible); ``vtp_point`` = (params, acc) of the pruned
+    model before decomposition, drawn as a black star with dashed reference lines."""
     import matplotlib.pyplot as plt
-
-    from reprolib.report import plot_tradeoff
-    fig, ax = plt.subplots(figsize=(6, 4.2))
-    df = sweep.assign(params_k=sweep["params"] / 1e3)
-    plot_tradeoff(df, "params_k", "acc", hue="method", ax=ax, title=title,
-                  baseline=None if vtp_point is None else (vtp_point[0] / 1e3, vtp_point[1]),
-                  xlabel="parameters (thousands)", ylabel="test accuracy (%)")
+    import seaborn as sns
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    df = sweep.assign(params_k=sweep["params"] / 1e3).sort_values(["method", "params_k"])
+    if len(df):
+        sns.lineplot(data=df, x="params_k", y="acc", hue="method", style="method", markers=True,
+                     dashes=True, ax=ax, sort=False, errorbar=None, markersize=7)
+    if vtp_point is not None:
+        ax.scatter([vtp_point[0] / 1e3], [vtp_point[1]], marker="*", s=120, color="black",
+                   zorder=5, label="VTP (not decomposed)")
+        ax.axvline(vtp_point[0] / 1e3, ls="--", lw=0.8, color="grey")
+        ax.axhline(vtp_point[1], ls="--", lw=0.8, color="grey")
+    ax.set_xlabel("parameters (thousands)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
     return fig
 
 
@@ -583,7 +600,7 @@ def plot_errors(errors, title: str = ""):
     fig, ax = plt.subplots(figsize=(6, 4.2))
     df = errors[errors["rank_ratio"] < 1.0]
     sns.lineplot(data=df, x="rank_ratio", y="rel_fro_mean", hue="method", style="method",
-                 markers=True, dashes=False, ax=ax)
+                 markers=True, dashes=True, ax=ax, markersize=7)
     ax.set_xlabel("rank / min(out, in)")
     ax.set_ylabel("mean ||W - AB||_F / ||W||_F over pruned layers")
     ax.set_title(title, fontsize=9)
