@@ -86,6 +86,7 @@ def run_cached(paper: str, profile: str, name: str, config: dict,
     fn: ``fn(ckpt_dir) -> dict of metrics`` (JSON-serialisable); ``ckpt_dir`` is where the run
         should checkpoint so that a killed run resumes.
     force: recompute even when a record exists (its checkpoints are discarded too).
+    Under torch.distributed every rank runs ``fn``; only rank 0 writes the record.
     """
     path = record_path(paper, profile, name, config, root)
     if path.exists() and not force:
@@ -102,7 +103,9 @@ def run_cached(paper: str, profile: str, name: str, config: dict,
            "versions": versions(), "device": device_info(), "git": git_revision(),
            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:500],
            "started": started, "wall_time_s": round(time.perf_counter() - t0, 3)}
-    write_json_atomic(rec, path)
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()
+            and torch.distributed.get_rank() != 0):
+        write_json_atomic(rec, path)
     return rec
 
 

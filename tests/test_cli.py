@@ -22,7 +22,7 @@ def test_list():
 
 @pytest.mark.parametrize("args, message", [
     (["run", "nopaper"], "unknown paper 'nopaper'; valid papers: "),
-    (["run", "quickstart", "--profile", "huge"], "unknown profile for quickstart 'huge'; valid"),
+    (["run", "quickstart", "--profile", "huge"], "unknown profile 'huge' for quickstart; valid profiles: smoke"),
     (["run", "quickstart", "-p", "epoch=3"], "unknown override for quickstart: 'epoch'; valid keys"),
     (["run", "quickstart", "-p", "epochs=many"], "epochs='many' is not a valid int"),
     (["run", "quickstart", "-p", "dataset=npz:missing.npz"], "data set file missing.npz does not exist"),

@@ -36,7 +36,7 @@ def test_overrides_are_typed_and_checked():
     assert cfg.widths == (0.5,)
     with pytest.raises(ReprolibError, match="unknown override.*'epoch'.*valid keys.*epochs"):
         configs.get_config("quickstart", "smoke", epoch=3)
-    with pytest.raises(ReprolibError, match="unknown profile for quickstart 'huge'.*smoke"):
+    with pytest.raises(ReprolibError, match="unknown profile 'huge' for quickstart; valid profiles: smoke"):
         configs.get_config("quickstart", "huge")
     with pytest.raises(ReprolibError, match="unknown paper 'nope'.*quickstart"):
         configs.get_config("nope")

@@ -84,7 +84,9 @@ def get_config(paper: str, profile: str = "smoke", **overrides):
     field's type.  ``None`` values are ignored (a notebook parameter left unset).
     """
     p = get_paper(paper)
-    choose(f"profile for {paper}", profile, p.presets)
+    if profile not in p.presets:
+        raise ReprolibError(f"unknown profile {profile!r} for {paper}; valid profiles: "
+                            f"{', '.join(p.presets)}")
     overrides = {k: v for k, v in overrides.items() if v is not None}
     _check_keys(p.config_cls, overrides, f"override for {paper}")
     overrides.pop("profile", None)
