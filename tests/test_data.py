@@ -182,3 +182,18 @@ def test_imagenet_folder(tmp_path):
     assert (held.train_size, held.val.dataset_size) == (3, 3)
     with pytest.raises(ReprolibError, match="imagenet needs a folder"):
         data.get_data("imagenet")
+
+
+def test_manifest_checksums_agree_with_torchvision():
+    import json
+
+    import torchvision
+
+    from reprolib import paths
+
+    man = json.loads((paths.ROOT / "data" / "manifest.json").read_text())
+    assert man["cifar10"]["md5"] == torchvision.datasets.CIFAR10.tgz_md5
+    assert man["cifar100"]["md5"] == torchvision.datasets.CIFAR100.tgz_md5
+    fl = torchvision.datasets.Flowers102._file_dict
+    assert man["flowers102"]["md5"] == fl["image"][1]
+    assert man["flowers102"]["files"] == {fl["label"][0]: fl["label"][1], fl["setid"][0]: fl["setid"][1]}
