@@ -278,3 +278,62 @@ def test_measure_and_table2():
     t2 = T.table2(T.records_frame([rec]), cfg2, PAPER_TABLE2)
     assert t2.loc[0, "params_M paper"] == 20.0
     assert round(t2.loc[0, "params_M ours"], 1) == 20.0
+
+
+def test_width_scales_stems():
+    # the width multiplier scales every layer, the fixed stems included (section 4)
+    r = reprolib.create_model("resnet50_cifar", width=0.25)
+    g = reprolib.create_model("googlenet_cifar", width=0.05)
+    assert r.stem[0].out_channels == 16 and g.stem[0].out_channels == 10
+    assert reprolib.create_model("resnet50_cifar").stem[0].out_channels == M.RESNET50_STEM
+    explicit = reprolib.create_model("resnet50_cifar", filters=M.RESNET50_FILTERS)
+    assert explicit.stem[0].out_channels == M.RESNET50_STEM
+
+
+def test_cpu_grid_model_widths_and_summaries():
+    from reprolib.configs import get_config
+
+    cfg = get_config("templates", "cpu")
+    g = T.grid(cfg)
+    assert {w for _, m, _, w in g if m == "resnet50_cifar"} == {0.05}
+    assert {w for _, m, _, w in g if m == "vgg19_cifar"} == {0.05, 0.1}
+    assert len(g) == 2 * (2 + 1 + 1 + 2) and {m for _, m, _, _ in g} == set(M.PAPER_MODELS)
+    assert "resnet50_cifar: widths 0.05 only" in T.grid_summary(cfg)
+    import pandas as pd
+    df = pd.DataFrame([{"config.dataset": cfg.dataset, "config.model": "vgg19_cifar",
+                        "config.template": "base", "config.width": 0.1, "train_time_s": 60.0}])
+    s = T.ran_summary(df, cfg)
+    assert "ran 1 of the paper's 320" in s and "vgg19_cifar: templates base x widths 0.1" in s
+    assert "resnet50_cifar: nothing" in s
+
+
+def test_memory_limit_skips_and_direct_batch():
+    from reprolib.configs import get_config
+    from reprolib import measure
+
+    m = reprolib.create_model("vgg19_cifar_tiny")
+    cfg = get_config("templates", "smoke", measure_memory=True, memory_batch=4)
+    out = T.measure_model(m, cfg)
+    assert out["memory_method"] == "cpu, measured at batch 4"
+    assert out["peak_memory_bytes"] == measure.peak_memory(m, (3, 32, 32), 4, "cpu")
+    tiny = get_config("templates", "smoke", measure_memory=True, memory_batch=4,
+                      memory_limit_gb=1e-6)
+    out = T.measure_model(m, tiny)
+    assert out["memory_method"].startswith("skipped") and out["peak_memory_bytes"] != out["peak_memory_bytes"]
+
+
+def test_table2_params_notes():
+    from reprolib.configs import get_config
+    from reprolib.configs.templates import PAPER_TABLE2
+
+    recs = [{"name": "x", "profile": "smoke", "device": "cpu", "wall_time_s": 0.0,
+             "metrics": {"params": p, "flops": 1, "peak_memory_bytes": float("nan"),
+                         "memory_method": "skipped: test"},
+             "config": {"model": "vgg19_cifar", "template": t}}
+            for t, p in (("base", 20040522), ("quadratic", 19420000))]
+    cfg = get_config("templates", "smoke", table2_models=("vgg19_cifar",),
+                     table2_templates=("base", "quadratic"))
+    t2 = T.table2(T.records_frame(recs), cfg, PAPER_TABLE2)
+    assert t2.loc[0, "params note"] == "" and "quadratic" in t2.loc[1, "params note"]
+    assert t2.loc[1, "memory note"] == "skipped: test"
+    assert set(T.PARAMS_NOTES) == set(M.PAPER_MODELS)

@@ -22,6 +22,8 @@ class TemplatesConfig(BaseConfig):
     models: tuple = MODELS            # registered model names to train (tiny variants in smoke)
     templates: tuple = ("base", "uniform")  # filter distributions to train (see TEMPLATES)
     widths: tuple = (1.0,)            # width multipliers applied after the template
+    model_widths: tuple = ()          # ((model, (w, ...)), ...): per-model widths that replace
+    #                                   ``widths`` for those models (CPU budget); () = none
     extra_datasets: tuple = ()        # further data sets after ``dataset`` (paper: cifar100)
     epochs: int = 160                 # training epochs per grid cell
     batch_size: int = 64              # training batch size (paper: 64)
@@ -41,6 +43,10 @@ class TemplatesConfig(BaseConfig):
     memory_probe: tuple = ()          # CPU: batches measured to extrapolate linearly to
     #                                   memory_batch (activations are linear in batch);
     #                                   () = measure memory_batch directly
+    memory_limit_gb: float = 0.0      # >0: skip (NaN, reason recorded) a memory cell whose
+    #                                   batch-1/2 probe predicts more than this many GB at
+    #                                   memory_batch (protects a shared CPU machine's RAM)
+    table2_memory_limit_gb: float = 0.0  # >0: memory_limit_gb for the Table 2 cells only
     latency_batch: int = 1            # images per timed forward pass
     latency_repeats: int = 10         # timed forward passes (median reported)
     table1_width: float = 1.0         # width whose accuracies fill Table 1
@@ -59,14 +65,22 @@ register_paper(
                   "batch_size": 128, "lr": 0.05, "schedule": "cosine", "milestones": (),
                   "measure_memory": False, "measure_latency": False,
                   "table1_width": 0.25},
-        # real CIFAR-10 images (the 5085/1017 subset), full-size models at small widths
-        # (width 1.0 of ResNet-50/GoogLeNet is 1.3-16 GMAC per image: hours per epoch on
-        # 2 shared cores), 3 epochs; Table 2 measured on the CPU at width 1.0, all 20 cells.
+        # real CIFAR-10 images (the 5085/1017 subset), all four full-size models, base vs
+        # uniform at widths 0.05 and 0.1 for VGG-19 and MobileNet, 0.05 only for the heavier
+        # ResNet-50 and GoogLeNet (width 1.0 of these is 1.3-16 GMAC per image: hours per
+        # epoch on 2 shared cores), 2 epochs, 1 thread (~30 min).  Memory:
+        # peak of one training step measured directly at batch 64 (CPU tracker); latency:
+        # median of 20 forward passes at batch 1, 1 thread.  Table 2: all 20 cells at width
+        # 1.0, measured on the CPU; cells whose batch-1/2 probe predicts > 6 GB at batch 64
+        # (ResNet-50 reverse and quadratic, ~15 GMAC per image) are not run on the shared
+        # machine (RAM of 6 developers, ~10 min per step pair at its load).
         "cpu": {"dataset": "npz:../shared/data/cifar10_subset.npz",
                 "templates": ("base", "uniform"), "widths": (0.05, 0.1),
-                "epochs": 3, "batch_size": 64, "lr": 0.05, "schedule": "cosine",
-                "milestones": (), "memory_probe": (1, 2), "latency_repeats": 3,
-                "table1_width": 0.1},
+                "model_widths": (("resnet50_cifar", (0.05,)), ("googlenet_cifar", (0.05,))),
+                "epochs": 2, "batch_size": 64, "lr": 0.05, "schedule": "cosine",
+                "milestones": (), "memory_probe": (), "memory_limit_gb": 12.0,
+                "table2_memory_limit_gb": 6.0,
+                "latency_batch": 1, "latency_repeats": 20, "table1_width": 0.1},
         # one GPU, full CIFAR-10: every template, four widths, 30 epochs (lr / 10 at 15, 23)
         "gpu": {"dataset": "cifar10", "templates": TEMPLATES, "widths": (1.0, 0.5, 0.25, 0.1),
                 "epochs": 30, "milestones": (15, 23), "batch_size": 128,

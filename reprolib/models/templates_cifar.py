@@ -28,7 +28,10 @@ What one "layer" ``f_l`` is (the paper takes "blocks as single layers"):
   of the 13 depthwise-separable blocks; a depthwise convolution has as many channels as its
   input.
 
-Strides, pooling, kernel sizes and the classifier stay as in the base model; only channel
+The width multiplier scales every layer, including the stems that the templates leave
+alone (ResNet-50's 64 and GoogLeNet's 192 filters become ``max(1, round(w * stem))``); an
+explicit ``filters=`` list keeps the base stem.  Strides, pooling, kernel sizes and the
+classifier stay as in the base model; only channel
 counts change, so a redistributed or width-scaled model is a physically different network.
 """
 
@@ -275,16 +278,18 @@ _TINY_GOOGLENET = _tiny_modules(GOOGLENET_MODULES)
 #: Every architecture of this paper: base per-layer counts and how to build it.
 ARCHS: dict[str, dict] = {
     "vgg19_cifar": dict(cls=VGGCifar, filters=VGG19_FILTERS, kw={}),
-    "resnet50_cifar": dict(cls=ResNetCifar, filters=RESNET50_FILTERS, kw={}),
-    "googlenet_cifar": dict(cls=GoogLeNetCifar, filters=GOOGLENET_FILTERS, kw={}),
+    "resnet50_cifar": dict(cls=ResNetCifar, filters=RESNET50_FILTERS, kw={},
+                           stem=RESNET50_STEM),
+    "googlenet_cifar": dict(cls=GoogLeNetCifar, filters=GOOGLENET_FILTERS, kw={},
+                            stem=GOOGLENET_STEM),
     "mobilenet_cifar": dict(cls=MobileNetCifar, filters=MOBILENET_FILTERS, kw={}),
     "vgg19_cifar_tiny": dict(cls=VGGCifar, filters=_tiny(VGG19_FILTERS), kw={}),
     "resnet50_cifar_tiny": dict(cls=ResNetCifar, filters=_tiny(RESNET50_FILTERS),
-                                kw=dict(stem=RESNET50_STEM // TINY_DIVISOR)),
+                                kw={}, stem=RESNET50_STEM // TINY_DIVISOR),
     "googlenet_cifar_tiny": dict(cls=GoogLeNetCifar,
                                  filters=[m[0] + m[2] + m[4] + m[5] for m in _TINY_GOOGLENET],
-                                 kw=dict(stem=GOOGLENET_STEM // TINY_DIVISOR,
-                                         base_modules=_TINY_GOOGLENET)),
+                                 kw=dict(base_modules=_TINY_GOOGLENET),
+                                 stem=GOOGLENET_STEM // TINY_DIVISOR),
     "mobilenet_cifar_tiny": dict(cls=MobileNetCifar, filters=_tiny(MOBILENET_FILTERS), kw={}),
 }
 
@@ -342,7 +347,11 @@ def build(name: str, num_classes: int = 10, template: str = "base", width: float
         fs = model_filters(name, template, width)
     if len(fs) != len(spec["filters"]):
         raise ReprolibError(f"{name} has D={len(spec['filters'])} layers, got {len(fs)} counts")
-    model = spec["cls"](fs, num_classes=num_classes, **spec["kw"])
+    kw = dict(spec["kw"])
+    if "stem" in spec and filters is None:
+        # the width multiplier scales every layer (section 4), the fixed stem included
+        kw["stem"] = max(1, int(round(float(width) * spec["stem"])))
+    model = spec["cls"](fs, num_classes=num_classes, **kw)
     model.arch = dict(name=name, template=template if filters is None else "custom",
                       width=float(width) if filters is None else None, filters=list(model.filters),
                       num_classes=num_classes, unit=unit)
