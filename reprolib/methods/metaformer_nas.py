@@ -11,7 +11,12 @@ N = 7).  ``count_architectures`` counts it from the controller's own decision li
 Controller (§3.2).  An LSTM cell with 64 hidden units; the first input is empty (zeros);
 each decision is embedded and fed as the next input; softmax heads give the predecessor
 (masked to the i-1 valid nodes) and the op, with optional temperature T and tanh constant
-c (logits -> c tanh(logits / T)).
+c (logits -> c tanh(logits / T)).  A decision is embedded together with its step ("node 3
+takes node 1" and "node 2 takes node 1" are different inputs) from N(0, 1) embeddings: with
+one ±0.1 embedding per choice shared by all steps the LSTM sees nearly the same input at
+every op step, the shared op head moves every node's op together, a node whose best op is
+the minority collapses onto the other op and, never sampling its own again, gets no signal
+(the toy-reward check failed on every seed that way).
 
 Search (§3.2, §4.1).  Rounds alternate
   (1) shared weights w: one epoch over the training set, minimising
@@ -125,6 +130,8 @@ class Controller(nn.Module):
     n_nodes: DAG nodes N.  hidden (default 64): LSTM units and embedding width.
     temperature (default None = 1): logits are divided by it.  tanh_c (default None = off):
     logits -> tanh_c * tanh(logits), bounding them (ENAS uses 5.0 and 2.5 / 1.1).
+    The input after decision t is ``emb[t, choice]`` (one N(0, 1) embedding per step and
+    choice); LSTM and heads are initialised U(-0.1, 0.1) as in ENAS.
     """
 
     def __init__(self, n_nodes: int, hidden: int = 64, temperature: float | None = None,
@@ -134,12 +141,13 @@ class Controller(nn.Module):
         self.temperature, self.tanh_c = temperature, tanh_c
         self.steps = decision_space(n_nodes)
         self.lstm = nn.LSTMCell(hidden, hidden)
-        self.prev_emb = nn.Embedding(max(n_nodes, 1), hidden)     # predecessor node 1..N-1
-        self.op_emb = nn.Embedding(len(OPS), hidden)
         self.prev_head = nn.Linear(hidden, max(n_nodes - 1, 1))
         self.op_head = nn.Linear(hidden, len(OPS))
         for p in self.parameters():
             nn.init.uniform_(p, -0.1, 0.1)
+        # decision embeddings: row t * width + choice for decision t (N(0, 1) init)
+        self._width = max(n_nodes - 1, len(OPS))
+        self.emb = nn.Embedding(len(self.steps) * self._width, hidden)
 
     def _logits(self, h, kind, n):
         z = (self.prev_head(h) if kind == "prev" else self.op_head(h))[:, :n]
@@ -177,8 +185,7 @@ class Controller(nn.Module):
             logp = logp + lp[a]
             ent = ent - (lp.exp() * lp).sum()
             choices.append(a)
-            idx = torch.tensor([a + 1 if kind == "prev" else a], device=dev)
-            inp = self.prev_emb(idx) if kind == "prev" else self.op_emb(idx)
+            inp = self.emb(torch.tensor([t * self._width + a], device=dev))
         return decode(self.n_nodes, choices), logp, ent
 
     def sample(self, generator=None):
@@ -196,14 +203,19 @@ class Controller(nn.Module):
 
 def reinforce_step(controller: Controller, opt: torch.optim.Optimizer,
                    reward_fn: Callable[[Architecture], float], baseline: float | None, *,
-                   baseline_decay: float = 0.99, entropy_weight: float = 1e-4,
+                   baseline_decay: float = 0.95, entropy_weight: float = 1e-2,
                    clip: float | None = 5.0, generator=None):
     """One REINFORCE-with-baseline update from one sampled architecture.
 
     reward_fn: ``arch -> R`` (here: accuracy in [0, 1] on one validation batch).
     baseline: the exponential moving average of past rewards (None: the first reward).
-    baseline_decay d (default 0.99): b <- d b + (1 - d) R, updated before the advantage.
-    entropy_weight beta (default 1e-4): bonus beta * H(pi) added to the objective.
+    The update is the textbook score-function estimate: the loss
+    -(R - b) * sum_t log pi(a_t | a_<t) - beta * sum_t H(pi(. | a_<t)) is minimised, so its
+    gradient is -(R - b) grad log pi(m) - beta grad H (log-probability and entropy summed
+    over the 2N - 1 decisions).
+    baseline_decay d (default 0.95): b <- d b + (1 - d) R, updated before the advantage
+        (as in ENAS; R - b_new = d (R - b_old), b_old independent of this sample).
+    entropy_weight beta (default 1e-2): bonus beta * H(pi) on the summed entropy (nats).
     clip (default 5.0): max global norm of the controller's gradients (None: no clipping).
     Returns ``(arch, reward, entropy, new_baseline)``.
     """
@@ -220,20 +232,22 @@ def reinforce_step(controller: Controller, opt: torch.optim.Optimizer,
 
 
 def toy_reinforce(n_nodes: int, target, samples: int = 400, lr: float = 0.003,
-                  seed: int = 0, **kw) -> dict:
+                  seed: int = 0, temperature: float | None = None,
+                  tanh_c: float | None = None, **kw) -> dict:
     """REINFORCE on a toy reward where one architecture is best: R(m) = fraction of the
     controller's decisions that agree with ``target``'s (1 only at ``target``).
 
     n_nodes: DAG nodes.  target: the best architecture.  samples (default 400): controller
-    updates.  lr (default 0.003): Adam learning rate (0.01 collapses early onto a
-    wrong architecture: entropy vanishes before the advantage can steer it).  seed: controller init and sampling.
-    Other keywords go to ``reinforce_step``.  Returns a dict with the per-sample
+    updates.  lr (default 0.003): Adam learning rate of the controller (larger than the
+    paper's 3.5e-4 so a few hundred updates suffice).  seed: controller init and sampling.
+    temperature, tanh_c (default None): the controller's logit options.  Other keywords go
+    to ``reinforce_step`` (entropy weight 1e-2, baseline decay 0.95 by default).  Returns a dict with the per-sample
     ``reward``, ``entropy``, ``p_target`` (pi(target)) lists and the final ``most_likely``.
     """
     torch.manual_seed(seed)
     target = Architecture.parse(target)
     tgt = encode(target)
-    ctrl = Controller(n_nodes)
+    ctrl = Controller(n_nodes, temperature=temperature, tanh_c=tanh_c)
     opt = torch.optim.Adam(ctrl.parameters(), lr=lr)
     g = torch.Generator().manual_seed(seed)
     reward = lambda a: sum(x == y for x, y in zip(encode(a), tgt)) / len(tgt)  # noqa: E731
@@ -269,8 +283,8 @@ class NASConfig:
     controller_clip: float | None = 5.0  # max grad norm of theta
     temperature: float | None = None    # softmax temperature of the controller's heads
     tanh_c: float | None = None         # tanh constant of the controller's logits
-    entropy_weight: float = 1e-4        # beta: entropy bonus in the controller's objective
-    baseline_decay: float = 0.99        # d: EMA decay of the REINFORCE baseline
+    entropy_weight: float = 1e-2        # beta: bonus on the summed entropy (ENAS range 1e-4..1e-2)
+    baseline_decay: float = 0.95        # d: EMA decay of the REINFORCE baseline
     derive_samples: int = 100           # K: architectures sampled when deriving the result
     derive_batches: int = 1             # validation batches scoring each derived candidate
 
