@@ -298,7 +298,9 @@ def test_cpu_grid_model_widths_and_summaries():
     assert {w for _, m, _, w in g if m == "resnet50_cifar"} == {0.05}
     assert {w for _, m, _, w in g if m == "vgg19_cifar"} == {0.05, 0.1}
     assert len(g) == 2 * (2 + 1 + 1 + 2) and {m for _, m, _, _ in g} == set(M.PAPER_MODELS)
-    assert "resnet50_cifar: widths 0.05 only" in T.grid_summary(cfg)
+    assert "(resnet50_cifar: 0.05 only)" in T.grid_summary(cfg)
+    assert "Part of the paper's grid" in T.grid_summary(cfg)
+    assert "no part of the paper's grid" in T.grid_summary(get_config("templates", "smoke"))
     import pandas as pd
     df = pd.DataFrame([{"config.dataset": cfg.dataset, "config.model": "vgg19_cifar",
                         "config.template": "base", "config.width": 0.1, "train_time_s": 60.0}])

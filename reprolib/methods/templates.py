@@ -334,20 +334,36 @@ def model_widths(cfg, model: str) -> tuple:
 
 
 def grid_summary(cfg) -> str:
-    """One paragraph saying which part of the paper's grid ``cfg`` runs (for the notebook)."""
+    """Plain lines saying which part of the paper's grid ``cfg`` runs (for the notebook)."""
     n = len(grid(cfg))
-    lines = [f"profile {cfg.profile!r}: {len(datasets(cfg))} data set(s) "
-             f"({', '.join(_short(d) for d in datasets(cfg))}) x {len(cfg.models)} models x "
-             f"{len(cfg.templates)} templates ({', '.join(cfg.templates)}) x "
-             f"{len(cfg.widths)} widths ({', '.join(f'{w:g}' for w in cfg.widths)})"
-             + "".join(f" [{m}: widths {', '.join(f'{w:g}' for w in ws)} only]"
-                       for m, ws in (getattr(cfg, 'model_widths', ()) or ())) + " = "
-             f"{n} training runs of {cfg.epochs} epochs; the paper's grid is 2 x 4 x 5 x 8 = "
-             f"320 runs of 160 epochs on the full CIFAR-10/100.",
-             f"Table 2: {len(cfg.table2_models)} models x {len(cfg.table2_templates)} templates "
-             f"at width 1.0 (measured, not trained); memory "
-             f"{'on' if cfg.measure_memory else 'off'}, latency "
-             f"{'on' if cfg.measure_latency else 'off'}."]
+    ep = f"{cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}"
+    widths = ", ".join(f"{w:g}" for w in cfg.widths) + "".join(
+        f" ({m}: {', '.join(f'{w:g}' for w in ws)} only)"
+        for m, ws in (getattr(cfg, "model_widths", ()) or ()))
+    lines = [f"profile {cfg.profile!r}: {n} training runs of {ep} = "
+             f"{len(datasets(cfg))} data set(s) ({', '.join(_short(d) for d in datasets(cfg))})"
+             f" x {len(cfg.models)} models x {len(cfg.templates)} templates "
+             f"({', '.join(cfg.templates)}) x widths {widths}.",
+             "The paper's grid: 2 data sets (CIFAR-10, CIFAR-100) x 4 models x 5 templates x "
+             "8 widths = 320 runs of 160 epochs."]
+    tiny = [m for m in cfg.models if m.endswith("_tiny")]
+    cifar = [d for d in datasets(cfg) if "cifar" in d]
+    if tiny or not cifar:
+        lines.append("This profile is a code check, no part of the paper's grid: "
+                     + ("tiny test models (base widths / 8); " if tiny else "")
+                     + ("data set is not CIFAR." if not cifar else "CIFAR data."))
+    else:
+        sub = [d for d in datasets(cfg) if d.startswith("npz:")]
+        cuts = ([f"the CIFAR-10 subset ({_short(sub[0])}, 5085 train / 1017 test images) "
+                 "instead of full CIFAR-10"] if sub else []) \
+            + ([f"{ep} instead of 160"] if cfg.epochs != 160 else []) \
+            + ([f"{n} of the 320 runs"] if n != 320 else [])
+        lines.append("Part of the paper's grid at reduced cost (full-size models): "
+                     + "; ".join(cuts) + "." if cuts else "The paper's full grid.")
+    lines.append(f"Table 2: {len(cfg.table2_models)} models x {len(cfg.table2_templates)} "
+                 f"templates at width 1.0 (measured, not trained); memory "
+                 f"{'on' if cfg.measure_memory else 'off'}, latency "
+                 f"{'on' if cfg.measure_latency else 'off'}.")
     return "\n".join(lines)
 
 
@@ -360,7 +376,7 @@ def ran_summary(df, cfg) -> str:
         cfg: the ``TemplatesConfig`` they were run with.
     """
     lines = [f"profile {cfg.profile!r} ran {len(df)} of the paper's 320 training runs "
-             f"({cfg.epochs} epochs each instead of 160; paper widths "
+             f"({cfg.epochs} epoch(s) each instead of 160; paper widths "
              f"{', '.join(f'{w:g}' for w in PAPER_WIDTHS)}):"]
     for ds in datasets(cfg):
         for m in cfg.models:
