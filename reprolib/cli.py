@@ -67,6 +67,9 @@ def run_notebook(paper: str, profile: str = "smoke", overrides: dict | None = No
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.stem}.{os.getpid()}.partial.ipynb")
     t0 = time.perf_counter()
+    # The kernel inherits this: fit's per-epoch bars stay out of the executed notebook, while
+    # papermill's own bar shows progress over the cells here.
+    os.environ.setdefault("REPROLIB_NO_PROGRESS", "1")
     try:
         pm.execute_notebook(str(notebook_path(paper)), str(tmp),
                             parameters={"profile": profile, "overrides": overrides, "force": force},
