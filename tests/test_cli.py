@@ -29,10 +29,11 @@ def test_list():
     (["run", "quickstart", "-p", "dataset=mnist"], "unknown data set 'mnist'; valid data sets"),
     (["reproduce", "--profile", "nope"], "no notebook has a profile 'nope'"),
 ])
-def test_bad_input_exits_2_without_outputs(tmp_path, args, message):
-    out = _cli(*args, env={"REPROLIB_RUNS": str(tmp_path / "runs")})
-    assert out.returncode == 2, out.stderr
-    assert out.stderr.count("\n") == 1 and message in out.stderr
+def test_bad_input_exits_2_without_outputs(tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.setenv("REPROLIB_RUNS", str(tmp_path / "runs"))
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
     assert not (tmp_path / "runs").exists()
 
 
