@@ -23,11 +23,11 @@ reproduce: venv
 
 ## unit tests + nbval of every notebook at its defaults (slow and gpu tests skipped)
 test: venv
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 ## everything, slow tests included
 test-all: venv
-	$(PY) -m pytest -q -m "not gpu"
+	$(PY) -m pytest -q -n 2 --dist loadfile -m "not gpu"
 
 lab: venv
 	$(VENV)/bin/jupyter lab notebooks/
