@@ -80,7 +80,7 @@ register_paper(
                 "epochs": 2, "batch_size": 64, "lr": 0.05, "schedule": "cosine",
                 "milestones": (), "memory_probe": (), "memory_limit_gb": 12.0,
                 "table2_memory_limit_gb": 6.0,
-                "latency_batch": 1, "latency_repeats": 20, "table1_width": 0.1},
+                "latency_batch": 1, "latency_repeats": 20, "table1_width": 0.05},
         # one GPU, full CIFAR-10: every template, four widths, 30 epochs (lr / 10 at 15, 23)
         "gpu": {"dataset": "cifar10", "templates": TEMPLATES, "widths": (1.0, 0.5, 0.25, 0.1),
                 "epochs": 30, "milestones": (15, 23), "batch_size": 128,

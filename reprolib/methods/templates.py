@@ -622,6 +622,7 @@ def plot_figure(df, cfg, which: str, title: str = ""):
         title: the figure's suptitle (give it the provenance).
     """
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     from reprolib.report import plot_tradeoff
 
@@ -643,8 +644,10 @@ def plot_figure(df, cfg, which: str, title: str = ""):
             if len(base):
                 b = base.sort_values("config.width").iloc[-1]
                 ref = (b["x"], b["acc"])
-            plot_tradeoff(sub, "x", "acc", hue="template", baseline=ref, ax=ax, logx=True,
-                          title=f"{m} · {_short(ds)}", xlabel=xlabel, ylabel="accuracy (%)")
+            plot_tradeoff(sub, "x", "acc", hue="template", style="template", baseline=ref,
+                          ax=ax, logx=True, title=f"{m} · {_short(ds)}", xlabel=xlabel,
+                          ylabel="accuracy (%)")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # one-width panels: no label clutter
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
