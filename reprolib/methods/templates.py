@@ -309,8 +309,10 @@ def _short(ds: str) -> str:
 
 
 def run_name(model: str, template: str, width: float, dataset: str) -> str:
-    """Record name of one grid cell, e.g. ``vgg19_cifar-uniform-w0.25-cifar10``."""
-    return f"{model}-{template}-w{width:g}-{_short(dataset)}"
+    """Record name of one grid cell, e.g. ``vgg19_cifar-uniform-w0.25-cifar10``.
+
+    An ``npz:`` data set is named ``npz`` (its path is in the record's config and hash)."""
+    return f"{model}-{template}-w{width:g}-{'npz' if dataset.startswith('npz:') else dataset}"
 
 
 def grid(cfg) -> list[tuple[str, str, str, float]]:
