@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 
 from reprolib import paths
+from reprolib.io import load_json
 
 
 def config_hash(config: dict) -> str:
@@ -90,8 +91,7 @@ def run_cached(paper: str, profile: str, name: str, config: dict,
     """
     path = record_path(paper, profile, name, config, root)
     if path.exists() and not force:
-        with open(path) as f:
-            return json.load(f)
+        return load_json(path, "results record")
     ckpt = path.parent / "ckpt" / path.stem
     if force and ckpt.exists():
         for p in sorted(ckpt.rglob("*"), reverse=True):
@@ -114,8 +114,7 @@ def load_records(paper: str, profile: str | None = None, root=None) -> list[dict
     pattern = f"{profile}/*.json" if profile else "*/*.json"
     recs = []
     for p in sorted(base.glob(pattern)):
-        with open(p) as f:
-            recs.append(json.load(f))
+        recs.append(load_json(p, "results record"))
     return recs
 
 

@@ -186,12 +186,9 @@ def _atomic_save(obj, path: Path) -> None:
 
 def load_checkpoint(path: Path) -> dict:
     """Load a checkpoint written by ``fit``; a corrupt file is a clear ReprolibError."""
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001 - any failure to read is the same user-facing error
-        raise ReprolibError(f"checkpoint {path.name} in {path.parent.name}/ is corrupt or "
-                            f"unreadable ({type(e).__name__}); delete it to start the run "
-                            f"again") from None
+    from reprolib.io import load_torch
+
+    ck = load_torch(path, "checkpoint", weights_only=False)
     if not isinstance(ck, dict) or "model" not in ck or "epoch" not in ck:
         raise ReprolibError(f"checkpoint {path.name} is not a reprolib training checkpoint")
     return ck

@@ -82,3 +82,18 @@ def test_provenance_line():
     cfg = configs.get_config("quickstart", "cpu")
     line = report.provenance(cfg, pd.DataFrame({"device": ["cpu:x86_64 x2 threads=1"]}))
     assert line == "profile=cpu · data=cifar10_subset.npz · epochs=15 · device=cpu:x86_64 x2"
+
+
+def test_corrupt_record_is_a_clear_error(tmp_path):
+    import pytest
+
+    from reprolib.errors import ReprolibError
+
+    rec = results.run_cached("p", "cpu", "x", {"a": 1}, lambda _: {"acc": 1.0}, root=tmp_path)
+    path = tmp_path / "p" / "cpu" / f"{rec['run_id']}.json"
+    path.write_text('{"metrics": ')
+    with pytest.raises(ReprolibError, match=r"results record .*x-.*\.json is corrupt.*force"):
+        results.run_cached("p", "cpu", "x", {"a": 1}, lambda _: {"acc": 1.0}, root=tmp_path)
+    again = results.run_cached("p", "cpu", "x", {"a": 1}, lambda _: {"acc": 2.0}, root=tmp_path,
+                               force=True)
+    assert again["metrics"]["acc"] == 2.0

@@ -219,3 +219,18 @@ def test_transfer_dims_to_swin_t_keeps_fractions():
     assert a["mlp_dims"]["layers.2.blocks.5.mlp"] == 768                 # 1536 -> 768
     m = sidt.build(a)
     assert sum(t.numel() for t in m.parameters()) == sidt.param_count_closed_form(full, a)
+
+
+def test_corrupt_pruned_model_files_are_clear_errors(tmp_path):
+    import reprolib
+    from reprolib.errors import ReprolibError
+    from reprolib.methods import sidt
+
+    small = sidt.prune(sidt.attach_scores(reprolib.create_model("swin_tiny_test")), 0.5)
+    sidt.save(small, tmp_path / "p50")
+    (tmp_path / "p50.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ReprolibError, match="pruned-model weights .*p50.pt is corrupt"):
+        sidt.load(tmp_path / "p50")
+    (tmp_path / "p50.json").write_text("{")
+    with pytest.raises(ReprolibError, match="pruned-architecture file .*p50.json is corrupt"):
+        sidt.load(tmp_path / "p50")

@@ -107,7 +107,7 @@ def test_resume_after_kill_gives_the_same_model(tmp_path):
 
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     (tmp_path / "last.pt").write_bytes(b"garbage")
-    with pytest.raises(ReprolibError, match="checkpoint last.pt.*corrupt"):
+    with pytest.raises(ReprolibError, match="checkpoint .*last.pt is corrupt"):
         fit(reprolib.create_model("test_small_cnn"), data.get_data("digits", 16, 64),
             TrainConfig(epochs=1, progress=False), ckpt_dir=tmp_path)
 

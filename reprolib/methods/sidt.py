@@ -48,6 +48,7 @@ from timm.layers import Mlp
 from timm.models.swin_transformer import SwinTransformer, SwinTransformerBlock, WindowAttention
 
 from reprolib.errors import ReprolibError, check_range, choose
+from reprolib.io import load_json, load_torch
 
 SCOPES = ("global", "layer")
 
@@ -393,8 +394,9 @@ def save(model: nn.Module, path: str | Path) -> tuple[Path, Path]:
 def load(path: str | Path, map_location: str = "cpu") -> nn.Module:
     """Rebuild a model written by :func:`save` from ``<path>.json`` and ``<path>.pt``."""
     path = Path(path)
-    model = build(json.loads(path.with_suffix(".json").read_text()))
-    model.load_state_dict(torch.load(path.with_suffix(".pt"), map_location=map_location))
+    model = build(load_json(path.with_suffix(".json"), "pruned-architecture file"))
+    model.load_state_dict(load_torch(path.with_suffix(".pt"), "pruned-model weights",
+                                     map_location=map_location))
     return model
 
 
