@@ -150,20 +150,40 @@ def test_save_and_reload_pruned_and_decomposed(tmp_path):
         assert torch.equal(back(x), model(x))
 
 
+@pytest.mark.slow  # ~15 s alone, ~60 s on the shared 2-core machine
 def test_pipeline_records_and_tables(tmp_path, monkeypatch):
-    """One VTP record and one decomposition record on digits (1 epoch each), then Table 2."""
+    """Dense baseline, L1 phase and VTP records, one decomposition record on digits (1 epoch
+    each), then Table 2; every phase is its own cached record."""
     from reprolib.configs import get_config
     monkeypatch.setenv("REPROLIB_RESULTS", str(tmp_path))
     monkeypatch.setenv("CI", "1")
-    cfg = get_config("vtp_svd", "smoke", patch_sizes=(8,), sparsity_epochs=1, finetune_epochs=1,
-                     decompose_finetune_epochs=0, methods=("svd",))
+    cfg = get_config("vtp_svd", "smoke", patch_sizes=(8,), pretrain_epochs=1, sparsity_epochs=1,
+                     finetune_epochs=1, decompose_finetune_epochs=0, methods=("svd",))
     rec = vtp.vtp_record(cfg, 8)
     m = rec["metrics"]
-    assert m["params"] < m["params_dense"] and 0 <= m["acc"] <= 100
+    dense, sparse = vtp.dense_record(cfg, 8), vtp.sparse_record(cfg, 8)
+    assert m["acc_dense"] == dense["metrics"]["acc"] and m["acc_sparse"] == sparse["metrics"]["acc"]
+    assert set(m["history"]) == {"pretrain", "sparsity", "finetune"}
+    assert m["params"] < m["params_dense"] == dense["metrics"]["params"] and 0 <= m["acc"] <= 100
     d = vtp.decomposed_record(cfg, 8, "svd", cfg.rank_ratio, 0)["metrics"]
     assert d["params"] < m["params"] and d["acc"] == d["acc_no_ft"]
     t = vtp.table2(cfg)
-    assert list(t["model"]) == ["ViT (scored, before pruning)", "VTP", "VTP+SVD"]
+    assert list(t["model"]) == ["ViT (dense baseline)", "ViT (after L1, before pruning)", "VTP", "VTP+SVD"]
+    assert list(t["epochs"]) == [1, 2, 3, 3] and list(t["phases"]) == ["1", "1+1", "1+1+1", "1+1+1+0"]
     assert t.loc[t["model"] == "VTP", "acc_paper"].item() == 30.0
     # a rerun reuses the records
+    assert vtp.dense_record(cfg, 8)["run_id"] == dense["run_id"]
     assert vtp.vtp_record(cfg, 8)["run_id"] == rec["run_id"]
+
+
+def test_patch_cfg_overrides():
+    """Per-patch overrides change only that patch size's config (and its record keys)."""
+    from reprolib.configs import get_config
+    cfg = get_config("vtp_svd", "smoke", patch_overrides={2: {"model": "vit_cifar_small_d2",
+                                                               "pretrain_epochs": 3}})
+    assert vtp.patch_cfg(cfg, 4) is cfg
+    c2 = vtp.patch_cfg(cfg, 2)
+    assert (c2.model, c2.pretrain_epochs, c2.sparsity_epochs) == ("vit_cifar_small_d2", 3, cfg.sparsity_epochs)
+    assert set(vtp._stage_keys(c2, vtp.DENSE_KEYS)) < set(vtp._stage_keys(c2, vtp.SPARSE_KEYS)) < set(vtp._stage_keys(c2))
+    m = reprolib.create_model("vit_cifar_small_d2")
+    assert (m.architecture()["patch_size"], len(m.architecture()["block_dims"])) == (2, 2)

@@ -245,12 +245,24 @@ def _train_cfg(cfg, epochs: int, lr: float):
                        progress=False)  # per-epoch numbers go to the records instead
 
 
-def _stage_keys(cfg) -> dict:
-    """The config fields a VTP (prune + fine-tune) record depends on."""
-    keys = ("dataset", "image_size", "seed", "model", "attn_scale", "dropout", "batch_size",
-            "optimizer", "weight_decay", "pretrain_epochs", "pretrain_lr", "baseline_epochs",
-            "baseline_lr", "sparsity_epochs", "sparsity_lr", "sparsity", "l1_mode", "prune_rate",
-            "finetune_epochs", "finetune_lr")
+DENSE_KEYS = ("dataset", "image_size", "seed", "model", "attn_scale", "dropout", "batch_size",
+              "optimizer", "weight_decay", "pretrain_epochs", "pretrain_lr", "baseline_epochs",
+              "baseline_lr")
+SPARSE_KEYS = DENSE_KEYS + ("sparsity_epochs", "sparsity_lr", "sparsity", "l1_mode")
+STAGE_KEYS = SPARSE_KEYS + ("prune_rate", "finetune_epochs", "finetune_lr")
+
+
+def patch_cfg(cfg, patch: int):
+    """``cfg`` with ``cfg.patch_overrides[patch]`` applied (per-patch model / epochs; the
+    same ``cfg`` when the patch size has no overrides)."""
+    import dataclasses
+    over = dict((getattr(cfg, "patch_overrides", None) or {}).get(patch, {}))
+    return dataclasses.replace(cfg, **over) if over else cfg
+
+
+def _stage_keys(cfg, keys=STAGE_KEYS) -> dict:
+    """The config fields a record depends on (``keys``: DENSE_KEYS for the dense baseline,
+    SPARSE_KEYS for the L1 phase, STAGE_KEYS for prune + fine-tune)."""
     return {k: getattr(cfg, k) for k in keys}
 
 
@@ -268,55 +280,135 @@ def _profile(model, cfg) -> dict:
             "flops": count_flops(model, (3, cfg.image_size, cfg.image_size))}
 
 
+def _scored_model(cfg, patch: int, num_classes: int) -> ViTCifar:
+    from reprolib.registry import create_model
+    model = create_model(cfg.model, patch_size=patch, num_classes=num_classes,
+                         dropout=cfg.dropout, emb_dropout=cfg.dropout, attn_scale=cfg.attn_scale)
+    return attach_scores(model)
+
+
+def _stage_file(cfg, patch: int, name: str, keys, fname: str):
+    from reprolib.results import record_path
+    path = record_path(PAPER, cfg.profile, f"{name}-p{patch}", {**_stage_keys(cfg, keys), "patch_size": patch})
+    return path.parent / "ckpt" / path.stem / fname
+
+
+def _fit_stage(model, d, cfg, patch, ckpt, stage, epochs, lr, l1):
+    from reprolib.train import fit
+    kw = {}
+    if l1 and cfg.l1_mode == "grad":
+        kw["grad_hook"] = l1_grad_hook(cfg.sparsity)
+    elif l1:
+        kw["extra_loss"] = lambda m: l1_penalty(m, cfg.sparsity)
+    return fit(model, d, _train_cfg(cfg, epochs, lr), ckpt_dir=ckpt / stage, device=cfg.device,
+               desc=f"p{patch} {stage}", **kw)
+
+
+def dense_record(cfg, patch: int, data=None, force: bool = False) -> dict:
+    """Run (or reuse) the dense baseline phase for one patch size (paper section 3.2.1):
+    ``cfg.pretrain_epochs`` from scratch at ``cfg.pretrain_lr`` then ``cfg.baseline_epochs``
+    at ``cfg.baseline_lr``, no L1, scores attached (all 1 at the start).  Metrics: accuracy
+    (%), params, FLOPs, per-stage history; the model is saved as ``dense.pt`` (state dict of
+    the scored model) in the record's checkpoint folder."""
+    from reprolib.results import run_cached
+    from reprolib.train import evaluate
+    cfg = patch_cfg(cfg, patch)
+    config = {**_stage_keys(cfg, DENSE_KEYS), "patch_size": patch}
+
+    def fn(ckpt):
+        d = data or _data(cfg)
+        torch.manual_seed(cfg.seed)
+        model = _scored_model(cfg, patch, d.num_classes)
+        hist, wall = {}, {}
+        for stage, ep, lr in (("pretrain", cfg.pretrain_epochs, cfg.pretrain_lr),
+                              ("baseline", cfg.baseline_epochs, cfg.baseline_lr)):
+            if ep > 0:
+                r = _fit_stage(model, d, cfg, patch, ckpt, stage, ep, lr, False)
+                hist[stage], wall[stage] = r.history, r.wall_time_s
+        ckpt.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), ckpt / "dense.pt")
+        return {"patch_size": patch, "acc": evaluate(model, d.test)["acc"], **_profile(model, cfg),
+                "history": hist, "train_wall_s": wall, "train_size": d.train_size}
+
+    return run_cached(PAPER, cfg.profile, f"dense-p{patch}", config, fn, force=force)
+
+
+def _load_stage(cfg, patch, name, keys, fname, record_fn, data):
+    f = _stage_file(cfg, patch, name, keys, fname)
+    if not f.exists():
+        record_fn(cfg, patch, data, force=True)
+    model = _scored_model(cfg, patch, data.num_classes)
+    model.load_state_dict(torch.load(f, map_location="cpu", weights_only=True))
+    return model
+
+
+def sparse_record(cfg, patch: int, data=None, force: bool = False) -> dict:
+    """Run (or reuse) the sparsity phase (section 3.2.2): the dense baseline of
+    :func:`dense_record` trained ``cfg.sparsity_epochs`` at ``cfg.sparsity_lr`` with the L1
+    term ``cfg.sparsity`` on the scores.  Metrics: accuracy (%), the scores, history; the
+    model is saved as ``sparse.pt``."""
+    from reprolib.results import run_cached
+    from reprolib.train import evaluate
+    cfg = patch_cfg(cfg, patch)
+    config = {**_stage_keys(cfg, SPARSE_KEYS), "patch_size": patch}
+
+    def fn(ckpt):
+        d = data or _data(cfg)
+        dense_record(cfg, patch, d)
+        model = _load_stage(cfg, patch, "dense", DENSE_KEYS, "dense.pt", dense_record, d)
+        torch.manual_seed(cfg.seed)
+        hist, wall = {}, {}
+        if cfg.sparsity_epochs > 0:
+            r = _fit_stage(model, d, cfg, patch, ckpt, "sparsity", cfg.sparsity_epochs, cfg.sparsity_lr, True)
+            hist["sparsity"], wall["sparsity"] = r.history, r.wall_time_s
+        ckpt.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), ckpt / "sparse.pt")
+        return {"patch_size": patch, "acc": evaluate(model, d.test)["acc"], **_profile(model, cfg),
+                "scores": [s.detach().cpu().tolist() for s in score_parameters(model)],
+                "history": hist, "train_wall_s": wall}
+
+    return run_cached(PAPER, cfg.profile, f"sparse-p{patch}", config, fn, force=force)
+
+
 def vtp_record(cfg, patch: int, data=None, force: bool = False) -> dict:
-    """Run (or reuse) VTP for one patch size: train with scores and L1, prune, fine-tune.
+    """Run (or reuse) VTP's prune + fine-tune for one patch size, on the model of
+    :func:`sparse_record` (which runs / reuses :func:`dense_record`): prune at
+    ``cfg.prune_rate`` (fraction of all scores), fine-tune ``cfg.finetune_epochs`` at
+    ``cfg.finetune_lr`` without L1.
 
     ``cfg``: a ``VtpSvdConfig``; ``patch``: ViT patch size; ``data``: loaders (built from
-    ``cfg`` when None).  Metrics: accuracies (%) of the dense scored model, the pruned model
-    before and after fine-tuning, params and FLOPs (1 MAC = 1 FLOP, batch 1) of both, the
-    kept widths, epochs and wall times.  The pruned model is saved in the record's
-    checkpoint folder (``vtp_pruned.pt``) for the decomposition runs.
+    ``cfg`` when None).  Metrics: accuracies (%) of the dense baseline, of the model after
+    the L1 phase (``acc_sparse``), the pruned model before and after fine-tuning, params and
+    FLOPs (1 MAC = 1 FLOP, batch 1) of the dense and pruned models, the kept widths, the
+    per-phase histories (dense and sparsity ones copied from their records).  The pruned
+    model is saved as ``vtp_pruned.pt`` for the decomposition runs.
     """
-    from reprolib.registry import create_model
     from reprolib.results import run_cached
     from reprolib.train import evaluate, fit
-
+    cfg = patch_cfg(cfg, patch)
     config = {**_stage_keys(cfg), "patch_size": patch}
 
     def fn(ckpt: "Path") -> dict:
         d = data or _data(cfg)
-        torch.manual_seed(cfg.seed)
-        model = create_model(cfg.model, patch_size=patch, num_classes=d.num_classes,
-                             dropout=cfg.dropout, emb_dropout=cfg.dropout, attn_scale=cfg.attn_scale)
-        attach_scores(model)
-        hist, wall = {}, {}
-        for stage, ep, lr, l1 in (("pretrain", cfg.pretrain_epochs, cfg.pretrain_lr, False),
-                                  ("baseline", cfg.baseline_epochs, cfg.baseline_lr, False),
-                                  ("sparsity", cfg.sparsity_epochs, cfg.sparsity_lr, True)):
-            if ep <= 0:
-                continue
-            kw = {}
-            if l1 and cfg.l1_mode == "grad":
-                kw["grad_hook"] = l1_grad_hook(cfg.sparsity)
-            elif l1:
-                kw["extra_loss"] = lambda m: l1_penalty(m, cfg.sparsity)
-            r = fit(model, d, _train_cfg(cfg, ep, lr), ckpt_dir=ckpt / stage, device=cfg.device,
-                    desc=f"p{patch} {stage}", **kw)
-            hist[stage], wall[stage] = r.history, r.wall_time_s
-        dense = {"acc": evaluate(model, d.test)["acc"], **_profile(model, cfg)}
-        scores = [s.detach().cpu().tolist() for s in score_parameters(model)]
+        dr = dense_record(cfg, patch, d)["metrics"]
+        sr = sparse_record(cfg, patch, d)["metrics"]
+        model = _load_stage(cfg, patch, "sparse", SPARSE_KEYS, "sparse.pt", sparse_record, d)
+        hist = {**dr["history"], **sr["history"]}
+        wall = {**dr["train_wall_s"], **sr["train_wall_s"]}
         p = plan(model, cfg.prune_rate)
         pruned = prune(model, cfg.prune_rate)
         acc0 = evaluate(pruned, d.test)["acc"]
+        torch.manual_seed(cfg.seed)
         r = fit(pruned, d, _train_cfg(cfg, cfg.finetune_epochs, cfg.finetune_lr),
                 ckpt_dir=ckpt / "finetune", device=cfg.device, desc=f"p{patch} finetune")
         hist["finetune"], wall["finetune"] = r.history, r.wall_time_s
+        ckpt.mkdir(parents=True, exist_ok=True)
         save(pruned, ckpt / "vtp_pruned.pt")
-        return {"patch_size": patch, "acc_dense": dense["acc"], "params_dense": dense["params"],
-                "flops_dense": dense["flops"], "acc_pruned_no_ft": acc0,
+        return {"patch_size": patch, "acc_dense": dr["acc"], "acc_sparse": sr["acc"],
+                "params_dense": dr["params"], "flops_dense": dr["flops"], "acc_pruned_no_ft": acc0,
                 "acc": evaluate(pruned, d.test)["acc"], **_profile(pruned, cfg),
                 "block_dims": pruned.architecture()["block_dims"], "threshold": p.threshold,
-                "kept_fraction": p.kept_fraction, "scores": scores, "history": hist,
+                "kept_fraction": p.kept_fraction, "scores": sr["scores"], "history": hist,
                 "train_wall_s": wall, "train_size": d.train_size, "test_size": d.test_size}
 
     return run_cached(PAPER, cfg.profile, f"vtp-p{patch}", config, fn, force=force)
@@ -325,6 +417,7 @@ def vtp_record(cfg, patch: int, data=None, force: bool = False) -> dict:
 def _pruned_model(cfg, patch: int, data=None) -> ViTCifar:
     """The fine-tuned pruned model of ``vtp_record`` (recomputed when its file is gone)."""
     from reprolib.results import record_path
+    cfg = patch_cfg(cfg, patch)
     config = {**_stage_keys(cfg), "patch_size": patch}
     path = record_path(PAPER, cfg.profile, f"vtp-p{patch}", config)
     f = path.parent / "ckpt" / path.stem / "vtp_pruned.pt"
@@ -342,6 +435,7 @@ def decomposed_record(cfg, patch: int, method: str, rank_ratio: float, finetune_
     from reprolib.results import run_cached
     from reprolib.train import evaluate, fit
 
+    cfg = patch_cfg(cfg, patch)
     config = {**_stage_keys(cfg), "patch_size": patch, "method": method,
               "rank_ratio": float(rank_ratio), "decompose_finetune_epochs": finetune_epochs,
               "decompose_lr": cfg.decompose_lr}
@@ -374,6 +468,7 @@ def analysis_record(cfg, patch: int, data=None, force: bool = False) -> dict:
     from reprolib.methods.decompose import error_curve, lstsq_merits, target_layers
     from reprolib.results import run_cached
 
+    cfg = patch_cfg(cfg, patch)
     config = {**_stage_keys(cfg), "patch_size": patch, "sweep_ratios": list(cfg.sweep_ratios),
               "merits_repeats": cfg.merits_repeats, "kind": "analysis"}
 
@@ -396,6 +491,8 @@ def run_all(cfg, force: bool = False) -> None:
     data = None
     for patch in cfg.patch_sizes:
         data = data or _data(cfg)
+        dense_record(cfg, patch, data, force)
+        sparse_record(cfg, patch, data, force)
         vtp_record(cfg, patch, data, force)
         for m in cfg.methods:
             decomposed_record(cfg, patch, m, cfg.rank_ratio, cfg.decompose_finetune_epochs, data, force)
@@ -411,9 +508,13 @@ def run_all(cfg, force: bool = False) -> None:
 
 def _records(cfg):
     from reprolib.results import load_records
-    return [r for r in load_records(PAPER, cfg.profile)
-            if all(r["config"].get(k) == v for k, v in _stage_keys(cfg).items()
-                   if not isinstance(v, tuple))]
+    out = []
+    for r in load_records(PAPER, cfg.profile):
+        c = r["config"]
+        keys = _stage_keys(patch_cfg(cfg, c.get("patch_size")))
+        if all(c[k] == v for k, v in keys.items() if k in c and not isinstance(v, tuple)):
+            out.append(r)
+    return out
 
 
 def _epoch_seconds(history: list[dict]) -> float:
@@ -436,15 +537,26 @@ def table2(cfg):
             continue
         m = v[0]["metrics"]
         paper = PAPER_TABLE2.get(patch, {})
-        train_ep = cfg.pretrain_epochs + cfg.baseline_epochs + cfg.sparsity_epochs
+        pc = patch_cfg(cfg, patch)
+        train_ep = pc.pretrain_epochs + pc.baseline_epochs + pc.sparsity_epochs
+        phases = f"{pc.pretrain_epochs + pc.baseline_epochs}+{pc.sparsity_epochs}"
         wall_dense = sum(_epoch_seconds(m["history"].get(k, [])) for k in ("pretrain", "baseline", "sparsity"))
         wall_vtp = wall_dense + _epoch_seconds(m["history"].get("finetune", []))
-        rows.append({"patch": patch, "model": "ViT (scored, before pruning)", "acc": m["acc_dense"],
+        arch = pc.model
+        if "acc_sparse" in m:
+            rows.append({"patch": patch, "model": "ViT (dense baseline)", "acc": m["acc_dense"],
+                         "acc_paper": float("nan"), "params": m["params_dense"], "flops": m["flops_dense"],
+                         "epochs": pc.pretrain_epochs + pc.baseline_epochs,
+                         "phases": f"{pc.pretrain_epochs + pc.baseline_epochs}", "arch": arch,
+                         "wall_s": sum(_epoch_seconds(m["history"].get(k, [])) for k in ("pretrain", "baseline"))})
+        rows.append({"patch": patch, "model": "ViT (after L1, before pruning)",
+                     "acc": m.get("acc_sparse", m["acc_dense"]),
                      "acc_paper": float("nan"), "params": m["params_dense"], "flops": m["flops_dense"],
-                     "epochs": train_ep, "wall_s": wall_dense})
+                     "epochs": train_ep, "phases": phases, "arch": arch, "wall_s": wall_dense})
         rows.append({"patch": patch, "model": "VTP", "acc": m["acc"], "acc_paper": paper.get("VTP", float("nan")),
                      "params": m["params"], "flops": m["flops"],
-                     "epochs": train_ep + cfg.finetune_epochs, "wall_s": wall_vtp})
+                     "epochs": train_ep + pc.finetune_epochs, "phases": f"{phases}+{pc.finetune_epochs}",
+                     "arch": arch, "wall_s": wall_vtp})
         for col, meth in TABLE2_METHODS.items():
             if meth not in cfg.methods:
                 continue
@@ -458,8 +570,9 @@ def table2(cfg):
             rows.append({"patch": patch, "model": col, "acc": dm["acc"],
                          "acc_paper": paper.get(col, float("nan")), "params": dm["params"],
                          "flops": dm["flops"],
-                         "epochs": train_ep + cfg.finetune_epochs + cfg.decompose_finetune_epochs,
-                         "wall_s": wall_vtp + _epoch_seconds(dm["history"])})
+                         "epochs": train_ep + pc.finetune_epochs + pc.decompose_finetune_epochs,
+                         "phases": f"{phases}+{pc.finetune_epochs}+{pc.decompose_finetune_epochs}",
+                         "arch": arch, "wall_s": wall_vtp + _epoch_seconds(dm["history"])})
     return pd.DataFrame(rows)
 
 
@@ -471,13 +584,32 @@ def table2_wide(long):
     out = []
     for patch, g in long.groupby("patch", sort=True):
         row = {"patch": f"ViT patch={patch}"}
+        if "arch" in g:
+            dec = g[g["model"].isin(cols[1:])]
+            row["model"] = g["arch"].iloc[0]
+            row["epochs (dense+L1+ft+dec-ft)"] = dec["phases"].iloc[0] if len(dec) else g["phases"].iloc[-1]
         for c in cols:
             hit = g[g["model"] == c]
             if len(hit):
                 a, p = hit["acc"].iloc[0], hit["acc_paper"].iloc[0]
                 row[c] = f"{a:.1f} ({p:.1f})"
         out.append(row)
-    return pd.DataFrame(out, columns=["patch", *cols])
+    extra = [c for c in ("model", "epochs (dense+L1+ft+dec-ft)") if any(c in r for r in out)]
+    return pd.DataFrame(out, columns=["patch", *extra, *cols])
+
+
+def phase_note(cfg) -> str:
+    """One line for captions: the epochs of each phase (dense baseline, L1, fine-tune after
+    pruning, fine-tune after decomposition) and the model, per patch size where
+    ``cfg.patch_overrides`` makes them differ."""
+    def one(c):
+        return (f"{c.model}: dense baseline {c.pretrain_epochs + c.baseline_epochs} ep, L1 "
+                f"{c.sparsity_epochs} ep, fine-tune {c.finetune_epochs} ep, decomposition "
+                f"fine-tune {c.decompose_finetune_epochs} ep")
+    base = [p for p in cfg.patch_sizes if p not in (cfg.patch_overrides or {})]
+    parts = [f"patch {', '.join(map(str, base))}: {one(cfg)}"] if base else []
+    parts += [f"patch {p}: {one(patch_cfg(cfg, p))}" for p in cfg.patch_sizes if p in (cfg.patch_overrides or {})]
+    return "; ".join(parts)
 
 
 def sweep_table(cfg):
@@ -539,6 +671,7 @@ def identity_record(cfg, patch: int, data=None, force: bool = False) -> dict:
     (``decompose.full_rank_identity``): max abs output difference per (layer, method)."""
     from reprolib.methods.decompose import full_rank_identity
     from reprolib.results import run_cached
+    cfg = patch_cfg(cfg, patch)
     config = {**_stage_keys(cfg), "patch_size": patch, "kind": "identity"}
 
     def fn(ckpt):

@@ -212,3 +212,11 @@ def vit_cifar_small(patch_size: int = 4, num_classes: int = 10, **kw) -> ViTCifa
     """Small variant for the CPU profile: dim 96, depth 4, heads 4 (head dim 24), MLP 192."""
     kw = {"dim": 96, "depth": 4, "heads": 4, "mlp_dim": 192, **kw}
     return ViTCifar(patch_size=patch_size, num_classes=num_classes, **kw)
+
+
+@register_model(paper="vtp_svd")
+def vit_cifar_small_d2(patch_size: int = 2, num_classes: int = 10, **kw) -> ViTCifar:
+    """``vit_cifar_small`` with half the depth (dim 96, depth 2, heads 4, MLP 192): the CPU
+    profile's patch-2 model (256 tokens make a depth-4 patch-2 epoch ~4x a patch-4 one)."""
+    kw = {"dim": 96, "depth": 2, "heads": 4, "mlp_dim": 192, **kw}
+    return ViTCifar(patch_size=patch_size, num_classes=num_classes, **kw)
