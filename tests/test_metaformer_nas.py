@@ -55,6 +55,21 @@ def test_metaformer_s12_shape_and_grids():
     assert 11.5e6 < n < 12.0e6                                      # PoolFormer-S12 ~ 11.9 M
 
 
+def test_layer_scale_init_is_an_option_and_defaults_to_poolformer():
+    from reprolib.configs import get_config
+    blocks = lambda m: [b for b in m.stages if b.__class__.__name__ == "MetaFormerBlock"]
+    for b in blocks(reprolib.create_model("test_metaformer", mixer="mlp")):
+        assert torch.allclose(b.layer_scale1.scale, torch.full_like(b.layer_scale1.scale, 1e-5))
+        assert torch.allclose(b.layer_scale2.scale, torch.full_like(b.layer_scale2.scale, 1e-5))
+    for b in blocks(reprolib.create_model("test_metaformer", mixer=FIG5, layer_scale_init_value=0.5)):
+        assert torch.equal(b.layer_scale1.scale, torch.full_like(b.layer_scale1.scale, 0.5))
+        assert torch.equal(b.layer_scale2.scale, torch.full_like(b.layer_scale2.scale, 0.5))
+    assert get_config("metaformer_nas", "paper").layer_scale_init == 1e-5
+    cpu = get_config("metaformer_nas", "cpu")
+    assert cpu.layer_scale_init == 1.0
+    assert M.search_run_config(cpu, 4)["layer_scale_init"] == 1.0   # part of the record hash
+
+
 @pytest.mark.parametrize("mixer", ["pooling", "mlp", "attention", FIG5])
 def test_tiny_models_run(mixer):
     m = reprolib.create_model("test_metaformer", mixer=mixer, num_classes=7)

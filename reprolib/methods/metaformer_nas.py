@@ -505,7 +505,8 @@ def nas_config(cfg, n_nodes: int) -> NASConfig:
 def search_run_config(cfg, n_nodes: int) -> dict:
     """The config stored with a search record (what determines its result)."""
     from reprolib.configs import config_dict
-    keep = {"dataset", "model", "image_size", "seed", "batch_size", "val_fraction"}
+    keep = {"dataset", "model", "image_size", "seed", "batch_size", "val_fraction",
+            "layer_scale_init"}
     return {**{k: v for k, v in config_dict(cfg).items() if k in keep},
             **asdict(nas_config(cfg, n_nodes))}
 
@@ -527,7 +528,8 @@ def run_search(cfg, n_nodes: int, ckpt_dir=None, log=None) -> dict:
     torch.manual_seed(cfg.seed)
     data = _search_data(cfg, device)
     model = reprolib.create_model(cfg.model, mixer={"shared": n_nodes},
-                                  num_classes=data.num_classes, image_size=cfg.image_size)
+                                  num_classes=data.num_classes, image_size=cfg.image_size,
+                                  layer_scale_init_value=cfg.layer_scale_init)
     out = search(model, data, nas_config(cfg, n_nodes), ckpt_dir=ckpt_dir, device=device,
                  seed=cfg.seed, log=log)
     if ckpt_dir is not None:
@@ -551,7 +553,8 @@ def run_retrain(cfg, mixer, ckpt_dir=None) -> dict:
     data = get_data(cfg.dataset, cfg.image_size, cfg.batch_size, root=cfg.data_root,
                     device=device, seed=cfg.seed)
     model = reprolib.create_model(cfg.model, mixer=mixer, num_classes=data.num_classes,
-                                  image_size=cfg.image_size)
+                                  image_size=cfg.image_size,
+                                  layer_scale_init_value=cfg.layer_scale_init)
     tcfg = train_config(cfg, epochs=cfg.retrain_epochs, progress=False)
     return train_and_measure(model, data, tcfg, ckpt_dir, device=device,
                              desc=f"retrain {mixer if isinstance(mixer, str) else 'searched'}",
@@ -692,7 +695,7 @@ def cached_retrain(cfg, key: str, mixer, force: bool = False) -> dict:
     from reprolib.configs import config_dict
     from reprolib.results import run_cached
     keep = {"dataset", "model", "image_size", "seed", "batch_size", "retrain_epochs",
-            "optimizer", "lr", "weight_decay", "schedule"}
+            "optimizer", "lr", "weight_decay", "schedule", "layer_scale_init"}
     conf = {**{k: v for k, v in config_dict(cfg).items() if k in keep},
             "mixer": mixer if isinstance(mixer, str) else Architecture.parse(mixer).to_json()}
     return run_cached("metaformer_nas", cfg.profile, f"retrain-{key}", conf,

@@ -285,12 +285,15 @@ class MetaFormer(nn.Module):
     blocks and channels per stage.  ``stem_channels``: output channels of the early 3x3
     convolution.  ``mlp_ratio``: channel-MLP hidden width / dim.  ``heads``: attention
     heads.  ``drop_path_rate``: stochastic depth at the last block.
+    ``layer_scale_init_value`` (default 1e-5, PoolFormer's and the paper's value): initial
+    per-channel scale of both residual branches (token mixer and channel MLP) of every block;
+    short CPU runs use a larger one so the mixer branch matters within a few epochs.
     """
 
     def __init__(self, mixer="pooling", num_classes: int = 1000, image_size: int = 224,
                  patch_size: int = 14, depths=(2, 2, 6, 2), dims=(64, 128, 320, 512),
                  stem_channels: int = 32, mlp_ratio: float = 4.0, heads: int = 4,
-                 drop_path_rate: float = 0.0):
+                 drop_path_rate: float = 0.0, layer_scale_init_value: float = 1e-5):
         super().__init__()
         if mlp_ratio != 4.0:
             raise ReprolibError("timm's MetaFormerBlock uses an MLP ratio of 4")
@@ -313,7 +316,7 @@ class MetaFormer(nn.Module):
                 dpr = drop_path_rate * done / max(1, total - 1)
                 stages.append(MetaFormerBlock(
                     dim, token_mixer=make, mlp_act=nn.GELU, mlp_bias=True, norm_layer=GroupNorm1,
-                    drop_path=dpr, layer_scale_init_value=1e-5))
+                    drop_path=dpr, layer_scale_init_value=layer_scale_init_value))
                 done += 1
         self.stages = nn.Sequential(*stages)
         self.norm = GroupNorm1(dims[-1])
