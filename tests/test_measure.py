@@ -1,7 +1,6 @@
 """Counters against closed forms (1 multiply-add = 1 FLOP), latency and peak memory."""
 
 import pytest
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 

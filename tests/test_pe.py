@@ -14,7 +14,7 @@ from reprolib.configs import get_config
 from reprolib.errors import ReprolibError
 from reprolib.measure import count_flops, count_params
 from reprolib.methods import pe as M
-from reprolib.models.pe import PEAttention, PEBottleneck, PEMlp, apply_pe
+from reprolib.models.pe import PEAttention, PEBottleneck, PEMlp
 
 torch.set_num_threads(1)
 

@@ -1,7 +1,6 @@
 """fit: schedules, hooks, exact resume after a kill, corrupt checkpoints, DDP on CPU (gloo)."""
 
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import pytest
 import torch
 
 import reprolib
-from reprolib import data, train
+from reprolib import data
 from reprolib.errors import ReprolibError
 from reprolib.train import TrainConfig, fit, lr_factor
 

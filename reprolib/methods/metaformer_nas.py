@@ -38,7 +38,7 @@ import itertools
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -47,7 +47,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from reprolib.errors import ReprolibError, check_range, choose
-from reprolib.models.metaformer import (OPS, Architecture, DAGMixer, MetaFormer,
+from reprolib.models.metaformer import (OPS, Architecture, MetaFormer,
                                         load_architecture, save_architecture)
 
 __all__ = ["Architecture", "Controller", "NASConfig", "count_architectures",

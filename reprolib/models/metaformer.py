@@ -35,10 +35,8 @@ Token mixers (``mixer=``):
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import torch

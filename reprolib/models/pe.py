@@ -50,7 +50,6 @@ yields it once and autograd sums the gradients of all its uses.
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import torch
