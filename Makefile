@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PROFILE ?= smoke
 
-.PHONY: reproduce test test-all lab venv clean
+.PHONY: reproduce test test-all lab venv readme clean
 .DEFAULT_GOAL := reproduce
 
 $(VENV)/.installed: requirements.lock pyproject.toml
@@ -21,13 +21,17 @@ venv: $(VENV)/.installed
 reproduce: venv
 	$(PY) -m reprolib reproduce --profile $(PROFILE)
 
-## unit tests + nbval of every notebook at its defaults (slow and gpu tests skipped)
+## unit + pipeline tests and nbval of every notebook at its defaults (slow and gpu skipped)
 test: venv
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
 ## everything, slow tests included
 test-all: venv
 	$(PY) -m pytest -q -n 2 --dist loadfile -m "not gpu"
+
+## rewrite README.md's results section from the committed records
+readme: venv
+	$(PY) -m reprolib readme
 
 lab: venv
 	$(VENV)/bin/jupyter lab notebooks/

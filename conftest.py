@@ -16,6 +16,10 @@ for _var, _sub in (("REPROLIB_RESULTS", "results"), ("REPROLIB_FIGURES", "figure
                    ("REPROLIB_RUNS", "runs")):
     os.environ[_var] = str(_TMP / _sub)
 os.environ["NBVAL"] = "1"
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs two workers on two cores: one thread each (and for the notebook
+    # kernels they start), or the BLAS/OpenMP pools oversubscribe the cores many times over.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 

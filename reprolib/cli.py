@@ -1,40 +1,33 @@
-"""Command line: ``reprolib list | run PAPER | reproduce`` (also ``python -m reprolib``).
+"""Command line: ``reprolib list | run | compute | reproduce | readme`` (also
+``python -m reprolib``).
 
     reprolib list                                   papers, profiles, models, data sets
-    reprolib run templates --profile cpu -p epochs=5 [--force]
+    reprolib run sidt --profile cpu -p finetune.epochs=3 [--force]
+    reprolib compute pe --profile paper             the pipeline without the notebook
+    torchrun --nproc_per_node=8 -m reprolib compute pe --profile paper -p data_root=/imagenet
     reprolib reproduce --profile smoke              every notebook at one profile
+    reprolib readme [--check]                       regenerate README.md's results section
 
 ``run`` executes ``notebooks/PAPER.ipynb`` with papermill (parameters ``profile``,
 ``overrides``, ``force``) into ``runs/PAPER-PROFILE.ipynb``; the notebook writes its results
-records, tables and figures.  Bad input (unknown paper, profile or override key, a value of
-the wrong type) is one line on stderr and exit code 2, checked before anything is written.
-A notebook that fails leaves no output notebook behind (exit code 1).
+records, tables and figures.  ``compute`` runs the same pipeline
+(``reprolib.experiments.PAPER.run``) in this process, which is how ``torchrun`` starts it on
+several GPUs.  Bad input (unknown paper, profile or override key, a value of the wrong type)
+is one line on stderr and exit code 2, checked before anything is written.  A notebook that
+fails leaves no output notebook behind (exit code 1).
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import os
 import sys
 import time
 from pathlib import Path
 
 from reprolib import paths
+from reprolib.configs import parse_overrides
 from reprolib.errors import ReprolibError
-
-
-def _parse_overrides(pairs: list[str]) -> dict:
-    out = {}
-    for p in pairs:
-        if "=" not in p:
-            raise ReprolibError(f"-p expects KEY=VALUE, got {p!r}")
-        k, v = p.split("=", 1)
-        try:
-            out[k.strip()] = ast.literal_eval(v)
-        except (ValueError, SyntaxError):
-            out[k.strip()] = v
-    return out
 
 
 def notebook_path(paper: str) -> Path:
@@ -44,7 +37,6 @@ def notebook_path(paper: str) -> Path:
 def check_run(paper: str, profile: str, overrides: dict):
     """Validate a run request without side effects; returns the resolved config."""
     from reprolib.configs import get_config
-
     from reprolib.data import check_dataset
 
     cfg = get_config(paper, profile, **overrides)
@@ -52,6 +44,19 @@ def check_run(paper: str, profile: str, overrides: dict):
     if not notebook_path(paper).exists():
         raise ReprolibError(f"notebook notebooks/{paper}.ipynb is missing")
     return cfg
+
+
+def _ipc_kernel_manager():
+    """A Jupyter kernel manager on IPC (unix socket) transport: local, and without the
+    "Kernel is running over TCP without encryption" warning of every TCP kernel."""
+    from jupyter_client.manager import KernelManager
+
+    class IPCKernelManager(KernelManager):
+        def __init__(self, **kw):
+            kw.setdefault("transport", "ipc")
+            super().__init__(**kw)
+
+    return IPCKernelManager
 
 
 def run_notebook(paper: str, profile: str = "smoke", overrides: dict | None = None,
@@ -74,7 +79,8 @@ def run_notebook(paper: str, profile: str = "smoke", overrides: dict | None = No
         pm.execute_notebook(str(notebook_path(paper)), str(tmp),
                             parameters={"profile": profile, "overrides": overrides, "force": force},
                             cwd=str(paths.ROOT / "notebooks"), kernel_name="python3",
-                            progress_bar=show_progress(), log_output=False)
+                            progress_bar=show_progress(), log_output=False,
+                            kernel_manager_class=_ipc_kernel_manager())
         os.replace(tmp, out)
     finally:
         if tmp.exists():
@@ -99,19 +105,35 @@ def cmd_list(_args) -> int:
 
 
 def cmd_run(args) -> int:
-    run_notebook(args.paper, args.profile, _parse_overrides(args.param), args.force, args.output)
+    run_notebook(args.paper, args.profile, parse_overrides(args.param), args.force, args.output)
+    return 0
+
+
+def cmd_compute(args) -> int:
+    from reprolib.device import init_distributed, is_main_process
+    from reprolib.experiments import get_experiment
+
+    cfg = check_run(args.paper, args.profile, parse_overrides(args.param))
+    init_distributed()
+    t0 = time.perf_counter()
+    recs = get_experiment(args.paper).run(cfg, force=args.force)
+    if is_main_process():
+        print(f"{args.paper} [{args.profile}]: {len(recs)} stages in "
+              f"{time.perf_counter() - t0:.0f} s; records in "
+              f"{paths.rel(paths.results_root() / args.paper / args.profile)}/")
     return 0
 
 
 def cmd_reproduce(args) -> int:
     from reprolib.configs import papers
+    from reprolib.experiments import EXPERIMENTS
 
-    todo = [n for n, p in papers().items() if args.profile in p.presets]
+    todo = [n for n in EXPERIMENTS if args.profile in papers()[n].presets]
     if not todo:
         raise ReprolibError(f"no notebook has a profile {args.profile!r}")
     for n in todo:  # validate everything before running anything
         check_run(n, args.profile, {})
-    skipped = sorted(set(papers()) - set(todo))
+    skipped = sorted(set(EXPERIMENTS) - set(todo))
     if skipped:
         print(f"(no {args.profile!r} profile, skipped: {', '.join(skipped)})")
     t0 = time.perf_counter()
@@ -122,22 +144,45 @@ def cmd_reproduce(args) -> int:
     return 0
 
 
+def cmd_readme(args) -> int:
+    from reprolib.experiments.readme import update_readme
+
+    changed = update_readme(profile=args.profile, check=args.check)
+    if args.check:
+        print("README.md is out of date: run `reprolib readme`" if changed
+              else "README.md is up to date")
+        return 1 if changed else 0
+    print("README.md updated" if changed else "README.md was up to date")
+    return 0
+
+
+def _paper_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paper")
+    p.add_argument("--profile", default="smoke")
+    p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config value, e.g. finetune.epochs=3 (repeatable)")
+    p.add_argument("--force", action="store_true", help="recompute runs that have records")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="reprolib", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="papers, profiles, models and data sets").set_defaults(fn=cmd_list)
     r = sub.add_parser("run", help="execute one paper's notebook with papermill")
-    r.add_argument("paper")
-    r.add_argument("--profile", default="smoke")
-    r.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config value (repeatable)")
-    r.add_argument("--force", action="store_true", help="recompute runs that have records")
+    _paper_args(r)
     r.add_argument("--output", help="executed notebook path (default runs/PAPER-PROFILE.ipynb)")
     r.set_defaults(fn=cmd_run)
+    c = sub.add_parser("compute", help="run one paper's pipeline in this process (torchrun too)")
+    _paper_args(c)
+    c.set_defaults(fn=cmd_compute)
     a = sub.add_parser("reproduce", help="execute every notebook at one profile")
     a.add_argument("--profile", default="smoke")
     a.add_argument("--force", action="store_true")
     a.set_defaults(fn=cmd_reproduce)
+    m = sub.add_parser("readme", help="regenerate README.md's results section from the records")
+    m.add_argument("--profile", default="cpu", help="the profile whose records it shows")
+    m.add_argument("--check", action="store_true", help="only say whether it is up to date")
+    m.set_defaults(fn=cmd_readme)
     return ap
 
 

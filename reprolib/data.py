@@ -10,6 +10,10 @@ loaders that yield ``(x, y)`` batches already on the device, normalised, NCHW fl
 |             | stratified split 1,437 train / 360 test (random_state=0)     |                           |
 | npz:PATH    | any .npz with train_images, train_labels, test_images,       | numpy (e.g. the shared    |
 |             | test_labels (uint8 NHWC or NCHW / HW), optional classes      | CIFAR-10 subset)          |
+| cifar10_subset | 6,102 real CIFAR-10 images: the first 1,017 of each of the  | a copy beside the project |
+|             | five training batches and of the test batch (5,085 / 1,017)  | or built once from the    |
+|             |                                                              | CIFAR-10 download, cached |
+|             |                                                              | in data/ (see below)      |
 | cifar10     | CIFAR-10, 50k / 10k                                          | torchvision, download=True|
 | cifar100    | CIFAR-100, 50k / 10k                                         | torchvision, download=True|
 | flowers102  | Oxford Flowers-102, train+val / test                          | torchvision, download=True|
@@ -40,7 +44,10 @@ import torch.nn.functional as F
 from reprolib import paths
 from reprolib.errors import ReprolibError
 
-DATASETS = ("digits", "npz:PATH", "cifar10", "cifar100", "flowers102", "imagenet")
+DATASETS = ("digits", "npz:PATH", "cifar10_subset", "cifar10", "cifar100", "flowers102",
+            "imagenet")
+#: Images per CIFAR-10 batch file kept in ``cifar10_subset`` (five train batches + test batch).
+SUBSET_PER_BATCH = 1017
 # The real CIFAR-10 images beside the project (see ../shared/data/README.md); a user can point
 # the variable at any copy.  Tests that need it skip when it is absent.
 CIFAR10_SUBSET = "npz:" + os.environ.get("REPROLIB_CIFAR10_SUBSET",
@@ -267,6 +274,64 @@ def load_cifar(name: str, root: str | os.PathLike | None = None, download: bool 
     return ArrayDataset(arr[0][0], arr[0][1], arr[1][0], arr[1][1], list(sets[0].classes))
 
 
+def cifar10_subset_file(root=None, build: bool = True) -> Path:
+    """The ``.npz`` of the ``cifar10_subset`` data set.
+
+    Looked for, in order: the file named by ``REPROLIB_CIFAR10_SUBSET``; the copy beside the
+    project (``../shared/data/cifar10_subset.npz``); the cached build ``data/cifar10_subset.npz``
+    (``REPROLIB_DATA``).  When none exists and ``build`` is true it is built there once from
+    torchvision's CIFAR-10 (downloaded into ``root``, default ``data/``) by
+    :func:`build_cifar10_subset`; otherwise a ``ReprolibError`` says how to get it.
+    """
+    env = os.environ.get("REPROLIB_CIFAR10_SUBSET")
+    if env:
+        p = paths.resolve(env)
+        if not p.exists():
+            raise ReprolibError(f"REPROLIB_CIFAR10_SUBSET={env} does not exist (resolved to "
+                                f"{p}); unset it to use or build the default copy")
+        return p
+    for p in (paths.ROOT.parent / "shared" / "data" / "cifar10_subset.npz",
+              paths.data_root() / "cifar10_subset.npz"):
+        if p.exists():
+            return p
+    if not build:
+        raise ReprolibError("data set cifar10_subset is not built yet: it is made once from "
+                            "CIFAR-10 (downloaded into data/, or pass data_root=DIR holding "
+                            "cifar-10-batches-py), or set REPROLIB_CIFAR10_SUBSET to a copy")
+    return build_cifar10_subset(root, paths.data_root() / "cifar10_subset.npz",
+                                per_batch=SUBSET_PER_BATCH)
+
+
+def build_cifar10_subset(root, out, per_batch: int = SUBSET_PER_BATCH,
+                         download: bool = True) -> Path:
+    """Write ``out`` (.npz): the first ``per_batch`` images of each of CIFAR-10's five
+    training batch files (in order, 5 x 1,017 = 5,085) and of its test batch (1,017), as
+    uint8 HWC RGB with int64 labels and the class names -- the arrays of
+    ``../shared/data/cifar10_subset.npz``.  CIFAR-10 comes from torchvision (downloaded into
+    ``root``, default ``data/``, when ``download``)."""
+    import torchvision
+
+    root = Path(root) if root else paths.data_root()
+    tr = _torchvision(torchvision.datasets.CIFAR10, "cifar10", root, download, train=True)
+    te = _torchvision(torchvision.datasets.CIFAR10, "cifar10", root, download, train=False)
+    # torchvision concatenates data_batch_1..5 in order; each file holds len(train) / 5 images
+    per_file = len(tr.targets) // len(tr.train_list)
+    idx = np.concatenate([np.arange(b * per_file, b * per_file + per_batch)
+                          for b in range(len(tr.train_list))])
+    ytr, yte = np.asarray(tr.targets, np.int64), np.asarray(te.targets, np.int64)
+    arrays = dict(train_images=tr.data[idx], train_labels=ytr[idx],
+                  test_images=te.data[:per_batch], test_labels=yte[:per_batch],
+                  classes=np.asarray(tr.classes))
+    from reprolib import io
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+    io.atomic_write(out, write)
+    return Path(out)
+
+
 def _torchvision(cls, name: str, root: Path, download: bool, **kw):
     try:
         return cls(str(root), download=download, **kw)
@@ -282,6 +347,8 @@ def _array_dataset(name: str, image_size: int, root) -> ArrayDataset:
         return load_digits(32 if image_size >= 32 else image_size)
     if name.startswith("npz:"):
         return load_npz(name[4:])
+    if name == "cifar10_subset":
+        return load_npz(cifar10_subset_file(root))
     return load_cifar(name, root)
 
 

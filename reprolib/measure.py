@@ -25,7 +25,7 @@ import torch.nn as nn
 from torch.utils import flop_counter as _fc
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from reprolib.train import resolve_device
+from reprolib.device import resolve_device
 
 _aten = torch.ops.aten
 
@@ -196,14 +196,28 @@ def peak_memory(model: nn.Module, input_size=(3, 32, 32), batch_size: int = 64, 
     return sum(base.values()) + mode.peak
 
 
-def profile_model(model: nn.Module, input_size=(3, 32, 32), *, device="cpu",
-                  latency_batch: int = 1, memory_batch: int | None = None, repeats: int = 20) -> dict:
-    """Params, FLOPs (1 MAC = 1 FLOP), median latency and (optionally) training peak memory."""
+def measure_model(model: nn.Module, input_size=(3, 32, 32), *, latency_batch: int = 1,
+                  latency_repeats: int = 20, latency_device="cpu", warmup: int = 5,
+                  memory_batch: int | None = None, memory_device="cpu") -> dict:
+    """The one measurement of a model every pipeline records.
+
+    Returns ``params`` (distinct), ``flops`` (one image, 1 multiply-add = 1 FLOP) and, unless
+    ``latency_repeats`` is 0, the median latency of a forward pass at ``latency_batch``
+    (``latency_ms``, ``latency_iqr_ms``, ``latency_us_per_image``, ``latency_batch``,
+    ``latency_device``, ``latency_threads``, ``latency_repeats``); with ``memory_batch`` also the
+    peak memory of one training step at that batch (``peak_memory_bytes``, ``memory_batch``).
+    The model is left on ``latency_device`` (or where it was) in training mode.
+    """
     out = {"params": count_params(model), "flops": count_flops(model, input_size)}
-    lat = latency(model, input_size, latency_batch, device, repeats=repeats)
-    out.update(latency_ms=lat["ms"], latency_batch=latency_batch, latency_device=lat["device"],
-               latency_threads=lat["threads"])
+    if latency_repeats:
+        lat = latency(model, input_size, latency_batch, latency_device, warmup=warmup,
+                      repeats=latency_repeats)
+        out.update(latency_ms=lat["ms"], latency_iqr_ms=lat["ms_iqr"],
+                   latency_us_per_image=1e3 * lat["ms"] / latency_batch,
+                   latency_batch=latency_batch, latency_device=lat["device"],
+                   latency_threads=lat["threads"], latency_repeats=latency_repeats)
     if memory_batch:
-        out["peak_memory_bytes"] = peak_memory(model, input_size, memory_batch, device)
+        out["peak_memory_bytes"] = peak_memory(model, input_size, memory_batch, memory_device)
         out["memory_batch"] = memory_batch
+    model.train()
     return out

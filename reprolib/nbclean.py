@@ -1,8 +1,13 @@
-"""Clean an executed notebook for committing: ``python -m reprolib.nbclean NB.ipynb [...]``.
+"""Make a notebook ready to commit: ``python -m reprolib.nbclean [--execute] NB.ipynb [...]``.
 
-Keeps the outputs of the one in-order run, drops what changes between runs or machines:
-execution timings, papermill bookkeeping, widget state, kernel/Python versions.  Refuses
-(exit 1) when execution counts are out of order or an output holds an absolute path.
+The committed notebooks carry the outputs of one in-order run at their defaults (the
+``smoke`` profile).  ``--execute`` runs each notebook top to bottom with papermill (no
+parameters injected, records and figures in a temporary folder, so the tracked tree is not
+touched) and puts the executed copy in its place; then every notebook is cleaned: the
+outputs of that one run are kept, what changes between runs or machines is dropped
+(execution timings, papermill bookkeeping, widget state, kernel/Python versions), cell ids
+are made stable.  Exit 1 when execution counts are out of order or an output holds an
+absolute path (the notebook is still written, for inspection).
 """
 
 from __future__ import annotations
@@ -48,8 +53,41 @@ def clean(path: str | Path) -> list[str]:
     return problems
 
 
+def execute(path: str | Path) -> Path:
+    """Run ``path`` top to bottom at its defaults with papermill, in place."""
+    import os
+    import tempfile
+
+    import papermill as pm
+
+    from reprolib.cli import _ipc_kernel_manager
+
+    path = Path(path).resolve()
+    names = ("REPROLIB_RESULTS", "REPROLIB_FIGURES", "REPROLIB_RUNS", "REPROLIB_NO_PROGRESS")
+    saved = {v: os.environ.get(v) for v in names}
+    try:
+        with tempfile.TemporaryDirectory(prefix="reprolib-nbclean-") as tmp:
+            for var in names[:3]:
+                os.environ[var] = str(Path(tmp) / var.split("_")[1].lower())
+            os.environ["REPROLIB_NO_PROGRESS"] = "1"   # the kernel inherits these
+            out = Path(tmp) / path.name
+            pm.execute_notebook(str(path), str(out), cwd=str(path.parent),
+                                kernel_name="python3", progress_bar=False,
+                                kernel_manager_class=_ipc_kernel_manager())
+            path.write_text(out.read_text())
+    finally:
+        for var, val in saved.items():
+            os.environ.pop(var, None) if val is None else os.environ.__setitem__(var, val)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
-    problems = [p for f in (argv if argv is not None else sys.argv[1:]) for p in clean(f)]
+    args = list(argv if argv is not None else sys.argv[1:])
+    if "--execute" in args:
+        args.remove("--execute")
+        for f in args:
+            execute(f)
+    problems = [p for f in args for p in clean(f)]
     for p in problems:
         print(p, file=sys.stderr)
     return 1 if problems else 0

@@ -45,13 +45,39 @@ def list_models(pattern: str = "*", paper: str | None = None) -> list[str]:
 
 
 def create_model(name: str, **kwargs) -> nn.Module:
-    """Build the registered model ``name``; keyword arguments go to its builder."""
+    """Build the registered model ``name``; keyword arguments go to its builder.
+
+    The model remembers how it was built (``model.reprolib_spec``: builder name and keyword
+    arguments as JSON data), which is what ``reprolib.save_compressed`` writes.
+    """
     _ensure_loaded()
     if name not in _MODELS:
         raise ReprolibError(f"unknown model {name!r}; valid models: {', '.join(list_models())}")
-    return _MODELS[name](**kwargs)
+    model = _MODELS[name](**kwargs)
+    if getattr(model, "reprolib_spec", None) is None:
+        set_spec(model, name, kwargs)
+    return model
+
+
+def set_spec(model: nn.Module, builder: str, kwargs: dict, arch: list | None = None) -> nn.Module:
+    """Record on ``model`` that ``create_model(builder, **kwargs)`` (then the ``arch`` steps
+    of ``reprolib.compressed``) rebuilds its architecture."""
+    from reprolib.io import to_strict_json
+
+    model.reprolib_spec = {"builder": builder, "kwargs": to_strict_json(dict(kwargs)),
+                           "arch": list(arch or [])}
+    return model
 
 
 def _ensure_loaded() -> None:
-    # Importing reprolib.models imports every model module, which registers its models.
+    # Importing reprolib.models imports every model module, which registers its models; a
+    # method that produces architectures (the templates' width rules) registers its builders
+    # from its own module, so every method module is imported too.
+    import importlib
+    import pkgutil
+
+    import reprolib.methods
     import reprolib.models  # noqa: F401
+
+    for m in pkgutil.iter_modules(reprolib.methods.__path__):
+        importlib.import_module(f"reprolib.methods.{m.name}")

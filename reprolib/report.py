@@ -20,20 +20,31 @@ FLOPS_NOTE = "FLOPs: one multiply-add = one FLOP"
 
 def provenance(cfg=None, records: pd.DataFrame | None = None, **extra) -> str:
     """One line naming what produced a result: profile, data set, epochs, device."""
+    import dataclasses
+
     parts = []
     if cfg is not None:
         parts.append(f"profile={cfg.profile}")
         ds = str(getattr(cfg, "dataset", ""))
         parts.append("data=" + (Path(ds[4:]).name if ds.startswith("npz:") else ds))
-        for k in ("epochs", "finetune_epochs", "rounds"):
-            if hasattr(cfg, k):
-                parts.append(f"{k}={getattr(cfg, k)}")
+        for f in dataclasses.fields(cfg):
+            v = getattr(cfg, f.name)
+            if dataclasses.is_dataclass(v) and hasattr(v, "epochs"):
+                parts.append(f"{f.name}={v.epochs} ep")
+            elif f.name in ("epochs", "rounds"):
+                parts.append(f"{f.name}={v}")
     for k, v in extra.items():
         parts.append(f"{k}={v}")
     if records is not None and "device" in records and len(records):
         devs = sorted({str(d).split(" threads")[0] for d in records["device"].dropna()})
         parts.append("device=" + "/".join(devs))
     return " · ".join(parts)
+
+
+def device_label(records) -> str:
+    """The devices of some records (``device`` fields), thread counts dropped."""
+    devs = sorted({str(r.get("device", "")).split(" threads")[0] for r in records if r})
+    return "/".join(d for d in devs if d) or "unknown"
 
 
 def to_markdown(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
@@ -73,6 +84,19 @@ def save_figure(fig, paper: str, name: str, profile: str, dpi: int = 120) -> Pat
     path = figures_dir(paper) / f"{name}-{profile}.png"
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
     return path
+
+
+def save_tables(paper: str, profile: str, tables: dict[str, pd.DataFrame]) -> list[Path]:
+    """Save every table of ``tables`` (``{stem: DataFrame}``, caption in ``df.attrs["caption"]``)
+    as ``figures/<paper>/<stem>-<profile>.{csv,md}``; returns the Markdown paths."""
+    return [save_table(df, paper, name, profile, df.attrs.get("caption", ""))
+            for name, df in tables.items()]
+
+
+def save_figures(paper: str, profile: str, figures: dict) -> list[Path]:
+    """Save every figure of ``figures`` (``{stem: Figure}``) as
+    ``figures/<paper>/<stem>-<profile>.png``; returns the paths."""
+    return [save_figure(fig, paper, name, profile) for name, fig in figures.items()]
 
 
 def plot_tradeoff(df: pd.DataFrame, x: str, y: str, *, hue: str | None = None,

@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -25,13 +26,15 @@ from typing import Callable
 import pandas as pd
 import torch
 
-from reprolib import paths
-from reprolib.io import load_json
+from reprolib import io, paths
+from reprolib.device import world
+from reprolib.errors import ReprolibError
 
 
 def config_hash(config: dict) -> str:
     """Stable 10-hex-digit hash of a JSON-serialisable config."""
-    blob = json.dumps(config, sort_keys=True, default=str, separators=(",", ":"))
+    blob = json.dumps(io.to_strict_json(config), sort_keys=True, default=str,
+                      separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
@@ -66,15 +69,6 @@ def device_info() -> str:
     return f"cpu:{platform.processor() or platform.machine()} x{os.cpu_count()} threads={torch.get_num_threads()}"
 
 
-def write_json_atomic(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=True, default=str)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
 def record_path(paper: str, profile: str, name: str, config: dict, root=None) -> Path:
     base = Path(root) if root else paths.results_root()
     return base / paper / profile / f"{name}-{config_hash(config)}.json"
@@ -91,11 +85,13 @@ def run_cached(paper: str, profile: str, name: str, config: dict,
     """
     path = record_path(paper, profile, name, config, root)
     if path.exists() and not force:
-        return load_json(path, "results record")
+        return load_record(path)
     ckpt = path.parent / "ckpt" / path.stem
-    if force and ckpt.exists():
-        for p in sorted(ckpt.rglob("*"), reverse=True):
-            p.unlink() if p.is_file() else p.rmdir()
+    if force:  # start over: rank 0 removes the old checkpoints, every rank waits for it
+        if world()[0] == 0 and ckpt.exists():
+            shutil.rmtree(ckpt, ignore_errors=True)
+        if world()[1] > 1:
+            torch.distributed.barrier()
     t0, started = time.perf_counter(), _dt.datetime.now(_dt.timezone.utc).isoformat()
     metrics = fn(ckpt)
     rec = {"paper": paper, "profile": profile, "name": name, "run_id": path.stem,
@@ -103,9 +99,19 @@ def run_cached(paper: str, profile: str, name: str, config: dict,
            "versions": versions(), "device": device_info(), "git": git_revision(),
            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:500],
            "started": started, "wall_time_s": round(time.perf_counter() - t0, 3)}
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()
-            and torch.distributed.get_rank() != 0):
-        write_json_atomic(rec, path)
+    if world()[0] == 0:
+        io.write_json(rec, path)
+    return io.to_strict_json(rec)
+
+
+def load_record(path) -> dict:
+    """One record; a file that is not a reprolib record is a ReprolibError naming it."""
+    rec = io.load_json(path, "results record")
+    if not isinstance(rec, dict) or not isinstance(rec.get("metrics"), dict) \
+            or not isinstance(rec.get("config"), dict):
+        raise ReprolibError(f"results record {paths.rel(path)} is not a reprolib record (it "
+                            "needs 'config' and 'metrics' objects); delete it (or rerun with "
+                            "force) to recompute it")
     return rec
 
 
@@ -114,18 +120,23 @@ def load_records(paper: str, profile: str | None = None, root=None) -> list[dict
     pattern = f"{profile}/*.json" if profile else "*/*.json"
     recs = []
     for p in sorted(base.glob(pattern)):
-        recs.append(load_json(p, "results record"))
+        recs.append(load_record(p))
     return recs
 
 
 def load_results(paper: str, profile: str | None = None, root=None) -> pd.DataFrame:
-    """All records of ``paper`` (and ``profile``) as a DataFrame, one row per run.
+    """All records of ``paper`` (and ``profile``) as a DataFrame (:func:`records_frame`)."""
+    return records_frame(load_records(paper, profile, root))
+
+
+def records_frame(records) -> pd.DataFrame:
+    """Records as a DataFrame, one row per run.
 
     Columns: ``name``, ``profile``, ``run_id``, ``device``, ``git``, ``wall_time_s``, the
     metrics at top level and the config as ``config.<key>``.
     """
     rows = []
-    for r in load_records(paper, profile, root):
+    for r in records:
         row = {k: r.get(k) for k in ("name", "profile", "run_id", "device", "git", "wall_time_s")}
         row.update(r.get("metrics", {}))
         row.update({f"config.{k}": v for k, v in r.get("config", {}).items()})

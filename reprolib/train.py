@@ -8,8 +8,8 @@ scheduler, history, RNG state) and, when restarted on the same ``ckpt_dir``, res
 the last finished epoch with the same final numbers on CPU: every epoch reseeds torch's RNG
 and the data order from (seed, epoch), so nothing depends on what ran before.
 
-Multi-GPU: start the script with ``torchrun --nproc_per_node=N``; :func:`init_distributed`
-sets up the process group, ``get_data`` shards by rank, and ``fit`` wraps the model in
+Multi-GPU: start ``reprolib compute PAPER`` with ``torchrun --nproc_per_node=N``;
+``reprolib.device.init_distributed`` sets up the process group, ``get_data`` shards by rank, and ``fit`` wraps the model in
 DistributedDataParallel and all-reduces the metrics.  The same code runs on one device.
 """
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -27,49 +27,13 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
-from reprolib.errors import ReprolibError, choose
+from reprolib import io
+from reprolib.configs import TrainConfig
+from reprolib.device import resolve_device, world
+from reprolib.errors import ReprolibError
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("cosine", "step", "multistep", "constant")
-
-
-@dataclass
-class TrainConfig:
-    """Hyperparameters of one training run (the papers' recipes are presets of these)."""
-
-    epochs: int = 10                 # passes over the training set
-    batch_size: int = 128            # per process (global batch = this x world size)
-    optimizer: str = "sgd"           # "sgd" (momentum), "adam" or "adamw"
-    lr: float = 0.1                  # peak learning rate (after warmup)
-    momentum: float = 0.9            # SGD momentum
-    nesterov: bool = False           # SGD Nesterov momentum
-    weight_decay: float = 5e-4       # L2 (SGD/Adam) or decoupled (AdamW) weight decay
-    no_decay_norm_bias: bool = False  # exempt 1-d params (norms, biases, scores) from decay
-    schedule: str = "cosine"         # "cosine", "step", "multistep" or "constant"
-    warmup_epochs: float = 0.0       # linear warmup from warmup_start * lr, in epochs
-    warmup_start: float = 0.01       # warmup starts at this fraction of lr
-    min_lr: float = 0.0              # cosine floor
-    milestones: tuple = ()           # multistep: epochs where lr is multiplied by gamma
-    step_size: int = 30              # step: every step_size epochs lr *= gamma
-    gamma: float = 0.1               # step / multistep factor
-    label_smoothing: float = 0.0     # cross-entropy label smoothing
-    mixup: float = 0.0               # mixup alpha (timm Mixup); 0 = off
-    cutmix: float = 0.0              # cutmix alpha (timm Mixup); 0 = off
-    clip_grad: float | None = None   # max global grad norm; None = no clipping
-    amp: bool = True                 # bf16 autocast (CUDA only; ignored on CPU)
-    channels_last: bool = True       # channels_last memory format (CUDA only)
-    compile: bool = False            # torch.compile the model
-    seed: int = 0                    # weights are the caller's; this seeds dropout, mixup, order
-    eval_every: int = 1              # evaluate every k epochs (and always after the last)
-    progress: bool = True            # tqdm bars (always off under CI / nbval)
-
-    def __post_init__(self):
-        choose("optimizer", self.optimizer, OPTIMIZERS)
-        choose("schedule", self.schedule, SCHEDULES)
-        if self.epochs < 0 or self.batch_size < 1 or self.lr < 0:
-            raise ReprolibError(f"epochs={self.epochs}, batch_size={self.batch_size}, "
-                                f"lr={self.lr}: need epochs >= 0, batch_size >= 1, lr >= 0")
-        self.milestones = tuple(self.milestones)
+__all__ = ["TrainConfig", "FitResult", "fit", "evaluate", "build_optimizer", "lr_factor",
+           "load_checkpoint", "show_progress"]
 
 
 @dataclass
@@ -104,40 +68,8 @@ def show_progress(enabled: bool = True) -> bool:
     return enabled and not any(os.environ.get(v) for v in ("CI", "NBVAL", "REPROLIB_NO_PROGRESS"))
 
 
-def resolve_device(device=None) -> torch.device:
-    """"auto"/None -> cuda when available (the local rank's GPU under torchrun), else cpu."""
-    if device in (None, "auto"):
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        return torch.device("cpu")
-    choose("device", str(device).split(":")[0], ("auto", "cpu", "cuda", "mps"))
-    return torch.device(device)
-
-
-def init_distributed() -> tuple[int, int]:
-    """Initialise torch.distributed from torchrun's environment; returns (rank, world_size).
-
-    NCCL on CUDA, gloo on CPU.  Without torchrun variables it does nothing: (0, 1).
-    """
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    if int(os.environ.get("WORLD_SIZE", 1)) <= 1:
-        return 0, 1
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    if backend == "nccl":
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-    dist.init_process_group(backend)
-    return dist.get_rank(), dist.get_world_size()
-
-
-def _world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 def _all_sum(values: list[float], device) -> list[float]:
-    if _world()[1] == 1:
+    if world()[1] == 1:
         return values
     t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t)
@@ -171,24 +103,16 @@ def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
     e = int(epoch)  # step schedules change at epoch boundaries
     if cfg.schedule == "step":
-        return cfg.gamma ** (e // cfg.step_size)
+        return cfg.lr_decay ** (e // cfg.step_size)
     if cfg.schedule == "multistep":
-        return cfg.gamma ** sum(e >= m for m in cfg.milestones)
+        return cfg.lr_decay ** sum(e >= m for m in cfg.milestones)
     return 1.0
 
 
-def _atomic_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def load_checkpoint(path: Path) -> dict:
-    """Load a checkpoint written by ``fit``; a corrupt file is a clear ReprolibError."""
-    from reprolib.io import load_torch
-
-    ck = load_torch(path, "checkpoint", weights_only=False)
+    """Load a checkpoint written by ``fit`` (``weights_only=True``: nothing is unpickled); a
+    corrupt or refused file is a clear ReprolibError."""
+    ck = io.load_torch(path, "checkpoint")
     if not isinstance(ck, dict) or "model" not in ck or "epoch" not in ck:
         raise ReprolibError(f"checkpoint {path.name} is not a reprolib training checkpoint")
     return ck
@@ -235,7 +159,9 @@ def fit(model: nn.Module, data, cfg: TrainConfig, *,
     from tqdm.std import tqdm  # text bars: no ipywidgets needed, fine in Jupyter too
 
     device = resolve_device(device)
-    rank, world = _world()
+    rank, nproc = world()
+    if cfg.lr_ref_batch:  # the linear scaling rule: lr given for lr_ref_batch images per step
+        cfg = replace(cfg, lr=cfg.lr * cfg.batch_size * nproc / cfg.lr_ref_batch, lr_ref_batch=0)
     model.to(device)
     if device.type == "cuda" and cfg.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -252,7 +178,7 @@ def fit(model: nn.Module, data, cfg: TrainConfig, *,
         result.history, start = ck["history"], ck["epoch"]
         result.resumed_from = start
     net = model
-    if world > 1:
+    if nproc > 1:
         net = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg.compile:
@@ -315,10 +241,10 @@ def fit(model: nn.Module, data, cfg: TrainConfig, *,
         rec["time_s"] = time.perf_counter() - te
         result.history.append(rec)
         if ckpt is not None and rank == 0:
-            _atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                          "scheduler": sched.state_dict(), "epoch": epoch + 1,
-                          "history": result.history, "config": asdict(cfg)}, ckpt)
-        if world > 1:
+            io.save_torch({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                           "scheduler": sched.state_dict(), "epoch": epoch + 1,
+                           "history": result.history, "config": asdict(cfg)}, ckpt)
+        if nproc > 1:
             dist.barrier()
     result.wall_time_s = time.perf_counter() - t0
     return result

@@ -38,7 +38,7 @@ def test_schedules():
     ms = TrainConfig(epochs=160, lr=0.1, schedule="multistep", milestones=(80, 120))
     assert [lr_factor(ms, e * 5, 5) for e in (0, 79, 80, 119, 120)] == pytest.approx(
         [1, 1, 0.1, 0.1, 0.01])
-    st = TrainConfig(epochs=9, schedule="step", step_size=3, gamma=0.5)
+    st = TrainConfig(epochs=9, schedule="step", step_size=3, lr_decay=0.5)
     assert lr_factor(st, 7, 1) == pytest.approx(0.25)
     with pytest.raises(ReprolibError, match="unknown optimizer 'lamb'.*sgd, adam, adamw"):
         TrainConfig(optimizer="lamb")
@@ -87,12 +87,12 @@ def test_resume_after_kill_gives_the_same_model(tmp_path):
     p = subprocess.Popen([sys.executable, str(script), str(tmp_path / "b"), str(tmp_path / "b.pt")])
     deadline = time.time() + 300
     while time.time() < deadline:
-        if ck.exists() and torch.load(ck, weights_only=False)["epoch"] >= 2:
+        if ck.exists() and torch.load(ck, weights_only=True)["epoch"] >= 2:
             break
         time.sleep(0.05)
     p.send_signal(signal.SIGKILL)
     p.wait()
-    killed_at = torch.load(ck, weights_only=False)["epoch"]
+    killed_at = torch.load(ck, weights_only=True)["epoch"]
     assert 2 <= killed_at < 4 and not (tmp_path / "b.pt").exists()
     again = subprocess.run([sys.executable, str(script), str(tmp_path / "b"), str(tmp_path / "b.pt")],
                            capture_output=True, text=True, timeout=300)
@@ -113,9 +113,9 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
 
 DDP_SCRIPT = textwrap.dedent("""
     import sys, torch, reprolib
-    from reprolib import data, train
+    from reprolib import data, device, train
     torch.set_num_threads(1)
-    rank, world = train.init_distributed()          # gloo on CPU, from torchrun's variables
+    rank, world = device.init_distributed()          # gloo on CPU, from torchrun's variables
     torch.manual_seed(0)
     model = reprolib.create_model("test_small_cnn")
     d = data.get_data("digits", 16, 32, seed=0)     # shards by rank

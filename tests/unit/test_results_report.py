@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -36,10 +38,8 @@ def test_failed_run_writes_no_record(tmp_path):
     def boom(_):
         raise RuntimeError("killed")
 
-    try:
+    with pytest.raises(RuntimeError, match="killed"):
         results.run_cached("p", "smoke", "x", {"a": 1}, boom, root=tmp_path)
-    except RuntimeError:
-        pass
     assert not list((tmp_path).rglob("*.json"))
 
 
@@ -81,7 +81,7 @@ def test_provenance_line():
 
     cfg = configs.get_config("quickstart", "cpu")
     line = report.provenance(cfg, pd.DataFrame({"device": ["cpu:x86_64 x2 threads=1"]}))
-    assert line == "profile=cpu · data=cifar10_subset.npz · epochs=15 · device=cpu:x86_64 x2"
+    assert line == "profile=cpu · data=cifar10_subset.npz · train=15 ep · device=cpu:x86_64 x2"
 
 
 def test_corrupt_record_is_a_clear_error(tmp_path):

@@ -23,8 +23,8 @@ def test_list():
 @pytest.mark.parametrize("args, message", [
     (["run", "nopaper"], "unknown paper 'nopaper'; valid papers: "),
     (["run", "quickstart", "--profile", "huge"], "unknown profile 'huge' for quickstart; valid profiles: smoke"),
-    (["run", "quickstart", "-p", "epoch=3"], "unknown override for quickstart: 'epoch'; valid keys"),
-    (["run", "quickstart", "-p", "epochs=many"], "epochs='many' is not a valid int"),
+    (["run", "quickstart", "-p", "epoch=3"], "unknown quickstart override key 'epoch'; valid keys"),
+    (["run", "quickstart", "-p", "train.epochs=many"], "train.epochs='many' is not a valid int"),
     (["run", "quickstart", "-p", "dataset=npz:missing.npz"], "data set file missing.npz does not exist"),
     (["run", "quickstart", "-p", "dataset=mnist"], "unknown data set 'mnist'; valid data sets"),
     (["reproduce", "--profile", "nope"], "no notebook has a profile 'nope'"),
@@ -40,11 +40,13 @@ def test_bad_input_exits_2_without_outputs(tmp_path, monkeypatch, capsys, args, 
 def test_failing_notebook_leaves_no_output(tmp_path):
     """A value that passes validation but fails inside the notebook: exit 2, no notebook."""
     runs = tmp_path / "runs"
-    out = _cli("run", "quickstart", "-p", "epochs=-1", env={"REPROLIB_RUNS": str(runs)})
+    out = _cli("run", "quickstart", "-p", "train.epochs=-1", env={"REPROLIB_RUNS": str(runs)})
     assert out.returncode == 2 and "epochs=-1" in out.stderr, out.stderr
     assert not runs.exists() or not list(runs.iterdir())
 
 
 def test_override_parsing():
-    assert cli._parse_overrides(["a=3", "b=(1, 2)", "c=npz:x.npz", "d=True"]) == {
-        "a": 3, "b": (1, 2), "c": "npz:x.npz", "d": True}
+    from reprolib.configs import parse_overrides
+
+    assert parse_overrides(["a=3", "b=(1, 2)", "c=npz:x.npz", "d=True", "e.f=1e-3"]) == {
+        "a": 3, "b": (1, 2), "c": "npz:x.npz", "d": True, "e.f": 1e-3}

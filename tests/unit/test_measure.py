@@ -67,9 +67,13 @@ def test_peak_memory_grows_with_batch():
     assert b > a
 
 
-def test_latency_and_profile():
+def test_latency_and_measure_model():
     lat = measure.latency(nn.Linear(32, 32), (32,), batch_size=4, repeats=5)
     assert lat["ms"] > 0 and lat["batch_size"] == 4 and lat["device"] == "cpu"
-    prof = measure.profile_model(reprolib.create_model("test_small_cnn"), (3, 16, 16),
-                                 repeats=3, memory_batch=4)
-    assert set(prof) >= {"params", "flops", "latency_ms", "peak_memory_bytes"}
+    model = reprolib.create_model("test_small_cnn")
+    prof = measure.measure_model(model, (3, 16, 16), latency_repeats=3, memory_batch=4)
+    assert set(prof) >= {"params", "flops", "latency_ms", "latency_us_per_image",
+                         "peak_memory_bytes"}
+    assert prof["params"] == measure.count_params(model)
+    assert prof["flops"] == measure.count_flops(model, (3, 16, 16))
+    assert "latency_ms" not in measure.measure_model(model, (3, 16, 16), latency_repeats=0)

@@ -4,6 +4,7 @@
 import hashlib
 import pickle
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -132,6 +133,56 @@ def test_cifar10_download_path_offline(tmp_path, monkeypatch, http_dir):
     assert d.classes[3] == "class3"
     x, y = next(iter(d.test))
     assert x.shape == (4, 3, 32, 32) and y.tolist() == [0, 1, 2, 3]
+
+
+def test_cifar10_subset_builder_on_the_real_format(tmp_path, monkeypatch, http_dir):
+    """cifar10_subset = the first k images of each CIFAR-10 batch file, in order, built once
+    from torchvision's download and cached in data/."""
+    import torchvision
+
+    tgz, md5 = _write_cifar_archive(tmp_path, n=6)
+    C = torchvision.datasets.CIFAR10
+    monkeypatch.setattr(C, "url", f"{http_dir}/{tgz.name}")
+    monkeypatch.setattr(C, "tgz_md5", _md5(tgz))
+    monkeypatch.setattr(C, "train_list", [[f"data_batch_{i}", md5[f"data_batch_{i}"]] for i in range(1, 6)])
+    monkeypatch.setattr(C, "test_list", [["test_batch", md5["test_batch"]]])
+    monkeypatch.setattr(C, "meta", {**C.meta, "md5": md5["batches.meta"]})
+    out = data.build_cifar10_subset(tmp_path / "dl", tmp_path / "subset.npz", per_batch=4)
+    z = np.load(out)
+    src = tmp_path / "src" / "cifar-10-batches-py"
+    want = []
+    for i in range(1, 6):
+        with open(src / f"data_batch_{i}", "rb") as f:
+            want.append(pickle.load(f)["data"][:4])
+    want = np.concatenate(want).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    assert z["train_images"].shape == (20, 32, 32, 3) and z["train_images"].dtype == np.uint8
+    assert np.array_equal(z["train_images"], want)
+    assert z["train_labels"].tolist() == [0, 1, 2, 3] * 5 and z["test_labels"].tolist() == [0, 1, 2, 3]
+    assert list(z["classes"][:2]) == ["class0", "class1"]
+    # the named data set builds into data/ when no copy is configured or beside the project
+    monkeypatch.delenv("REPROLIB_CIFAR10_SUBSET", raising=False)
+    monkeypatch.setenv("REPROLIB_DATA", str(tmp_path / "cache"))
+    monkeypatch.setattr(data.paths, "ROOT", tmp_path / "clone" / "repo")   # no ../shared here
+    monkeypatch.setattr(data, "SUBSET_PER_BATCH", 6)
+    d = data.get_data("cifar10_subset", 32, 8, root=tmp_path / "dl")
+    assert (d.train_size, d.test_size) == (30, 6)
+    assert (tmp_path / "cache" / "cifar10_subset.npz").exists()
+
+
+def test_cifar10_subset_equals_the_shared_copy(cifar10_subset):
+    """Where the full CIFAR-10 is at hand (REPROLIB_CIFAR10_ROOT), the builder reproduces the
+    shared file array for array."""
+    import os
+
+    root = os.environ.get("REPROLIB_CIFAR10_ROOT")
+    if not root:
+        pytest.skip("set REPROLIB_CIFAR10_ROOT to a folder with cifar-10-batches-py to compare")
+    import tempfile
+
+    out = data.build_cifar10_subset(root, Path(tempfile.mkdtemp()) / "s.npz", download=False)
+    a, b = np.load(out), np.load(data.cifar10_subset_file(build=False))
+    for k in ("train_images", "train_labels", "test_images", "test_labels", "classes"):
+        assert np.array_equal(a[k], b[k]), k
 
 
 def test_missing_cifar_is_a_clear_error(tmp_path, monkeypatch, http_dir):

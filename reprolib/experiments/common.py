@@ -1,0 +1,211 @@
+"""The one engine every paper's pipeline runs on.
+
+A pipeline is a list of :class:`Stage` objects.  A stage is one cached step: a results record
+(``results/<paper>/<profile>/<name>-<hash>.json``, the hash taken over the stage's config)
+plus its checkpoint folder (``results/<paper>/<profile>/ckpt/<name>-<hash>/``), where training
+checkpoints and the stage's saved models live.  A stage that depends on another names it in
+``after``: the upstream stage's run id enters the downstream key, so changing an upstream
+setting re-keys everything after it, and a stage asks its upstream for its model with
+:meth:`Stage.model`, which recomputes the upstream stage only if its file is gone.
+
+    search = Stage(cfg, "search", {...}, fn=do_search)
+    tune = Stage(cfg, "finetune-p40", {...}, fn=do_finetune, after=[search])
+    records = run_stages([search, tune], force=False)
+
+Inside ``fn(stage)``: the global RNGs are seeded from the stage's seed, ``stage.ckpt_dir`` is
+where to checkpoint, :func:`train_and_measure` trains and measures a model, and
+``stage.save_model(model)`` writes it in the one compressed-model format.  Every paper module
+in ``reprolib.experiments`` exposes ``stages(cfg)``, ``run(cfg, force=False)``,
+``tables(cfg)``, ``figures(cfg)`` and ``summary(cfg)`` on top of this.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+import torch.nn as nn
+
+from reprolib import paths, results
+from reprolib.compressed import load_compressed, save_compressed
+from reprolib.configs import TrainConfig, config_dict, recipe_dict
+from reprolib.device import resolve_device
+from reprolib.errors import ReprolibError
+from reprolib.measure import measure_model
+from reprolib.train import fit
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch (CPU and CUDA), Python's ``random`` and NumPy's global RNG."""
+    import numpy as np
+
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+class Stage:
+    """One cached step of a pipeline (see the module docstring).
+
+    cfg: the paper config (gives paper, profile and the default seed).
+    name: the record's name, unique within the paper and profile (``search``, ``dense-p4``).
+    config: JSON-ready dict of everything the result depends on (the record key); the seed
+        is added when it is missing.
+    fn: ``fn(stage) -> dict`` of JSON-ready metrics; runs only when no record exists.
+    after: upstream stages; their run ids are part of this stage's key.
+    """
+
+    def __init__(self, cfg, name: str, config: dict, fn: Callable[["Stage"], dict], *,
+                 after: Iterable["Stage"] = (), paper: str | None = None):
+        self.paper = paper or _paper_of(cfg)
+        self.profile = cfg.profile
+        self.name = name
+        self.after = list(after)
+        key = dict(config)
+        key.setdefault("seed", getattr(cfg, "seed", 0))
+        if self.after:
+            key["after"] = {s.name: s.run_id for s in self.after}
+        self.config = key
+        self.seed = int(key["seed"])
+        self.fn = fn
+        self.path = results.record_path(self.paper, self.profile, name, key)
+
+    def __repr__(self) -> str:
+        return f"Stage({self.paper}/{self.profile}/{self.run_id})"
+
+    @property
+    def run_id(self) -> str:
+        return self.path.stem
+
+    @property
+    def ckpt_dir(self) -> Path:
+        return self.path.parent / "ckpt" / self.path.stem
+
+    @property
+    def done(self) -> bool:
+        return self.path.exists()
+
+    def run(self, force: bool = False) -> dict:
+        """The stage's record, computed (seeded, checkpointing in ``ckpt_dir``) if needed."""
+
+        def compute(_ckpt):
+            seed_everything(self.seed)
+            return self.fn(self)
+
+        return results.run_cached(self.paper, self.profile, self.name, self.config, compute,
+                                  force=force)
+
+    def record(self) -> dict:
+        """The stored record; a ReprolibError saying how to make it when there is none."""
+        if not self.done:
+            raise ReprolibError(f"no record for stage {self.name!r} of {self.paper} at profile "
+                                f"{self.profile!r} ({paths.rel(self.path)}); run it first: "
+                                f"reprolib run {self.paper} --profile {self.profile}")
+        return results.load_record(self.path)
+
+    def metrics(self) -> dict:
+        return self.record()["metrics"]
+
+    # ---- the stage's models, in the one compressed-model format
+    def save_model(self, model: nn.Module, stem: str = "model") -> Path:
+        """Write ``model`` as ``ckpt_dir/<stem>.json`` + ``.safetensors``."""
+        return save_compressed(model, self.ckpt_dir / stem)
+
+    def model(self, stem: str = "model") -> nn.Module:
+        """The model this stage saved; recomputes the stage (same config, same seed) when
+        the file is missing, e.g. in a fresh clone that has only the records."""
+        js = self.ckpt_dir / f"{stem}.json"
+        if not js.exists():
+            print(f"[{self.paper}] recomputing stage {self.name}: its saved model "
+                  f"{paths.rel(js)} is missing", flush=True)
+            self.run(force=True)
+        return load_compressed(js)
+
+
+def _paper_of(cfg) -> str:
+    from reprolib.configs import papers
+
+    for name, p in papers().items():
+        if type(cfg) is p.config_cls:
+            return name
+    raise ReprolibError(f"{type(cfg).__name__} is not a registered paper config")
+
+
+def run_stages(stages: Iterable[Stage], force: bool = False) -> dict[str, dict]:
+    """Run (or reuse) each stage in order; returns ``{stage name: record}``."""
+    return {s.name: s.run(force) for s in stages}
+
+
+def records(stages: Iterable[Stage]) -> dict[str, dict]:
+    """The stored records of ``stages`` (all must exist), by stage name."""
+    return {s.name: s.record() for s in stages}
+
+
+# --------------------------------------------------------------------------- data
+
+
+_DATA: dict[tuple, Any] = {}
+
+
+def load_data(cfg, batch_size: int, *, dataset: str | None = None, image_size: int | None = None,
+              augment: bool = True, val_fraction: float = 0.0,
+              eval_batch_size: int | None = None):
+    """``reprolib.data.get_data`` for ``cfg`` (its data set, size, root, device, seed), kept
+    for the process so the stages of a pipeline share one copy."""
+    from reprolib.data import get_data
+
+    dev = resolve_device(cfg.device)
+    key = (dataset or cfg.dataset, image_size or cfg.image_size, batch_size, cfg.data_root,
+           str(dev), cfg.seed, augment, val_fraction, eval_batch_size)
+    if key not in _DATA:
+        _DATA.clear()            # one data set at a time: a notebook may hold many configs
+        _DATA[key] = get_data(key[0], key[1], batch_size, root=cfg.data_root, device=dev,
+                              seed=cfg.seed, augment=augment, val_fraction=val_fraction,
+                              eval_batch_size=eval_batch_size)
+    return _DATA[key]
+
+
+# --------------------------------------------------------------------------- train + measure
+
+
+def train_and_measure(model: nn.Module, data, recipe: TrainConfig, ckpt_dir=None, *,
+                      device="auto", desc: str = "", extra_loss=None, grad_hook=None,
+                      input_size=None, latency_batch: int = 1, latency_repeats: int = 20,
+                      memory_batch: int | None = None) -> dict:
+    """Train ``model`` with ``fit`` and measure it (``reprolib.measure.measure_model``, on the
+    CPU); returns the metrics of a results record: final test ``acc`` (%), ``test_loss``,
+    ``epochs``, ``train_time_s`` (sum of the epochs' times, kept across resumes),
+    ``history``, ``train_device``, ``test_images``, params, FLOPs, latency (and peak memory
+    when asked)."""
+    dev = resolve_device(device)
+    res = fit(model, data, recipe, ckpt_dir=ckpt_dir, device=dev, desc=desc,
+              extra_loss=extra_loss, grad_hook=grad_hook)
+    input_size = input_size or (3, data.image_size, data.image_size)
+    meas = measure_model(model.cpu(), input_size, latency_batch=latency_batch,
+                         latency_repeats=latency_repeats, memory_batch=memory_batch)
+    return {"acc": res.acc, "test_loss": res.loss, "epochs": res.epochs,
+            "train_time_s": round(sum(h["time_s"] for h in res.history), 2),
+            "history": res.history, "train_device": str(dev),
+            "test_images": getattr(data, "test_size", None), **meas}
+
+
+# --------------------------------------------------------------------------- record keys
+
+
+def key_of(cfg, *fields: str, **extra) -> dict:
+    """A stage key from some of ``cfg``'s fields (recipes as :func:`recipe_dict`), plus
+    ``extra``.  Only what the stage's result depends on belongs in its key."""
+    d = config_dict(cfg)
+    out = {}
+    for f in fields:
+        v = getattr(cfg, f)
+        out[f] = recipe_dict(v) if isinstance(v, TrainConfig) else d[f]
+    out.update(extra)
+    return out
+
+
+def profile_note(cfg) -> str:
+    """" [cpu run: not the paper's setting]" for every profile but ``paper``."""
+    return "" if cfg.profile == "paper" else f" [{cfg.profile} run: not the paper's setting]"
