@@ -1,0 +1,81 @@
+"""Quickstart pipeline: one stage per width of a small CNN (train + measure), a table and
+an accuracy-vs-params plot from the records.  The smallest example of the engine every paper
+uses (:mod:`reprolib.experiments.common`)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from reprolib import report
+from reprolib.experiments.common import (Stage, key_of, load_data, records, run_stages,
+                                         train_and_measure)
+from reprolib.registry import create_model
+
+PAPER = "quickstart"
+README_FIGURE = "acc_vs_params"
+
+
+def stages(cfg) -> list[Stage]:
+    """One stage per width: ``<model>-w<width>``."""
+    return [_width_stage(cfg, float(w)) for w in cfg.widths]
+
+
+def _width_stage(cfg, width: float) -> Stage:
+    def fn(stage: Stage) -> dict:
+        data = load_data(cfg, cfg.train.batch_size)
+        model = create_model(cfg.model, num_classes=data.num_classes, width=width)
+        metrics = train_and_measure(model, data, cfg.train, stage.ckpt_dir, device=cfg.device,
+                                    desc=f"width {width:g}", latency_batch=cfg.latency_batch)
+        stage.save_model(model)
+        return metrics
+
+    key = key_of(cfg, "dataset", "image_size", "model", "train", "latency_batch", width=width)
+    return Stage(cfg, f"{cfg.model}-w{width}", key, fn)
+
+
+def run(cfg, force: bool = False) -> dict[str, dict]:
+    """Train and measure every width (cached records); returns ``{stage name: record}``."""
+    return run_stages(stages(cfg), force)
+
+
+def _frame(cfg) -> pd.DataFrame:
+    recs = records(stages(cfg))
+    rows = [{"width": r["config"]["width"], "params_M": r["metrics"]["params"] / 1e6,
+             "MFLOPs": r["metrics"]["flops"] / 1e6, "latency_ms": r["metrics"]["latency_ms"],
+             "acc": r["metrics"]["acc"], "epochs": r["metrics"]["epochs"]}
+            for r in recs.values()]
+    df = pd.DataFrame(rows).sort_values("width").reset_index(drop=True)
+    df.attrs["provenance"] = report.provenance(cfg, pd.DataFrame(list(recs.values())))
+    return df
+
+
+def tables(cfg) -> dict[str, pd.DataFrame]:
+    """``widths``: width, params (M), MFLOPs, CPU latency (ms, batch ``latency_batch``),
+    test accuracy (%), epochs."""
+    df = _frame(cfg)
+    df.attrs["caption"] = (f"Quickstart: {cfg.model} widths ({df.attrs['provenance']}); "
+                           f"{report.FLOPS_NOTE}; latency: batch {cfg.latency_batch}, CPU")
+    return {"widths": df}
+
+
+def figures(cfg) -> dict:
+    """``acc_vs_params``: test accuracy vs parameters over the widths."""
+    import matplotlib.pyplot as plt
+
+    df = _frame(cfg)
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    report.plot_tradeoff(df, "params_M", "acc", ax=ax, xlabel="parameters (M)",
+                         ylabel="test accuracy (%)", title=df.attrs["provenance"])
+    return {"acc_vs_params": fig}
+
+
+def summary(cfg) -> str:
+    """One paragraph with the accuracy and size of every width, from the records."""
+    df = _frame(cfg)
+    ep = int(df["epochs"].iloc[0])
+    ws = " / ".join(f"{w:g}" for w in df["width"])
+    accs = " / ".join(f"{a:.1f}" for a in df["acc"])
+    ps = " / ".join(f"{p:.3f}" for p in df["params_M"])
+    return (f"`reprolib run quickstart --profile {cfg.profile}`: {cfg.model} at widths {ws}, "
+            f"{ep} epochs on `{cfg.dataset}` ({df.attrs['provenance']}): {accs} % top-1 at "
+            f"{ps} M parameters (`figures/quickstart/widths-{cfg.profile}.md`).")
