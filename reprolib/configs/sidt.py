@@ -1,11 +1,21 @@
 """SiDT (Xue et al., "Searching Intrinsic Dimensions of Vision Transformers",
 ../shared/papers/sidt.md): hyperparameters of the search / prune / fine-tune pipeline, and
 the paper's own printed numbers (Tables I and II) as data.
+
+The two training recipes are nested: ``search`` (weights + scores with the L1 term) and
+``finetune`` (the pruned model, warm-started, no L1); section 4 uses the same settings for
+both, so the presets set each value on both (``-p finetune.epochs=3`` changes one).
 """
 
 from dataclasses import dataclass
 
-from reprolib.configs import BaseConfig, register_paper
+from reprolib.configs import BaseConfig, TrainConfig, recipe, register_paper
+
+# Swin's recipe as SiDT uses it in both stages: AdamW, cosine, no weight decay on norms,
+# biases and scores, label smoothing 0.1, gradient norm clipped at 5.
+_RECIPE = dict(batch_size=64, optimizer="adamw", lr=1e-3, weight_decay=0.05,
+               no_decay_norm_bias=True, schedule="cosine", warmup_epochs=0.0,
+               label_smoothing=0.1, mixup=0.0, cutmix=0.0, clip_grad=5.0)
 
 
 @dataclass
@@ -13,23 +23,19 @@ class SiDTConfig(BaseConfig):
     model: str = "swin_tiny_test"         # registered Swin trained, searched and pruned
     ratios: tuple = (0.2, 0.4, 0.6, 0.8)  # pruning ratios PR = fraction of dimensions removed
     scope: str = "global"                 # ranking of |alpha|: "global" (all layers) or "layer"
-    gamma: float = 1e-4                   # L1 scale on the scores during search (section 4)
-    search_epochs: int = 2                # epochs of the search stage (weights + scores, L1)
-    finetune_epochs: int = 1              # epochs of warm-started fine-tuning per ratio (no L1)
-    batch_size: int = 64                  # training batch size
-    optimizer: str = "adamw"              # optimizer of both stages
-    lr: float = 1e-3                      # peak learning rate (cosine schedule, both stages)
-    weight_decay: float = 0.05            # AdamW decoupled weight decay (norms, biases, scores exempt)
-    warmup_epochs: float = 0.0            # linear warmup of each stage, in epochs
-    label_smoothing: float = 0.1          # cross-entropy label smoothing
-    mixup: float = 0.0                    # mixup alpha (0 = off)
-    cutmix: float = 0.0                   # cutmix alpha (0 = off)
-    clip_grad: float | None = 5.0         # max global grad norm (Swin's recipe)
+    l1_strength: float = 1e-4             # L1 weight on the scores during search (gamma, section 4)
+    search: TrainConfig = recipe(epochs=2, **_RECIPE)    # search: weights + scores, L1 on scores
+    finetune: TrainConfig = recipe(epochs=1, **_RECIPE)  # warm-started fine-tune per ratio, no L1
     reference_model: str = "swin_t"       # the full-size Swin-T whose Table I / II sizes we count
     reference_classes: int = 100          # its classifier outputs (CIFAR-100 in Table I)
     reference_size: int = 224             # its input resolution (pixels)
     latency_batch: int = 1                # batch size of the CPU latency measurement
     latency_repeats: int = 20             # timed forward passes per latency measurement
+
+
+def _both(**values) -> dict:
+    """The same recipe values for search and fine-tune (section 4: "the same settings")."""
+    return {f"{r}.{k}": v for r in ("search", "finetune") for k, v in values.items()}
 
 
 # SiDT Table I (CIFAR-100, Swin-T): PR -> (Acc %, Params M, FLOPs G).  The 0% row is the
@@ -57,16 +63,16 @@ register_paper(
     presets={
         # tiny Swin on the embedded digits, a minute on a CPU
         "smoke": {"latency_repeats": 5},
-        # Swin-T's layout at 32 px on 5,085 real CIFAR-10 images, ~15 min on one CPU thread
+        # Swin-T's layout at 32 px on 5,085 real CIFAR-10 images, ~23 min on 2 CPU cores
         "cpu": {"dataset": "npz:../shared/data/cifar10_subset.npz", "model": "swin_cifar",
-                "search_epochs": 6, "finetune_epochs": 2, "warmup_epochs": 1.0},
+                "search.epochs": 6, "finetune.epochs": 2, **_both(warmup_epochs=1.0)},
         # Swin-T at 224 px on CIFAR-100, short: 30 + 30 epochs on one GPU
         "gpu": {"dataset": "cifar100", "model": "swin_t", "image_size": 224,
-                "search_epochs": 30, "finetune_epochs": 30, "batch_size": 128, "lr": 2.5e-4,
-                "warmup_epochs": 2.0, "mixup": 0.8, "cutmix": 1.0, "latency_repeats": 50},
+                "search.epochs": 30, "finetune.epochs": 30, "latency_repeats": 50,
+                **_both(batch_size=128, lr=2.5e-4, warmup_epochs=2.0, mixup=0.8, cutmix=1.0)},
         # section 4: batch 256, lr 2.5e-4, momentum 0.9, wd 0.05, 160 + 160 epochs, gamma 1e-4
         "paper": {"dataset": "cifar100", "model": "swin_t", "image_size": 224,
-                  "search_epochs": 160, "finetune_epochs": 160, "batch_size": 256, "lr": 2.5e-4,
-                  "warmup_epochs": 20.0, "mixup": 0.8, "cutmix": 1.0, "latency_repeats": 50},
+                  "search.epochs": 160, "finetune.epochs": 160, "latency_repeats": 50,
+                  **_both(batch_size=256, lr=2.5e-4, warmup_epochs=20.0, mixup=0.8, cutmix=1.0)},
     },
 )

@@ -12,34 +12,40 @@ Architecture parameters (section 3, "Architecture parameters"):
 * MLP: one score vector over the ``d_m`` hidden units, applied right after ``W_1``:
   ``MLP(X) = g(X W_1 A) W_2``.
 
-Search (the loss ``L = l(X, T; W) + gamma * l1(A)``): :func:`l1_penalty` is added to the task
-loss and the scores are trained with the weights.  Pruning: rank ``|alpha|`` (over all layers,
-``scope="global"``, or within each layer, ``scope="layer"``), remove the fraction ``ratio`` of
-the dimensions with the lowest scores (the paper's remaining ratio is ``rho = 1 - ratio``) and
-physically rebuild every layer: ``qkv`` loses the same head-dimension indices in every head of
-Q, K and V, ``proj`` loses the matching input columns, ``fc1`` rows / ``fc2`` columns go with
-the MLP scores.  The kept scores are folded into the weights, so the pruned model computes
-exactly what the scored model computed on the kept dimensions.
+Search (the loss ``L = l(X, T; W) + gamma * l1(A)``): :func:`l1_penalty` (``strength`` is the
+paper's ``gamma``) is added to the task loss and the scores are trained with the weights.
+Pruning: rank ``|alpha|`` (over all layers, ``scope="global"``, or within each layer,
+``scope="layer"``), remove the fraction ``ratio`` of the dimensions with the lowest scores
+(the paper's remaining ratio is ``rho = 1 - ratio``) and physically rebuild every layer:
+``qkv`` loses the same head-dimension indices in every head of Q, K and V, ``proj`` loses the
+matching input columns, ``fc1`` rows / ``fc2`` columns go with the MLP scores.  The kept
+scores are folded into the weights, so the pruned model computes exactly what the scored
+model computed on the kept dimensions.
 
 Complexity (section 3), in multiply-adds, for ``n`` tokens of dimension ``d``, window ``M x M``
 and MLP width ``d_m``:  W-MSA ``4 n d d_a + 2 n M^2 d_a`` with ``d_a = rho d`` kept attention
 channels (``rho = 1``: ``4 n d^2 + 2 n M^2 d``);  MLP ``2 n d d_m'`` with ``d_m' = rho d_m``.
-:func:`layer_complexity` measures these per layer and prints them beside the closed forms.
+:func:`layer_complexity` measures these per layer and puts them beside the closed forms.
+
+Saving: a scored or pruned model is an ordinary compressed model (``reprolib.compressed``).
+Its spec is the registered builder ``swin_transformer`` with the timm constructor arguments
+(:func:`swin_spec`), then the arch steps ``"sidt"`` (per-layer kept dimensions, written by
+:func:`prune`) and ``"sidt_scores"`` (score vectors attached, written by
+:func:`attach_scores`); both are registered here, so ``reprolib.load_compressed`` rebuilds
+any of these models.
 
     model = reprolib.create_model("swin_tiny_test")
     attach_scores(model)                        # alpha = 1: model computes what it did before
-    fit(model, data, cfg, extra_loss=lambda m: l1_penalty(m, 1e-4))
+    fit(model, data, recipe, extra_loss=lambda m: l1_penalty(m, 1e-4))
     small = prune(model, 0.4)                   # 40 % of the dimensions removed
-    save(small, "runs/sidt/p40")                # p40.json (kept dims) + p40.pt (state_dict)
-    small = load("runs/sidt/p40")
+    reprolib.save_compressed(small, "runs/sidt/p40")   # p40.json (widths) + p40.safetensors
+    small = reprolib.load_compressed("runs/sidt/p40")
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import math
-from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -47,10 +53,15 @@ import torch.nn.functional as F
 from timm.layers import Mlp
 from timm.models.swin_transformer import SwinTransformer, SwinTransformerBlock, WindowAttention
 
+from reprolib.compressed import add_arch, register_arch
 from reprolib.errors import ReprolibError, check_range, choose
-from reprolib.io import load_json, load_torch
+from reprolib.io import to_strict_json
+from reprolib.measure import count_flops_by_module
+from reprolib.registry import set_spec
 
 SCOPES = ("global", "layer")
+#: The registered builder of every model SiDT describes as data (``reprolib.models.swin``).
+SWIN_BUILDER = "swin_transformer"
 
 
 # --------------------------------------------------------------------------- modules
@@ -129,12 +140,15 @@ def _check_swin(model: nn.Module) -> None:
                             f"SwinTransformerBlocks); got {type(model).__name__}")
 
 
+def _full_head_dim(a: WindowAttention) -> int:
+    return int(getattr(a, "orig_head_dim", a.qkv.out_features // (3 * a.num_heads)))
+
+
 def _new_attn(a: WindowAttention, head_dim: int, scored: bool) -> SiDTWindowAttention:
     return SiDTWindowAttention(
         a.qkv.in_features, a.num_heads, head_dim, a.window_size,
         scale=float(a.scale), qkv_bias=a.qkv.bias is not None, attn_drop=a.attn_drop.p,
-        proj_drop=a.proj_drop.p, scored=scored,
-        orig_head_dim=getattr(a, "orig_head_dim", a.qkv.out_features // (3 * a.num_heads)),
+        proj_drop=a.proj_drop.p, scored=scored, orig_head_dim=_full_head_dim(a),
     ).to(a.qkv.weight.device, a.qkv.weight.dtype)
 
 
@@ -146,28 +160,13 @@ def _new_mlp(m: Mlp, hidden: int, scored: bool) -> SiDTMlp:
                    scored=scored).to(m.fc1.weight.device, m.fc1.weight.dtype)
 
 
-# --------------------------------------------------------------------------- public API
-
-
-def attach_scores(model: nn.Module) -> nn.Module:
-    """Give every window attention and MLP of a timm Swin a score vector, initialised to 1.
-
-    Args:
-        model: a timm ``SwinTransformer`` of any size (or a pruned SiDT model).  It is changed
-            in place: each ``blocks[i].attn`` becomes a :class:`SiDTWindowAttention` with
-            ``alpha`` of length head_dim, each ``blocks[i].mlp`` a :class:`SiDTMlp` with
-            ``alpha`` of length hidden width.  Weights are kept, so with all scores 1 the model
-            computes exactly what it computed before.
-
-    Returns:
-        ``model`` itself.
-    """
+def _attach(model: nn.Module) -> nn.Module:
+    """Score vectors (all 1) on every attention and MLP that has none; weights kept."""
     _check_swin(model)
     for _, blk in _blocks(model):
         a = blk.attn
         if getattr(a, "alpha", None) is None:
-            hd = a.qkv.out_features // (3 * a.num_heads)
-            new = _new_attn(a, hd, scored=True)
+            new = _new_attn(a, a.qkv.out_features // (3 * a.num_heads), scored=True)
             new.load_state_dict(a.state_dict(), strict=False)
             new.alpha.data.fill_(1.0)
             new.train(a.training)
@@ -182,6 +181,38 @@ def attach_scores(model: nn.Module) -> nn.Module:
     return model
 
 
+def _steps(model: nn.Module) -> list[dict]:
+    return list((getattr(model, "reprolib_spec", None) or {}).get("arch", []))
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def attach_scores(model: nn.Module) -> nn.Module:
+    """Give every window attention and MLP of a timm Swin a score vector, initialised to 1.
+
+    Args:
+        model: a timm ``SwinTransformer`` of any size (made by ``reprolib.create_model`` or
+            directly with timm), or a pruned SiDT model.  It is changed in place: each
+            ``blocks[i].attn`` becomes a :class:`SiDTWindowAttention` with ``alpha`` of length
+            head_dim, each ``blocks[i].mlp`` a :class:`SiDTMlp` with ``alpha`` of length hidden
+            width.  Weights are kept, so with all scores 1 the model computes exactly what it
+            computed before.
+
+    Returns:
+        ``model`` itself, its spec extended by the arch step ``{"kind": "sidt_scores"}`` (a
+        timm Swin without a spec gets the ``swin_transformer`` builder and :func:`swin_spec`
+        first), so ``reprolib.save_compressed`` / ``load_compressed`` round-trip it.
+    """
+    _attach(model)
+    if getattr(model, "reprolib_spec", None) is None and isinstance(model, SwinTransformer):
+        set_spec(model, SWIN_BUILDER, swin_spec(model))
+    if getattr(model, "reprolib_spec", None) is not None and \
+            not any(s.get("kind") == "sidt_scores" for s in _steps(model)):
+        add_arch(model, "sidt_scores")
+    return model
+
+
 def scores(model: nn.Module) -> dict[str, nn.Parameter]:
     """The score vectors of a scored model, by layer name (``"layers.0.blocks.1.attn"``,
     ``"layers.0.blocks.1.mlp"``, ...), in model order.  Empty for an unscored model."""
@@ -189,17 +220,17 @@ def scores(model: nn.Module) -> dict[str, nn.Parameter]:
             if isinstance(m, (SiDTWindowAttention, SiDTMlp)) and m.alpha is not None}
 
 
-def l1_penalty(model: nn.Module, gamma: float = 1e-4) -> torch.Tensor:
-    """``gamma * sum |alpha|`` over all score vectors (SiDT's ``gamma l1(A)``).
+def l1_penalty(model: nn.Module, strength: float = 1e-4) -> torch.Tensor:
+    """``strength * sum |alpha|`` over all score vectors (SiDT's ``gamma l1(A)``).
 
     Args:
         model: a scored model (:func:`attach_scores`).
-        gamma: the sparsity scale (default 1e-4, section 4).
+        strength: the L1 weight, the paper's ``gamma`` (default 1e-4, section 4).
     """
     s = list(scores(model).values())
     if not s:
         raise ReprolibError("the model has no SiDT scores: call attach_scores(model) first")
-    return gamma * sum(a.abs().sum() for a in s)
+    return strength * sum(a.abs().sum() for a in s)
 
 
 def keep_indices(model: nn.Module, ratio: float, scope: str = "global") -> dict[str, torch.Tensor]:
@@ -250,7 +281,7 @@ def prune(model: nn.Module, ratio: float, scope: str = "global") -> nn.Module:
     """Physically prune a scored Swin: a new, smaller model (the input is left untouched).
 
     Args:
-        model: a model after :func:`attach_scores` (and search).
+        model: a timm ``SwinTransformer`` after :func:`attach_scores` (and search).
         ratio: fraction of the score dimensions removed, in [0, 1) (the paper's pruning ratio
             PR; it keeps ``rho = 1 - ratio``).  0 keeps everything: the result computes exactly
             what ``model`` computes.
@@ -262,21 +293,23 @@ def prune(model: nn.Module, ratio: float, scope: str = "global") -> nn.Module:
         ``qkv`` has ``3 * heads * kept`` outputs (the same head-dimension indices removed in
         every head), ``proj`` the matching inputs, ``fc1`` / ``fc2`` the kept hidden units;
         the kept scores are folded into these weights, the softmax scale and relative
-        position bias are those of the unpruned model.  ``model.sidt_arch`` records the
-        architecture (see :func:`arch`).
+        position bias are those of the unpruned model.  Its ``reprolib_spec`` is the
+        ``swin_transformer`` builder with :func:`swin_spec` and one arch step
+        ``{"kind": "sidt", "attn_dims", "mlp_dims", "kept", "ratio", "scope"}``, so
+        ``reprolib.save_compressed`` writes it and ``load_compressed`` rebuilds it.
     """
     keep = keep_indices(model, ratio, scope)
-    spec = swin_spec(model)
+    kwargs = swin_spec(model)
     new = copy.deepcopy(model)
     for name, blk in _blocks(new):
         a, m = blk.attn, blk.mlp
-        ia, im = keep[f"{name}.attn"].to(a.qkv.weight.device), keep[f"{name}.mlp"].to(m.fc1.weight.device)
+        ia = keep[f"{name}.attn"].to(a.qkv.weight.device)
+        im = keep[f"{name}.mlp"].to(m.fc1.weight.device)
         blk.attn = _prune_attn(a, ia)
         blk.mlp = _prune_mlp(m, im)
-    new.sidt_arch = {"swin": spec, **_dims(new),
-                     "kept": {n: i.tolist() for n, i in keep.items()},
-                     "ratio": ratio, "scope": scope}
-    return new
+    step = {"kind": "sidt", **_dims(new), "kept": {n: i.tolist() for n, i in keep.items()},
+            "ratio": float(ratio), "scope": scope}
+    return set_spec(new, SWIN_BUILDER, kwargs, [to_strict_json(step)])
 
 
 def _prune_attn(a: SiDTWindowAttention, idx: torch.Tensor) -> SiDTWindowAttention:
@@ -312,29 +345,41 @@ def _prune_mlp(m: SiDTMlp, idx: torch.Tensor) -> SiDTMlp:
     return new
 
 
-# --------------------------------------------------------------------------- save / load
+
+# --------------------------------------------------------------------------- architecture as data
 
 
 def swin_spec(model: nn.Module) -> dict:
-    """The ``timm SwinTransformer`` constructor arguments of ``model`` (read from its modules;
-    drop rates from the last block), enough to rebuild its unpruned skeleton."""
+    """The ``timm SwinTransformer`` constructor arguments of ``model`` as JSON data (read from
+    its modules; drop rates from the last block), enough to rebuild its unpruned skeleton with
+    the registered builder ``swin_transformer`` (``reprolib.create_model("swin_transformer",
+    **swin_spec(model))``).  Works for any timm Swin with timm's default LayerNorm and GELU,
+    whether or not ``reprolib.create_model`` made it, scored or pruned."""
     _check_swin(model)
     if not isinstance(model, SwinTransformer):
-        raise ReprolibError("save/load need a timm SwinTransformer at the top level")
+        raise ReprolibError("SiDT describes a timm SwinTransformer at the top level as data; "
+                            f"got {type(model).__name__}")
     pe = model.patch_embed
     stages = list(model.layers)
     first = [s.blocks[0] for s in stages]
     last = stages[-1].blocks[-1]
+    odd = [type(m).__name__ for m in (model.norm, first[0].norm1)
+           if type(m) is not nn.LayerNorm] + \
+          [type(b.mlp.act).__name__ for b in first if type(b.mlp.act) is not nn.GELU]
+    if odd:
+        raise ReprolibError(f"this Swin uses {', '.join(sorted(set(odd)))}; SiDT's saved "
+                            "architecture describes timm's defaults (LayerNorm, GELU) only")
     dp = last.drop_path1
     return {
         "img_size": list(pe.img_size), "patch_size": int(pe.patch_size[0]),
         "in_chans": int(pe.proj.in_channels), "num_classes": int(model.num_classes),
-        "global_pool": model.global_pool, "embed_dim": int(model.embed_dim),
+        "global_pool": model.global_pool,
+        "embed_dim": int(model.embed_dim),
         "depths": [len(s.blocks) for s in stages],
         "num_heads": [int(b.attn.num_heads) for b in first],
-        "head_dim": [int(getattr(b.attn, "orig_head_dim",
-                                 b.attn.qkv.out_features // (3 * b.attn.num_heads))) for b in first],
+        "head_dim": [_full_head_dim(b.attn) for b in first],
         "window_size": [list(w) for w in model._ref_window_sizes],
+        "always_partition": bool(first[0].always_partition),
         "mlp_ratio": [float(b.mlp_ratio) for b in first],
         "qkv_bias": first[0].attn.qkv.bias is not None,
         "strict_img_size": not model.dynamic_img_size,
@@ -353,51 +398,90 @@ def _dims(model: nn.Module) -> dict:
 
 def arch(model: nn.Module) -> dict:
     """The architecture of a (pruned) Swin as JSON-ready data: ``swin`` (constructor
-    arguments of the unpruned skeleton), ``attn_dims`` (kept head dimension per attention
-    layer), ``mlp_dims`` (kept hidden width per MLP) and, for a model made by :func:`prune`,
-    the kept indices, ratio and scope."""
-    out = dict(getattr(model, "sidt_arch", {}))
+    arguments of the unpruned skeleton, :func:`swin_spec`), ``attn_dims`` (kept head dimension
+    per attention layer), ``mlp_dims`` (kept hidden width per MLP) and, for a model made by
+    :func:`prune`, the kept indices, ratio and scope of its ``"sidt"`` step."""
+    out = {}
+    pruned = [s for s in _steps(model) if s.get("kind") == "sidt"]
+    if pruned:
+        out.update({k: pruned[-1][k] for k in ("kept", "ratio", "scope") if k in pruned[-1]})
     out.update({"swin": swin_spec(model), **_dims(model)})
     return out
 
 
-def build(arch_: dict) -> nn.Module:
-    """An (untrained) Swin with the per-layer dimensions of ``arch_`` (from :func:`arch`)."""
-    spec = dict(arch_["swin"])
-    spec["img_size"] = tuple(spec["img_size"])
-    spec["window_size"] = [tuple(w) for w in spec["window_size"]]
-    model = SwinTransformer(**spec)
-    for name, blk in _blocks(model):
-        blk.attn = _new_attn(blk.attn, int(arch_["attn_dims"][f"{name}.attn"]), scored=False)
-        blk.mlp = _new_mlp(blk.mlp, int(arch_["mlp_dims"][f"{name}.mlp"]), scored=False)
-    model.sidt_arch = dict(arch_)
+def compressed_spec(arch_: dict) -> dict:
+    """The compressed-model spec (``reprolib.compressed.build(spec)``) of an :func:`arch`
+    dict: builder ``swin_transformer`` with ``arch_["swin"]``, then one ``"sidt"`` step with
+    its per-layer dims.  E.g. a Swin-T with widths from :func:`transfer_dims`."""
+    step = {"kind": "sidt", "attn_dims": dict(arch_["attn_dims"]),
+            "mlp_dims": dict(arch_["mlp_dims"])}
+    return to_strict_json({"builder": SWIN_BUILDER, "kwargs": dict(arch_["swin"]),
+                           "arch": [step]})
+
+
+@register_arch("sidt")
+def _apply_pruned(model: nn.Module, step: dict) -> nn.Module:
+    """Redo a :func:`prune` step on a fresh skeleton: every attention gets ``attn_dims`` kept
+    head dimensions, every MLP ``mlp_dims`` hidden units (shapes only, no scores)."""
+    _check_swin(model)
+    ad, md = step.get("attn_dims"), step.get("mlp_dims")
+    if not isinstance(ad, dict) or not isinstance(md, dict):
+        raise ReprolibError("architecture step 'sidt' needs 'attn_dims' and 'mlp_dims' objects")
+    blocks = _blocks(model)
+    want = {f"{n}.attn" for n, _ in blocks} | {f"{n}.mlp" for n, _ in blocks}
+    have = set(ad) | set(md)
+    if want != have:
+        raise ReprolibError(f"architecture step 'sidt' does not fit this Swin: widths "
+                            f"missing for {sorted(want - have)[:3]}, unknown layers "
+                            f"{sorted(have - want)[:3]}")
+    for name, blk in blocks:
+        a, m = ad[f"{name}.attn"], md[f"{name}.mlp"]
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in (a, m)):
+            raise ReprolibError(f"architecture step 'sidt': {name} has widths attn={a!r}, "
+                                f"mlp={m!r}; each must be an integer >= 1")
+        blk.attn = _new_attn(blk.attn, a, scored=False)
+        blk.mlp = _new_mlp(blk.mlp, m, scored=False)
     return model
 
 
-def save(model: nn.Module, path: str | Path) -> tuple[Path, Path]:
-    """Write ``<path>.json`` (:func:`arch`: per-layer kept dims) and ``<path>.pt`` (state_dict).
-
-    Args:
-        model: a pruned (or unpruned, unscored) SiDT Swin.
-        path: file stem; parent folders are created.
-    """
-    if scores(model):
-        raise ReprolibError("save a pruned model (prune(model, ratio)); this one still has scores")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    js, pt = path.with_suffix(".json"), path.with_suffix(".pt")
-    js.write_text(json.dumps(arch(model), indent=1))
-    torch.save(model.state_dict(), pt)
-    return js, pt
+@register_arch("sidt_scores")
+def _apply_scores(model: nn.Module, step: dict) -> nn.Module:
+    """Redo :func:`attach_scores` on a fresh skeleton (the scores' values are weights)."""
+    return _attach(model)
 
 
-def load(path: str | Path, map_location: str = "cpu") -> nn.Module:
-    """Rebuild a model written by :func:`save` from ``<path>.json`` and ``<path>.pt``."""
-    path = Path(path)
-    model = build(load_json(path.with_suffix(".json"), "pruned-architecture file"))
-    model.load_state_dict(load_torch(path.with_suffix(".pt"), "pruned-model weights",
-                                     map_location=map_location))
-    return model
+def transfer_dims(small: dict, full_model: nn.Module) -> dict:
+    """Per-layer kept dimensions of a pruned ``small`` arch (:func:`arch`) carried over to the
+    unpruned ``full_model`` as kept fractions: layer by layer when the two have the same block
+    names (e.g. ``swin_cifar`` and ``swin_t``), else one fraction per stage and kind.
+    Returns an :func:`arch` dict (``full_model``'s :func:`swin_spec`, the new dims); build the
+    model with ``reprolib.compressed.build(compressed_spec(...))``."""
+    sspec = small["swin"]
+    full = {"attn": {}, "mlp": {}}
+    for name, blk in _blocks(full_model):
+        full["attn"][f"{name}.attn"] = _full_head_dim(blk.attn)
+        full["mlp"][f"{name}.mlp"] = int(blk.attn.qkv.in_features * blk.mlp_ratio)
+    small_full = {"attn": {}, "mlp": {}}
+    for n in small["attn_dims"]:
+        s = int(n.split(".")[1])
+        small_full["attn"][n] = sspec["head_dim"][s] or \
+            (sspec["embed_dim"] * 2 ** s) // sspec["num_heads"][s]
+    for n in small["mlp_dims"]:
+        s = int(n.split(".")[1])
+        small_full["mlp"][n] = int(sspec["embed_dim"] * 2 ** s * sspec["mlp_ratio"][s])
+    out = {"swin": swin_spec(full_model), "attn_dims": {}, "mlp_dims": {}}
+    for kind in ("attn", "mlp"):
+        kept = small[f"{kind}_dims"]
+        same = set(kept) == set(full[kind])
+        for n, f in full[kind].items():
+            if same:
+                rho = kept[n] / small_full[kind][n]
+            else:
+                st = n.split(".")[1]
+                ks = [k for k in kept if k.split(".")[1] == st]
+                rho = sum(kept[k] for k in ks) / sum(small_full[kind][k] for k in ks)
+            out[f"{kind}_dims"][n] = max(1, round(rho * f))
+    return out
 
 
 # --------------------------------------------------------------------------- complexity
@@ -422,22 +506,16 @@ def param_count_closed_form(model: nn.Module, arch_: dict) -> int:
 def layer_complexity(model: nn.Module, input_size=(3, 224, 224)) -> list[dict]:
     """Measured multiply-adds of every W-MSA and MLP layer at batch 1 beside SiDT's closed forms.
 
-    Measurement: ``torch.utils.flop_counter.FlopCounterMode`` per module (matmuls and linear
-    layers; 2 FLOPs = 1 multiply-add, biases, softmax and the position bias not counted).
+    Measurement: ``reprolib.measure.count_flops_by_module`` (``FlopCounterMode`` per module:
+    matmuls, linear layers and fused attention; 1 multiply-add = 1 FLOP; biases, softmax and
+    the position bias not counted).
     Closed forms (section 3): W-MSA ``4 n d d_a + 2 n M^2 d_a`` with ``d_a = h * head_dim``
     kept channels (unpruned ``d_a = d``), MLP ``2 n d d_m``; ``rho`` = kept / unpruned.
 
     Returns one dict per layer: layer, kind ("W-MSA"/"MLP"), stage, n, d, M, kept, full, rho,
     measured_macs, formula_macs.
     """
-    from torch.utils.flop_counter import FlopCounterMode
-
-    model = model.eval()
-    dev = next(model.parameters()).device
-    with FlopCounterMode(display=False) as fc:
-        model(torch.zeros(1, *input_size, device=dev))
-    counts = {k.split(".", 1)[1] if "." in k else "": sum(v.values())
-              for k, v in fc.get_flop_counts().items()}
+    counts = count_flops_by_module(model, input_size)
     rows = []
     for name, blk in _blocks(model):
         a, m = blk.attn, blk.mlp
@@ -447,341 +525,17 @@ def layer_complexity(model: nn.Module, input_size=(3, 224, 224)) -> list[dict]:
              * math.ceil(W / blk.window_size[1]) * blk.window_size[1])
         d, h = a.qkv.in_features, a.num_heads
         hd = a.qkv.out_features // (3 * h)
-        full_hd = getattr(a, "orig_head_dim", hd)
+        full_hd = _full_head_dim(a)
         da = h * hd
         stage = int(name.split(".")[1]) if name.startswith("layers.") else 0
         rows.append(dict(layer=f"{name}.attn", kind="W-MSA", stage=stage, n=n, d=d,
                          M=blk.window_size[0], kept=hd, full=full_hd, rho=hd / full_hd,
-                         measured_macs=counts.get(f"{name}.attn", 0) // 2,
+                         measured_macs=counts.get(f"{name}.attn", 0),
                          formula_macs=4 * n * d * da + 2 * n * M2 * da))
         dm = m.fc1.out_features
         full_dm = int(d * blk.mlp_ratio)
         rows.append(dict(layer=f"{name}.mlp", kind="MLP", stage=stage, n=H * W, d=d,
                          M=blk.window_size[0], kept=dm, full=full_dm, rho=dm / full_dm,
-                         measured_macs=counts.get(f"{name}.mlp", 0) // 2,
+                         measured_macs=counts.get(f"{name}.mlp", 0),
                          formula_macs=2 * H * W * d * dm))
     return rows
-
-
-# --------------------------------------------------------------------------- pipeline
-# search -> prune at each ratio -> fine-tune, every step a cached results record.
-
-FT_ONLY = ("ratios", "scope", "finetune_epochs", "reference_model", "reference_classes",
-           "reference_size", "latency_batch", "latency_repeats")
-
-
-def transfer_dims(small: dict, full_model: nn.Module) -> dict:
-    """Per-layer kept dimensions of a pruned ``small`` arch (:func:`arch`) carried over to the
-    unpruned ``full_model`` as kept fractions: layer by layer when the two have the same block
-    names (e.g. ``swin_cifar`` and ``swin_t``), else one fraction per stage and kind.
-    Returns an arch dict for :func:`build` (``full_model``'s spec, the new dims)."""
-    sspec = small["swin"]
-    full = {"attn": {}, "mlp": {}}
-    for name, blk in _blocks(full_model):
-        a = blk.attn
-        full["attn"][f"{name}.attn"] = getattr(a, "orig_head_dim", a.qkv.out_features // (3 * a.num_heads))
-        full["mlp"][f"{name}.mlp"] = int(a.qkv.in_features * blk.mlp_ratio)
-    small_full = {"attn": {}, "mlp": {}}
-    for n in small["attn_dims"]:
-        s = int(n.split(".")[1])
-        small_full["attn"][n] = sspec["head_dim"][s] if sspec["head_dim"][s] else \
-            (sspec["embed_dim"] * 2 ** s) // sspec["num_heads"][s]
-    for n in small["mlp_dims"]:
-        s = int(n.split(".")[1])
-        small_full["mlp"][n] = int(sspec["embed_dim"] * 2 ** s * sspec["mlp_ratio"][s])
-    out = {"swin": swin_spec(full_model), "attn_dims": {}, "mlp_dims": {}}
-    for kind in ("attn", "mlp"):
-        kept = small[f"{kind}_dims"]
-        same = set(kept) == set(full[kind])
-        for n, f in full[kind].items():
-            if same:
-                rho = kept[n] / small_full[kind][n]
-            else:
-                st = n.split(".")[1]
-                ks = [k for k in kept if k.split(".")[1] == st]
-                rho = sum(kept[k] for k in ks) / sum(small_full[kind][k] for k in ks)
-            out[f"{kind}_dims"][n] = max(1, round(rho * f))
-    return out
-
-
-def _train_cfg(cfg, epochs: int):
-    from reprolib.train import TrainConfig
-
-    return TrainConfig(epochs=epochs, batch_size=cfg.batch_size, optimizer=cfg.optimizer,
-                       lr=cfg.lr, weight_decay=cfg.weight_decay, no_decay_norm_bias=True,
-                       schedule="cosine", warmup_epochs=cfg.warmup_epochs,
-                       label_smoothing=cfg.label_smoothing, mixup=cfg.mixup, cutmix=cfg.cutmix,
-                       clip_grad=cfg.clip_grad, seed=cfg.seed)
-
-
-def _sizes(model: nn.Module, size: int, flops=True) -> dict:
-    from reprolib import measure
-
-    n = sum(p.numel() for p in model.parameters())
-    head = sum(p.numel() for p in model.head.parameters()) if hasattr(model, "head") else 0
-    out = {"params": n, "backbone_params": n - head}
-    if flops:
-        out["flops"] = measure.count_flops(model, (3, size, size))
-    return out
-
-
-def _search_config(cfg) -> dict:
-    from reprolib.configs import config_dict
-
-    return {k: v for k, v in config_dict(cfg).items() if k not in FT_ONLY and k != "profile"}
-
-
-def search(cfg, data, *, force: bool = False) -> tuple[dict, Path]:
-    """Search stage as a cached record: build ``cfg.model``, :func:`attach_scores`, train
-    weights and scores with ``cfg.gamma`` L1 for ``cfg.search_epochs``.  The searched (scored)
-    model is kept at ``<ckpt>/searched.pt``.  Returns (record, path of searched.pt)."""
-    from reprolib import results
-    from reprolib.registry import create_model
-    from reprolib.train import fit
-
-    conf = _search_config(cfg)
-
-    def fn(ckpt: Path) -> dict:
-        torch.manual_seed(cfg.seed)
-        model = attach_scores(create_model(cfg.model, num_classes=data.num_classes,
-                                           img_size=cfg.image_size))
-        res = fit(model, data, _train_cfg(cfg, cfg.search_epochs), ckpt_dir=ckpt,
-                  extra_loss=lambda m: l1_penalty(m, cfg.gamma), device=cfg.device,
-                  desc="SiDT search")
-        model.cpu()
-        torch.save({"arch": arch(model), "state": model.state_dict()}, ckpt / "searched.pt")
-        s = torch.cat([a.detach().abs().flatten() for a in scores(model).values()])
-        return {"acc": res.acc, "epochs": cfg.search_epochs, "train_time_s": res.wall_time_s,
-                "history": res.history, "n_scores": int(s.numel()),
-                "score_quantiles": [float(q) for q in torch.quantile(
-                    s, torch.tensor([0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0]))],
-                "scores": {n: [round(float(v), 5) for v in a.detach()]
-                           for n, a in scores(model).items()},
-                **_sizes(model, cfg.image_size)}
-
-    rec = results.run_cached("sidt", cfg.profile, "search", conf, fn, force=force)
-    pt = results.record_path("sidt", cfg.profile, "search", conf).parent / "ckpt" / rec["run_id"] / "searched.pt"
-    if not pt.exists():   # the record was kept but its checkpoint is gone: search again
-        rec = results.run_cached("sidt", cfg.profile, "search", conf, fn, force=True)
-    return rec, pt
-
-
-def _load_searched(pt: Path) -> nn.Module:
-    blob = torch.load(pt, map_location="cpu")
-    model = attach_scores(build(blob["arch"]))
-    model.load_state_dict(blob["state"])
-    return model
-
-
-def finetune(cfg, data, ratio: float, search_rec: dict, searched_pt: Path, *,
-             force: bool = False) -> dict:
-    """Prune the searched model at ``ratio`` (fraction of dimensions removed, ``cfg.scope``)
-    and fine-tune it (warm start, no L1) for ``cfg.finetune_epochs``, as a cached record with
-    accuracy before / after fine-tuning, params, FLOPs, CPU latency and the kept dims."""
-    from reprolib import measure, results
-    from reprolib.configs import config_dict
-    from reprolib.train import evaluate, fit, resolve_device
-
-    conf = {**config_dict(cfg), "ratio": ratio, "search_run": search_rec["run_id"]}
-    conf.pop("profile")
-    conf.pop("ratios")
-
-    def fn(ckpt: Path) -> dict:
-        dev = resolve_device(cfg.device)
-        model = prune(_load_searched(searched_pt), ratio, cfg.scope)
-        acc0 = evaluate(model.to(dev), data.test, dev)["acc"]
-        sizes = _sizes(model, cfg.image_size)
-        lat = measure.latency(model, (3, cfg.image_size, cfg.image_size), cfg.latency_batch,
-                              device="cpu", repeats=cfg.latency_repeats)
-        res = fit(model, data, _train_cfg(cfg, cfg.finetune_epochs), ckpt_dir=ckpt,
-                  device=cfg.device, desc=f"SiDT fine-tune PR={ratio:g}")
-        save(model.cpu(), ckpt / "pruned")
-        a = arch(model)
-        return {"acc": res.acc, "acc_pruned_no_ft": acc0, "ratio": ratio, "scope": cfg.scope,
-                "epochs": cfg.finetune_epochs, "search_epochs": cfg.search_epochs,
-                "train_time_s": res.wall_time_s, "history": res.history,
-                "latency_ms": lat["ms"], "latency_threads": lat["threads"],
-                "attn_dims": a["attn_dims"], "mlp_dims": a["mlp_dims"], "swin": a["swin"],
-                **sizes}
-
-    return results.run_cached("sidt", cfg.profile, f"finetune-p{round(100 * ratio):02d}", conf,
-                              fn, force=force)
-
-
-def reference(cfg, ft_records: list[dict], *, force: bool = False) -> dict:
-    """Sizes of the full Swin-T (``cfg.reference_model`` at ``cfg.reference_size`` px,
-    ``cfg.reference_classes`` classes) pruned at each ratio two ways: ``uniform`` (every layer
-    loses the fraction, score-independent) and ``learned`` (the per-layer kept fractions the
-    search of ``ft_records`` produced, carried over by :func:`transfer_dims`); plus the
-    per-layer complexity of section 3 (:func:`layer_complexity`) for the uniform models."""
-    from reprolib import results
-    from reprolib.registry import create_model
-
-    conf = {"reference_model": cfg.reference_model, "classes": cfg.reference_classes,
-            "size": cfg.reference_size, "ratios": [0.0, *cfg.ratios],
-            "learned_from": sorted(r["run_id"] for r in ft_records)}
-    size = cfg.reference_size
-
-    def fn(_ckpt: Path) -> dict:
-        base = create_model(cfg.reference_model, num_classes=cfg.reference_classes,
-                            img_size=size).eval()
-        scored = attach_scores(copy.deepcopy(base))
-        rows, layers = [], []
-        for r in conf["ratios"]:
-            m = prune(scored, r, "layer")
-            rows.append({"kind": "uniform", "ratio": r, **_sizes(m, size)})
-            for row in layer_complexity(m, (3, size, size)):
-                layers.append({"ratio": r, **row})
-        for rec in ft_records:
-            mt = rec["metrics"]
-            m = build(transfer_dims(mt, base))
-            rows.append({"kind": "learned", "ratio": mt["ratio"], **_sizes(m, size)})
-        return {"rows": rows, "layers": layers}
-
-    return results.run_cached("sidt", cfg.profile, "reference", conf, fn, force=force)
-
-
-def run(cfg, *, force: bool = False) -> dict:
-    """The whole SiDT pipeline at ``cfg``: search, prune + fine-tune at 0 and every ratio,
-    Swin-T reference sizes.  Returns {"search": record, "finetune": [records], "reference":
-    record}; every step is cached in ``results/sidt/<profile>/``."""
-    from reprolib.data import get_data
-    from reprolib.train import resolve_device
-
-    dev = resolve_device(cfg.device)
-    data = get_data(cfg.dataset, cfg.image_size, cfg.batch_size, root=cfg.data_root,
-                    device=str(dev), seed=cfg.seed)
-    srec, pt = search(cfg, data, force=force)
-    fts = [finetune(cfg, data, r, srec, pt, force=force) for r in (0.0, *cfg.ratios)]
-    ref = reference(cfg, fts, force=force)
-    return {"search": srec, "finetune": fts, "reference": ref}
-
-
-# --------------------------------------------------------------------------- tables, plots
-# Built from the records that :func:`run` returns (the JSON files in results/sidt/<profile>/).
-
-
-def tables(out: dict) -> dict:
-    """Table I, the section-3 complexity table and Table II's backbone columns from the
-    records of :func:`run`, with the paper's printed numbers in their own columns.
-
-    Returns {"table1": ours (cfg.model) + Swin-T sizes + paper, "swin_t": Swin-T sizes,
-    "complexity": per-layer MACs, "table2": backbone params}, all pandas DataFrames.
-    """
-    import pandas as pd
-
-    from reprolib.configs.sidt import PAPER_TABLE1, PAPER_TABLE2
-
-    ft = sorted((r["metrics"] for r in out["finetune"]), key=lambda m: m["ratio"])
-    ref = out["reference"]["metrics"]
-    rows = {(r["kind"], r["ratio"]): r for r in ref["rows"]}
-    base = ft[0]
-    t1 = []
-    for m in ft:
-        p = PAPER_TABLE1.get(round(m["ratio"], 2), (float("nan"),) * 3)
-        u, lr = rows[("uniform", m["ratio"])], rows.get(("learned", m["ratio"]), {})
-        t1.append({
-            "PR": f"{m['ratio']:.0%}",
-            "acc no FT (%)": round(m["acc_pruned_no_ft"], 2),
-            "acc (%)": round(m["acc"], 2),
-            "params (M)": round(m["params"] / 1e6, 3),
-            "FLOPs (M)": round(m["flops"] / 1e6, 2),
-            "params rel.": round(m["params"] / base["params"], 3),
-            "FLOPs rel.": round(m["flops"] / base["flops"], 3),
-            "latency (ms)": round(m["latency_ms"], 2),
-            "Swin-T learned params (M)": round(lr.get("params", float("nan")) / 1e6, 2),
-            "Swin-T learned FLOPs (G)": round(lr.get("flops", float("nan")) / 1e9, 2),
-            "Swin-T uniform params (M)": round(u["params"] / 1e6, 2),
-            "Swin-T uniform FLOPs (G)": round(u["flops"] / 1e9, 2),
-            "paper acc (%)": p[0], "paper params (M)": p[1], "paper FLOPs (G)": p[2],
-        })
-    t2 = []
-    for r, p in PAPER_TABLE2.items():
-        u, lr = rows.get(("uniform", r)), rows.get(("learned", r))
-        t2.append({"PR": f"{r:.0%}",
-                   "backbone params uniform (M)": round(u["backbone_params"] / 1e6, 2) if u else None,
-                   "backbone params learned (M)": round(lr["backbone_params"] / 1e6, 2) if lr else None,
-                   "paper backbone (M)": p[3], "paper total (M)": p[2],
-                   "paper box mAP": p[0], "paper mask mAP": p[1]})
-    cx = pd.DataFrame(ref["layers"])
-    cx = cx[cx["layer"].str.contains(r"blocks\.0\.")].copy()     # first block of each stage
-    cx["measured (MMAC)"] = (cx["measured_macs"] / 1e6).round(3)
-    cx["formula (MMAC)"] = (cx["formula_macs"] / 1e6).round(3)
-    cx["formula"] = cx["kind"].map({"W-MSA": "4nd(rho d) + 2nM^2(rho d)", "MLP": "2nd(rho d_m)"})
-    cx = cx[["ratio", "stage", "kind", "n", "d", "M", "kept", "full", "rho", "measured (MMAC)",
-             "formula (MMAC)", "formula"]].sort_values(["ratio", "stage", "kind"])
-    return {"table1": pd.DataFrame(t1),
-            "swin_t": pd.DataFrame(ref["rows"]).assign(
-                params_M=lambda d: (d["params"] / 1e6).round(2),
-                flops_G=lambda d: (d["flops"] / 1e9).round(3)),
-            "complexity": cx.reset_index(drop=True), "table2": pd.DataFrame(t2)}
-
-
-def plot_results(out: dict, title: str = ""):
-    """Three panels: accuracy change vs relative params and vs relative FLOPs (ours and the
-    paper's Table I, each relative to its own unpruned model), and Swin-T params at each PR
-    (uniform, learned, paper).  Returns the figure."""
-    import matplotlib.pyplot as plt
-    import pandas as pd
-
-    from reprolib.configs.sidt import PAPER_TABLE1
-    from reprolib.report import plot_tradeoff
-
-    t = tables(out)["table1"]
-    a0 = t["acc (%)"].iloc[0]
-    ours = pd.DataFrame({"params rel.": t["params rel."], "FLOPs rel.": t["FLOPs rel."],
-                         "acc change (pp)": t["acc (%)"] - a0, "series": "ours (fine-tuned)"})
-    p0 = PAPER_TABLE1[0.0]
-    paper = pd.DataFrame([{"params rel.": v[1] / p0[1], "FLOPs rel.": v[2] / p0[2],
-                           "acc change (pp)": v[0] - p0[0]} for v in PAPER_TABLE1.values()])
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    for ax, x in zip(axes[:2], ("params rel.", "FLOPs rel.")):
-        plot_tradeoff(ours, x, "acc change (pp)", hue="series", style="series",
-                      paper_df=paper, ax=ax,
-                      xlabel=f"{x.split()[0]} / unpruned", ylabel="accuracy - unpruned (pp)")
-    sw = tables(out)["swin_t"]
-    for kind, g in sw.groupby("kind"):
-        axes[2].plot(g["ratio"], g["params_M"], marker="o", label=f"ours, {kind}")
-    axes[2].scatter(list(PAPER_TABLE1), [v[1] for v in PAPER_TABLE1.values()], marker="x",
-                    color="black", zorder=5, label="paper")
-    axes[2].set_xlabel("pruning ratio (fraction of dimensions removed)")
-    axes[2].set_ylabel("Swin-T params (M), 100 classes")
-    axes[2].legend(fontsize=7)
-    axes[2].grid(alpha=0.3)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
-def plot_complexity(out: dict, title: str = ""):
-    """Measured MACs of each stage's first W-MSA and MLP layer of Swin-T vs rho (kept
-    fraction), the closed forms of section 3 as lines; and measured CPU latency of our pruned
-    models vs their FLOPs ratio.  Returns the figure."""
-    import matplotlib.pyplot as plt
-
-    tb = tables(out)
-    cx = tb["complexity"]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for (kind, st), g in cx.groupby(["kind", "stage"]):
-        g = g.sort_values("rho")
-        line, = axes[0].plot(g["rho"], g["formula (MMAC)"], ls="-", lw=1,
-                             label=f"{kind} stage {st + 1}")
-        axes[0].scatter(g["rho"], g["measured (MMAC)"], color=line.get_color(), s=18)
-    axes[0].set_xlabel("rho (kept fraction of the layer)")
-    axes[0].set_ylabel("MMAC (lines: section 3 formula; dots: measured)")
-    axes[0].set_title("Swin-T 224 px, uniform pruning", fontsize=9)
-    axes[0].legend(fontsize=6, ncol=2)
-    axes[0].grid(alpha=0.3)
-    t1 = tb["table1"]
-    lat0 = t1["latency (ms)"].iloc[0]
-    axes[1].plot(t1["FLOPs rel."], t1["latency (ms)"] / lat0, marker="o", label="ours, measured")
-    axes[1].plot([0, 1], [0, 1], ls="--", color="grey", lw=0.8, label="latency ∝ FLOPs")
-    for _, r in t1.iterrows():
-        axes[1].annotate(r["PR"], (r["FLOPs rel."], r["latency (ms)"] / lat0), fontsize=7)
-    axes[1].set_xlabel("FLOPs / unpruned")
-    axes[1].set_ylabel("CPU latency / unpruned (batch 1, 1 thread)")
-    axes[1].legend(fontsize=7)
-    axes[1].grid(alpha=0.3)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return fig

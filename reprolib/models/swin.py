@@ -9,6 +9,7 @@ No pretrained weights are loaded and nothing is downloaded: each builder calls
 | ``swin_t``       | Swin-T = timm ``swin_tiny_patch4_window7_224`` (embed 96, depths 2-2-6-2, heads 3-6-12-24, window 7, patch 4); 100 classes at 224 px: 27.60 M params, 4.49 G FLOPs (SiDT Table I baseline) |
 | ``swin_cifar``   | Swin-T's layout (depths 2-2-6-2, heads 3-6-12-24, so the same layer names) scaled down for 32 px images (patch 2, window 4, embed 24, head_dim 8): the CPU profile |
 | ``swin_tiny_test`` | the smallest Swin with shifted windows in two stages (embed 16, heads 1-2-4-8): unit tests and the smoke profile |
+| ``swin_transformer`` | any timm ``SwinTransformer`` from its constructor arguments as JSON data: the builder of SiDT's scored and pruned models, so that a Swin made directly with timm can be saved and rebuilt too |
 """
 
 from __future__ import annotations
@@ -20,6 +21,28 @@ from reprolib.registry import register_model
 
 def _swin(**kw) -> SwinTransformer:
     return SwinTransformer(**kw)
+
+
+def _tuples(v):
+    """JSON lists back to the tuples timm expects (nested: per-stage window sizes)."""
+    return tuple(_tuples(x) for x in v) if isinstance(v, (list, tuple)) else v
+
+
+@register_model(paper="sidt")
+def swin_transformer(**kw) -> SwinTransformer:
+    """A timm ``SwinTransformer`` built from its constructor arguments, given as JSON data.
+
+    Lists become tuples (``img_size``, ``depths``, ``num_heads``, per-stage ``head_dim``,
+    ``window_size`` and ``mlp_ratio``); every other argument goes to timm unchanged.  A
+    compressed model's JSON names this builder with the arguments read back from a Swin's
+    modules (``reprolib.methods.sidt.swin_spec``), which is how any timm
+    Swin, also one not made by ``create_model``, is rebuilt by ``reprolib.load_compressed``.
+
+    Args:
+        **kw: ``timm.models.swin_transformer.SwinTransformer`` arguments (timm's defaults for
+            those left out: Swin-T at 224 px, 1000 classes).
+    """
+    return _swin(**{k: _tuples(v) for k, v in kw.items()})
 
 
 @register_model(paper="sidt")

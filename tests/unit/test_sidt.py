@@ -1,10 +1,15 @@
-"""Unit tests of SiDT (reprolib.methods.sidt): scores, physical pruning, save/load, complexity."""
+"""Unit tests of SiDT (reprolib.methods.sidt): scores, physical pruning, the compressed-model
+round trip, closed-form counts and complexity."""
+
+import json
 
 import pytest
 import torch
 
 import reprolib
+from reprolib.compressed import build
 from reprolib.errors import ReprolibError
+from reprolib.measure import count_flops, count_params
 from reprolib.methods import sidt
 
 torch.set_num_threads(1)
@@ -28,7 +33,7 @@ def _x(b=4, size=32, seed=2):
 
 def test_registered_models():
     names = reprolib.list_models(paper="sidt")
-    assert {"swin_t", "swin_cifar", "swin_tiny_test"} <= set(names)
+    assert {"swin_t", "swin_cifar", "swin_tiny_test", "swin_transformer"} <= set(names)
 
 
 def test_scores_at_one_are_identity_to_timm():
@@ -88,6 +93,28 @@ def test_zero_scores_pruned_away_is_exact():
     assert blk.attn.qkv.weight.shape == (3 * 2 * 8, 32)          # 2 heads x 8 of 16 dims
     assert blk.attn.proj.weight.shape == (32, 16)
     assert blk.mlp.fc1.weight.shape == (64, 32) and blk.mlp.fc2.weight.shape == (32, 64)
+
+
+@pytest.mark.parametrize("scope", ["global", "layer"])
+def test_pruned_equals_masked(scope):
+    """The physically smaller model computes what the scored model computes with the removed
+    dimensions' scores set to 0 (a mask): pruning removes only dead dimensions."""
+    import copy
+
+    m = sidt.attach_scores(_model())
+    _randomise_scores(m)
+    keep = sidt.keep_indices(m, 0.4, scope)
+    masked = copy.deepcopy(m)
+    with torch.no_grad():
+        for n, a in sidt.scores(masked).items():
+            mask = torch.zeros_like(a, dtype=torch.bool)
+            mask[keep[n]] = True
+            a[~mask] = 0.0
+    p = sidt.prune(m, 0.4, scope)
+    assert count_params(p) < count_params(m) - sum(a.numel() for a in sidt.scores(m).values())
+    x = _x()
+    with torch.no_grad():
+        assert (p(x) - masked(x)).abs().max().item() < 1e-5
 
 
 def test_pruned_attention_keeps_scale_and_bias():
@@ -159,23 +186,90 @@ def test_l1_penalty():
     m = sidt.attach_scores(_model())
     total = sum(a.numel() for a in sidt.scores(m).values())
     assert sidt.l1_penalty(m, 1e-4).item() == pytest.approx(1e-4 * total)
+    assert sidt.l1_penalty(m, strength=3e-4).item() == pytest.approx(3e-4 * total)
     sidt.l1_penalty(m).backward()
     assert all(a.grad is not None and torch.allclose(a.grad, torch.full_like(a, 1e-4))
                for a in sidt.scores(m).values())
 
 
-def test_save_load_round_trip(tmp_path):
+def _same(a, b, x=None):
+    x = _x() if x is None else x
+    with torch.no_grad():
+        return torch.equal(a.eval()(x), b.eval()(x))
+
+
+def test_save_load_compressed_round_trip_of_pruned_swin(tmp_path):
     m = sidt.attach_scores(_model())
     _randomise_scores(m)
     p = sidt.prune(m, 0.4)
-    js, pt = sidt.save(p, tmp_path / "p40")
-    assert js.exists() and pt.exists()
-    q = sidt.load(tmp_path / "p40").eval()
-    x = _x()
-    with torch.no_grad():
-        assert torch.equal(p(x), q(x))
+    js = reprolib.save_compressed(p, tmp_path / "p40")
+    assert js.exists() and (tmp_path / "p40.safetensors").exists()
+    spec = json.loads(js.read_text())
+    assert spec["builder"] == "swin_transformer" and [s["kind"] for s in spec["arch"]] == ["sidt"]
+    step = spec["arch"][0]
+    assert step["ratio"] == 0.4 and step["scope"] == "global"
+    assert {n: len(i) for n, i in step["kept"].items() if n.endswith(".attn")} == step["attn_dims"]
+    q = reprolib.load_compressed(tmp_path / "p40")
+    assert _same(p, q)
+    assert count_params(q) == count_params(p) == spec["params"]
+    assert not sidt.scores(q)
     assert sidt.arch(q)["attn_dims"] == sidt.arch(p)["attn_dims"]
     assert sidt.arch(q)["mlp_dims"] == sidt.arch(p)["mlp_dims"]
+
+
+def test_save_load_compressed_round_trip_of_scored_swin(tmp_path):
+    """The search stage saves its scored model: builder + a "sidt_scores" step."""
+    m = sidt.attach_scores(_model())
+    _randomise_scores(m)
+    reprolib.save_compressed(m, tmp_path / "searched")
+    spec = json.loads((tmp_path / "searched.json").read_text())
+    assert spec["builder"] == "swin_tiny_test" and spec["arch"] == [{"kind": "sidt_scores"}]
+    q = reprolib.load_compressed(tmp_path / "searched")
+    assert _same(m, q)
+    assert all(torch.equal(a, b) for a, b in zip(sidt.scores(m).values(), sidt.scores(q).values()))
+    # the loaded model prunes to the same model as the original
+    assert _same(sidt.prune(m, 0.6), sidt.prune(q, 0.6))
+
+
+def test_round_trip_of_swin_built_directly_with_timm(tmp_path):
+    """A SwinTransformer not made by create_model is described by swin_spec."""
+    from timm.models.swin_transformer import SwinTransformer   # after reprolib (_compat)
+
+    torch.manual_seed(3)
+    m = SwinTransformer(img_size=(32, 32), patch_size=2, window_size=((4, 4), (4, 2)), embed_dim=12,
+                        depths=(2, 1), num_heads=(2, 4), head_dim=5, mlp_ratio=2.0,
+                        num_classes=7, drop_path_rate=0.05).eval()
+    assert getattr(m, "reprolib_spec", None) is None
+    sidt.attach_scores(m)
+    _randomise_scores(m)
+    assert m.reprolib_spec["builder"] == "swin_transformer"
+    p = sidt.prune(m, 0.5)
+    for name, model in (("scored", m), ("pruned", p)):
+        reprolib.save_compressed(model, tmp_path / name)
+        q = reprolib.load_compressed(tmp_path / name)
+        assert _same(model, q), name
+        assert count_params(q) == count_params(model)
+    rebuilt = reprolib.create_model("swin_transformer", **sidt.swin_spec(m))
+    assert rebuilt.layers[0].blocks[0].attn.qkv.out_features == 3 * 2 * 5
+    assert rebuilt.layers[1].blocks[0].window_size == (4, 2)
+
+
+def test_compressed_file_with_wrong_widths_is_a_clear_error(tmp_path):
+    p = sidt.prune(sidt.attach_scores(_model()), 0.5)
+    js = reprolib.save_compressed(p, tmp_path / "p50")
+    spec = json.loads(js.read_text())
+    spec["arch"][0]["attn_dims"]["layers.1.blocks.0.attn"] += 1
+    js.write_text(json.dumps(spec))
+    with pytest.raises(ReprolibError, match=r"do not fit the architecture of .*p50\.json"):
+        reprolib.load_compressed(tmp_path / "p50")
+    spec["arch"][0]["attn_dims"]["layers.1.blocks.0.attn"] = 0
+    js.write_text(json.dumps(spec))
+    with pytest.raises(ReprolibError, match="must be an integer >= 1"):
+        reprolib.load_compressed(tmp_path / "p50")
+    del spec["arch"][0]["mlp_dims"]["layers.0.blocks.0.mlp"]
+    js.write_text(json.dumps(spec))
+    with pytest.raises(ReprolibError, match="widths missing"):
+        reprolib.load_compressed(tmp_path / "p50")
 
 
 def test_pruned_model_can_be_rescored_and_trained():
@@ -200,9 +294,11 @@ def test_layer_complexity_matches_closed_forms():
 
 
 def test_swin_t_size():
-    """Swin-T with 100 classes at 224 px: SiDT Table I baseline 27.60 M params (paper convention)."""
+    """Swin-T with 100 classes at 224 px: SiDT Table I baseline 27.60 M params, 4.49 G FLOPs
+    (one multiply-add = one FLOP)."""
     m = reprolib.create_model("swin_t", num_classes=100)
-    assert round(sum(t.numel() for t in m.parameters()) / 1e6, 2) == 27.60
+    assert round(count_params(m) / 1e6, 2) == 27.60
+    assert round(count_flops(m, (3, 224, 224)) / 1e9, 2) == 4.49
     sidt.attach_scores(m)
     assert len(sidt.scores(m)) == 24
     assert sidt.scores(m)["layers.2.blocks.0.attn"].numel() == 32
@@ -217,20 +313,16 @@ def test_transfer_dims_to_swin_t_keeps_fractions():
     assert set(a["attn_dims"]) == set(sidt.arch(p)["attn_dims"])
     assert all(v == 16 for v in a["attn_dims"].values())                # 32 -> 16 per head
     assert a["mlp_dims"]["layers.2.blocks.5.mlp"] == 768                 # 1536 -> 768
-    m = sidt.build(a)
+    m = build(sidt.compressed_spec(a))
     assert sum(t.numel() for t in m.parameters()) == sidt.param_count_closed_form(full, a)
 
 
 def test_corrupt_pruned_model_files_are_clear_errors(tmp_path):
-    import reprolib
-    from reprolib.errors import ReprolibError
-    from reprolib.methods import sidt
-
     small = sidt.prune(sidt.attach_scores(reprolib.create_model("swin_tiny_test")), 0.5)
-    sidt.save(small, tmp_path / "p50")
-    (tmp_path / "p50.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(ReprolibError, match="pruned-model weights .*p50.pt is corrupt"):
-        sidt.load(tmp_path / "p50")
+    reprolib.save_compressed(small, tmp_path / "p50")
+    (tmp_path / "p50.safetensors").write_bytes(b"not a checkpoint")
+    with pytest.raises(ReprolibError, match=r"p50\.safetensors do not fit .*p50\.json"):
+        reprolib.load_compressed(tmp_path / "p50")
     (tmp_path / "p50.json").write_text("{")
-    with pytest.raises(ReprolibError, match="pruned-architecture file .*p50.json is corrupt"):
-        sidt.load(tmp_path / "p50")
+    with pytest.raises(ReprolibError, match=r"compressed-model file .*p50\.json is corrupt"):
+        reprolib.load_compressed(tmp_path / "p50")

@@ -1,0 +1,96 @@
+"""SiDT pipeline end to end at the smoke profile, made small (one ratio, one epoch per stage,
+16 px, batch 256, the tiny Swin as the reference model): run -> tables -> figures -> summary
+(results in the test session's temporary folder, see conftest.py)."""
+
+import math
+
+import pytest
+import torch
+
+import reprolib  # noqa: F401,I001  (installs the torchvision shim before timm)
+from reprolib.configs import get_config
+from reprolib.experiments import sidt
+from reprolib.measure import count_params
+from reprolib.methods import sidt as method
+
+SMALL = {"search.epochs": 1, "finetune.epochs": 1, "ratios": (0.5,), "image_size": 16,
+         "search.batch_size": 256, "finetune.batch_size": 256, "latency_repeats": 2,
+         "reference_model": "swin_tiny_test", "reference_size": 16, "reference_classes": 10}
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    c = get_config("sidt", "smoke", **SMALL)
+    sidt.run(c)
+    return c
+
+
+def test_stages_and_records(cfg):
+    names = [s.name for s in sidt.stages(cfg)]
+    assert names == ["search", "finetune-p00", "finetune-p50", "reference"]
+    st = sidt.stages(cfg)
+    assert all(s.done for s in st)
+    first = {n: r["started"] for n, r in sidt.run(cfg).items()}
+    assert {n: r["started"] for n, r in sidt.run(cfg).items()} == first   # cached
+    search, p00, p50, ref = (s.record() for s in st)
+    assert p50["config"]["after"] == {"search": search["run_id"]}
+    assert set(ref["config"]["after"]) == {"finetune-p00", "finetune-p50"}
+    s = search["metrics"]
+    assert s["epochs"] == 1 and s["n_scores"] == 2048 and 0 <= s["acc"] <= 100
+    # ratio 0 removes only the scores: same function as the searched model
+    assert s["params"] - s["n_scores"] == p00["metrics"]["params"]
+    assert p00["metrics"]["acc_pruned_no_ft"] == pytest.approx(s["acc"])
+    m50 = p50["metrics"]
+    assert m50["params"] < p00["metrics"]["params"] and m50["flops"] < p00["metrics"]["flops"]
+    assert m50["test_images"] > 0 and math.isfinite(m50["latency_ms"])
+
+
+def test_saved_models_come_back(cfg):
+    search, _, p50, _ = sidt.stages(cfg)
+    scored = search.model()
+    assert method.scores(scored) and count_params(scored) == search.metrics()["params"]
+    small = p50.model()
+    assert not method.scores(small) and count_params(small) == p50.metrics()["params"]
+    assert small(torch.randn(2, 3, 16, 16)).shape == (2, 10)
+    assert method.arch(small)["attn_dims"] == p50.metrics()["attn_dims"]
+
+
+def test_tables(cfg):
+    tabs = sidt.tables(cfg)
+    assert list(tabs) == ["table1", "complexity", "table2", "swin_t"]
+    t1, cx, t2, sw = (tabs[k] for k in tabs)
+    assert list(t1["PR"]) == ["0%", "50%"]
+    assert t1["acc (%)"].between(0, 100).all() and t1["acc no FT (%)"].between(0, 100).all()
+    assert t1["params rel."].iloc[0] == 1 and 0 < t1["params rel."].iloc[1] < 1
+    assert t1["paper acc (%)"].iloc[0] == 81.78 and math.isnan(t1["paper acc (%)"].iloc[1])
+    assert len(cx) == 2 * 4 * 2                   # 2 ratios x 4 stages x (W-MSA, MLP)
+    assert (cx["measured (MMAC)"] == cx["formula (MMAC)"]).all()
+    assert list(t2["PR"]) == ["0%", "20%", "40%"]
+    assert t2["paper backbone (M)"].tolist() == [28, 22, 16]
+    assert sorted(set(sw["kind"])) == ["learned", "uniform"] and len(sw) == 4
+    u = sw[sw["kind"] == "uniform"].set_index("PR")
+    assert u.loc["50%", "params (M)"] < u.loc["0%", "params (M)"]
+    for df in tabs.values():
+        cap = df.attrs["caption"]
+        assert "profile=smoke" in cap and "[smoke run: not the paper's setting]" in cap
+        assert "search=1 ep" in cap and "finetune=1 ep" in cap and "data=digits" in cap
+
+
+def test_figures(cfg):
+    figs = sidt.figures(cfg)
+    assert set(figs) == {"tradeoff", "complexity"}
+    for fig in figs.values():
+        assert "profile=smoke" in fig._suptitle.get_text()
+        assert "[smoke run: not the paper's setting]" in fig._suptitle.get_text()
+    assert len(figs["tradeoff"].axes) == 3 and len(figs["complexity"].axes) == 2
+
+
+def test_summary(cfg):
+    text = sidt.summary(cfg)
+    t1 = sidt.tables(cfg)["table1"]
+    accs = " / ".join(f"{a:.1f}" for a in t1["acc (%)"])
+    assert f"{accs} % top-1 after fine-tuning at PR 0 / 50 %" in text
+    assert "2,048 scores in `swin_tiny_test`" in text
+    assert "equal the measured per-layer multiply-adds exactly, in all 32" in text
+    assert "1 search + 1 fine-tune epochs" in text and "`digits`" in text
+    assert "binomial standard error" in text or "more than twice" in text
