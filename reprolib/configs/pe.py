@@ -1,47 +1,43 @@
 """PE (Koyun & Töreyin 2024, ``../shared/papers/pe.md``): config, presets and printed tables.
 
-The notebook measures Tables 1-2 (params / FLOPs of ViT-PE, ResNet50-PE^1/^2 and every
-baseline timm / torchvision provides, at 224 px, 1000 classes) and trains a ViT-PE and its
-unshared twin with the DeiT recipe (and, where asked, a ResNet-PE pair with the torchvision
-recipe).  Section 4 recipes: DeiT for ViT-PE (AdamW, lr = lr_512 x batch / 512, wd 0.05,
-stochastic depth, mixup, cutmix; 300 and 600 epochs, 224 px); torchvision for ResNet50-PE
-(SGD lr 0.1, wd 1e-4, cosine, 5 linear warmup epochs, crop + flip, 224 px).
+The pipeline (``reprolib.experiments.pe``) counts Tables 1-2 (params / FLOPs of ViT-PE,
+ResNet50-PE^1/^2 and every baseline timm / torchvision provides, at 224 px, 1000 classes) and
+trains a ViT-PE and its unshared twin with the DeiT recipe (and, where asked, a ResNet-PE pair
+with the torchvision recipe).  Section 4 recipes, nested as ``vit_train`` / ``resnet_train``:
+DeiT for ViT-PE (AdamW, lr = lr_512 x global batch / 512, wd 0.05, stochastic depth, mixup,
+cutmix; 300 and 600 epochs, 224 px); torchvision for ResNet50-PE (SGD lr 0.1, wd 1e-4, cosine,
+5 linear warmup epochs, crop + flip, 224 px).
 """
 
 from dataclasses import dataclass
 
-from reprolib.configs import BaseConfig, register_paper
+from reprolib.configs import BaseConfig, TrainConfig, recipe, register_paper
 
 
 @dataclass
 class PEConfig(BaseConfig):
     # what to build and measure
-    vit_model: str = "vit_pe_test"        # ViT-PE builder trained with the DeiT recipe ("" = none)
+    vit_model: str = "vit_pe_test"        # ViT-PE builder trained with vit_train ("" = none)
     vit_twin: str = "vit_test_unshared"   # its unshared twin, same recipe ("" = none)
-    resnet_model: str = ""                # ResNet-PE builder, torchvision recipe ("" = none)
+    resnet_model: str = ""                # ResNet-PE builder, resnet_train recipe ("" = none)
     resnet_twin: str = ""                 # its unshared twin ("" = none)
     resnet_variants: tuple = ("1234",)    # PE stage sets of resnet_model: "1234" = PE^1, "34" = PE^2
     table_image_size: int = 224           # input side of the params/FLOPs tables (Tables 1-2: 224)
     table_num_classes: int = 1000         # classifier width of the tables (ImageNet-1k)
-    # DeiT recipe (ViT-PE)
-    vit_epochs: int = 2                   # training epochs (paper: 300 for PE^1, 600 for PE^2)
-    vit_batch_size: int = 64              # batch per process (DeiT: 1024 in all)
-    vit_lr_512: float = 5e-4              # AdamW peak lr for a global batch of 512 (scaled linearly)
-    vit_weight_decay: float = 0.05        # AdamW decoupled weight decay (not on norms / biases)
-    vit_warmup_epochs: float = 0.0        # linear warmup epochs (DeiT: 5)
-    vit_warmup_lr: float = 1e-6           # lr at the start of warmup (DeiT: 1e-6)
-    vit_min_lr: float = 1e-5              # cosine floor (DeiT: 1e-5)
-    vit_mixup: float = 0.0                # mixup alpha (DeiT: 0.8; 0 = off)
-    vit_cutmix: float = 0.0               # cutmix alpha (DeiT: 1.0; 0 = off)
-    vit_label_smoothing: float = 0.1      # label smoothing (DeiT: 0.1)
+    # DeiT recipe (ViT-PE and its twin).  lr is stated for a global batch of 512 and scaled
+    # linearly to batch_size x processes (the paper's lr_512 / 512 x batch); warmup starts at
+    # warmup_start x the scaled lr: 1e-3 x 1e-3 = DeiT's 1e-6 at the presets' scaled lr 1e-3.
+    # Mixup / cutmix off and no warmup by default (DeiT: 0.8 / 1.0, 5 epochs; see "paper").
+    vit_train: TrainConfig = recipe(epochs=2, batch_size=64, optimizer="adamw", lr=5e-4,
+                                    lr_ref_batch=512, weight_decay=0.05, no_decay_norm_bias=True,
+                                    schedule="cosine", warmup_epochs=0.0, warmup_start=1e-3,
+                                    min_lr=1e-5, label_smoothing=0.1, mixup=0.0, cutmix=0.0)
     vit_drop_path: float = 0.0            # stochastic depth rate of the last block (DeiT-S: 0.1)
-    # torchvision recipe (ResNet50-PE)
-    resnet_epochs: int = 2                # training epochs (paper: not stated; torchvision: 90)
-    resnet_batch_size: int = 64           # batch per process (torchvision: 32 x 8 GPUs = 256)
-    resnet_lr: float = 0.1                # SGD peak lr, momentum 0.9 (paper: 0.1)
-    resnet_weight_decay: float = 1e-4     # SGD weight decay (paper: 1e-4)
-    resnet_warmup_epochs: float = 0.0     # linear warmup epochs (paper: 5)
-    resnet_label_smoothing: float = 0.0   # label smoothing (torchvision classic recipe: 0)
+    # torchvision recipe (ResNet50-PE and its twin): SGD momentum 0.9, cosine, linear warmup
+    # (paper: lr 0.1, wd 1e-4, 5 warmup epochs; epochs not stated, torchvision: 90)
+    resnet_train: TrainConfig = recipe(epochs=2, batch_size=64, optimizer="sgd", lr=0.1,
+                                       momentum=0.9, weight_decay=1e-4, schedule="cosine",
+                                       warmup_epochs=0.0, label_smoothing=0.0)
 
 
 # Table 1 of the paper (ImageNet-1k val, 224 px): params (M), FLOPs (G), top-1 (%), as printed.
@@ -87,36 +83,42 @@ PAPER_TABLE2 = {
     "ResNet50-PE² (Ours)": {"top1": 75.1, "top5": 92.8, "params_M": 13.4, "GFLOPs": 4.09},
 }
 
-_DEIT = dict(vit_batch_size=1024, vit_lr_512=5e-4, vit_weight_decay=0.05, vit_warmup_epochs=5.0,
-             vit_warmup_lr=1e-6, vit_min_lr=1e-5, vit_mixup=0.8, vit_cutmix=1.0,
-             vit_label_smoothing=0.1, vit_drop_path=0.1)
-_TORCHVISION = dict(resnet_batch_size=256, resnet_lr=0.1, resnet_weight_decay=1e-4,
-                    resnet_warmup_epochs=5.0, resnet_label_smoothing=0.0)
+# DeiT (Touvron et al.) as the paper uses it: batch 1024, lr_512 5e-4 (scaled lr 1e-3), wd 0.05,
+# 5 warmup epochs from 1e-6 (= warmup_start 1e-3 x 1e-3), cosine to 1e-5, mixup 0.8, cutmix 1.0,
+# label smoothing 0.1, stochastic depth 0.1.
+_DEIT = {"vit_train.batch_size": 1024, "vit_train.lr": 5e-4, "vit_train.weight_decay": 0.05,
+         "vit_train.warmup_epochs": 5.0, "vit_train.warmup_start": 1e-3,
+         "vit_train.min_lr": 1e-5, "vit_train.mixup": 0.8, "vit_train.cutmix": 1.0,
+         "vit_train.label_smoothing": 0.1, "vit_drop_path": 0.1}
+_TORCHVISION = {"resnet_train.batch_size": 256, "resnet_train.lr": 0.1,
+                "resnet_train.weight_decay": 1e-4, "resnet_train.warmup_epochs": 5.0,
+                "resnet_train.label_smoothing": 0.0}
 
 register_paper(
     "pe", "PE: parameter-efficient ViT and ResNet-50 through row and column spaces", PEConfig,
     presets={
         # embedded digits, tiny ViT pair, 2 epochs: checks the pipeline, says nothing of accuracy
-        "smoke": {"vit_lr_512": 8e-3},
+        "smoke": {"vit_train.lr": 8e-3},
         # real CIFAR-10 images (5085 / 1017), 32 px ViT pair (dim 96, depth 6), 8 epochs each;
         # AdamW lr 1e-3 at batch 128; mixup / cutmix off (they need long schedules)
         "cpu": {"dataset": "npz:../shared/data/cifar10_subset.npz", "vit_model": "vit_pe_cifar",
-                "vit_twin": "vit_cifar_unshared", "vit_epochs": 8, "vit_batch_size": 128,
-                "vit_lr_512": 4e-3, "vit_warmup_epochs": 1.0},
+                "vit_twin": "vit_cifar_unshared", "vit_train.epochs": 8,
+                "vit_train.batch_size": 128, "vit_train.lr": 4e-3, "vit_train.warmup_epochs": 1.0},
         # full CIFAR-10 on one GPU: the 32 px ViT pair on the DeiT recipe (batch 256) and the
         # quarter-width ResNet-50-PE^1 / ^2 pair on the torchvision recipe
         "gpu": {"dataset": "cifar10", "vit_model": "vit_pe_cifar", "vit_twin": "vit_cifar_unshared",
-                "vit_epochs": 100, "vit_batch_size": 256, "vit_lr_512": 2e-3,
-                "vit_warmup_epochs": 5.0, "vit_mixup": 0.8, "vit_cutmix": 1.0, "vit_drop_path": 0.1,
+                "vit_train.epochs": 100, "vit_train.batch_size": 256, "vit_train.lr": 2e-3,
+                "vit_train.warmup_epochs": 5.0, "vit_train.mixup": 0.8, "vit_train.cutmix": 1.0,
+                "vit_drop_path": 0.1,
                 "resnet_model": "resnet50_pe_cifar", "resnet_twin": "resnet50_cifar_unshared",
-                "resnet_variants": ("1234", "34"), "resnet_epochs": 50, "resnet_batch_size": 128,
-                "resnet_warmup_epochs": 5.0},
+                "resnet_variants": ("1234", "34"), "resnet_train.epochs": 50,
+                "resnet_train.batch_size": 128, "resnet_train.warmup_epochs": 5.0},
         # the paper: ImageNet-1k ImageFolder at data_root, 224 px; ViT-PE / DeiT-S on the DeiT
-        # recipe, 300 epochs (vit_epochs=600 for ViT-PE^2); ResNet50-PE^1 / ^2 / ResNet-50 on
-        # the torchvision recipe (epochs not stated in the paper: torchvision's 90)
+        # recipe, 300 epochs (-p vit_train.epochs=600 for ViT-PE^2); ResNet50-PE^1 / ^2 /
+        # ResNet-50 on the torchvision recipe (epochs not stated in the paper: torchvision's 90)
         "paper": {"dataset": "imagenet", "image_size": 224, "vit_model": "vit_pe_small",
-                  "vit_twin": "vit_small", "vit_epochs": 300, **_DEIT,
+                  "vit_twin": "vit_small", "vit_train.epochs": 300, **_DEIT,
                   "resnet_model": "resnet50_pe", "resnet_twin": "resnet50",
-                  "resnet_variants": ("1234", "34"), "resnet_epochs": 90, **_TORCHVISION},
+                  "resnet_variants": ("1234", "34"), "resnet_train.epochs": 90, **_TORCHVISION},
     },
 )

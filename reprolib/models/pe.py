@@ -41,11 +41,13 @@ Eq. (6)  ``Bottleneck(x) = W^T G(W x)``: ``W`` is the first 1x1 convolution's we
          first blocks stay torchvision Bottlenecks.
 Eq. (7-9) weight sharing inside a stage: the tied blocks of a stage use one ``W``
          (``share_1x1``) and, which the printed counts require (see
-         ``reprolib.methods.pe.resnet_sharing_table``), one 3x3 kernel (``share_3x3``).  The
+         ``reprolib.methods.pe.sharing_verdict``), one 3x3 kernel (``share_3x3``).  The
          ``G_i`` of the paper differ only through their own BatchNorms, which every block keeps.
 ``pe_stages`` picks the stages (1-4) that get eq. (6-9): (1, 2, 3, 4) = PE^1, (3, 4) = PE^2.
 Shared tensors are one ``nn.Parameter`` reached from several modules, so ``parameters()``
-yields it once and autograd sums the gradients of all its uses.
+yields it once and autograd sums the gradients of all its uses.  ``reprolib.save_compressed``
+stores a shared tensor once; ``reprolib.load_compressed`` rebuilds the (tied) skeleton from
+the builder's name and arguments and loads into it, so the ties survive a round trip.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """PE (row / column space layers): tied weights, identities with untied layers, closed-form
-counts, the sharing rule, recipes."""
+counts, the printed counts, the sharing rule, the compressed-format round trip, the recipes
+and their lr scaling."""
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from torchvision.models.resnet import Bottleneck
 
 from reprolib.configs import get_config
 from reprolib.errors import ReprolibError
+from reprolib.experiments import pe as E
 from reprolib.measure import count_flops, count_params
 from reprolib.methods import pe as M
 from reprolib.models.pe import PEAttention, PEBottleneck, PEMlp
@@ -175,46 +177,152 @@ def test_pe_stages_validation_and_twin_forward():
     assert p(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
 
-# ----------------------------------------------------------------------- tables, recipes
-def test_count_table_measures_baselines_beside_paper():
+# ------------------------------------------------------------------ compressed format
+def _perturbed(name, **kw):
+    torch.manual_seed(1)
+    m = reprolib.create_model(name, num_classes=10, **kw)
+    with torch.no_grad():   # weights no fresh skeleton has: equality below means "loaded"
+        for p in m.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    for mod in m.modules():
+        if isinstance(mod, nn.BatchNorm2d):
+            nn.init.uniform_(mod.running_var, 0.5, 2.0)
+    return m.eval()
+
+
+def test_vit_pe_round_trip_keeps_ties_and_outputs(tmp_path):
+    m = _perturbed("vit_pe_test")
+    js = reprolib.save_compressed(m, tmp_path / "vit")
+    back = reprolib.load_compressed(js).eval()
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(m(x), back(x))
+    assert count_params(back) == count_params(m) == M.vit_param_count(
+        embed_dim=32, depth=2, num_classes=10, img_size=32, patch_size=8)
+    for blk in back.blocks:   # W_q serves Q and the output, W_kv serves K and V: one tensor each
+        assert isinstance(blk.attn, PEAttention) and isinstance(blk.mlp, PEMlp)
+        assert [n for n, _ in blk.attn.named_parameters()][:2] == ["w_q", "w_kv"]
+
+
+def test_resnet_pe_round_trip_keeps_stage_sharing(tmp_path):
+    m = _perturbed("resnet_pe_test", pe_stages=(1, 2, 3, 4))
+    js = reprolib.save_compressed(m, tmp_path / "res")
+    back = reprolib.load_compressed(js).eval()
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(m(x), back(x))
+    assert count_params(back) == count_params(m) == M.resnet_param_count(10, (2, 3, 3, 2), 8, True,
+                                                                          (1, 2, 3, 4))
+    for layer in (back.layer2, back.layer3):
+        blocks = list(layer)[1:]
+        assert all(b.conv1.weight is blocks[0].conv1.weight for b in blocks)   # one tensor
+        assert all(b.conv2.weight is blocks[0].conv2.weight for b in blocks)
+    # the tied weight is stored once, not once per block
+    from safetensors import safe_open
+    with safe_open(str(js.with_suffix(".safetensors")), "pt") as f:
+        stored = set(f.keys())
+    assert len(stored) < len(m.state_dict())
+    assert not {"layer3.2.conv1.weight", "layer3.2.conv2.weight"} & stored
+
+
+def test_round_trip_mismatch_and_corrupt_file_are_errors(tmp_path):
+    import json
+    js = reprolib.save_compressed(_perturbed("resnet_pe_test", pe_stages=(3, 4)), tmp_path / "r")
+    spec = json.loads(js.read_text())
+    spec["kwargs"]["pe_stages"] = [1, 2, 3, 4]   # a different architecture than the weights
+    js.write_text(json.dumps(spec))
+    with pytest.raises(ReprolibError, match="do not fit"):
+        reprolib.load_compressed(js)
+    js2 = reprolib.save_compressed(_perturbed("vit_pe_test"), tmp_path / "v")
+    st = js2.with_suffix(".safetensors")
+    st.write_bytes(st.read_bytes()[:200])
+    with pytest.raises(ReprolibError):
+        reprolib.load_compressed(js2)
+
+
+# ----------------------------------------------------------------------- tables, rules
+def test_count_table_counts_baselines_beside_paper():
     from reprolib.configs.pe import PAPER_TABLE1
-    src = {k: M.TABLE1_SOURCES[k] for k in ("DeiT-T/16", "ViT-PE¹ (ours)", "PVT-T")}
-    rows = {r["model"]: r for r in M.count_table(src, PAPER_TABLE1)}
+    src = {k: E.TABLE1_SOURCES[k] for k in ("DeiT-T/16", "ViT-PE¹ (ours)", "PVT-T")}
+    rows = {r["model"]: r for r in E.count_table(src, PAPER_TABLE1)}
     assert round(rows["DeiT-T/16"]["params_M"], 1) == 5.7
     assert round(rows["DeiT-T/16"]["GFLOPs"], 1) == 1.3
     assert rows["ViT-PE¹ (ours)"]["params_M"] == pytest.approx(11.433832)
     assert rows["PVT-T"]["params_M"] is None and rows["PVT-T"]["paper_params_M"] == 13.2
 
 
-def test_recipes_map_onto_trainconfig():
+def test_model_counts_give_the_printed_sizes_at_100_classes():
+    c100 = {r["model"]: r for r in E.model_counts(100)}
+    c1000 = {r["model"]: r for r in E.model_counts(1000)}
+    assert c100["ViT-PE"]["params"] == 11_087_332
+    assert round(c100["ViT-PE"]["params"] / 1e6, 1) == 11.1                  # printed 11.1
+    assert round(c100["ViT-PE"]["flops"] / 1e9, 1) == 4.6
+    assert c1000["ViT-PE"]["params"] == 11_433_832 and c1000["DeiT-S"]["params"] == 22_050_664
+    assert c100["ResNet50-PE¹"]["params"] == 12_780_708     # printed 12.8
+    assert c100["ResNet50-PE²"]["params"] == 13_489_316     # printed 13.4: not reproduced
+    assert round(c1000["ResNet50-PE¹"]["flops"] / 1e9, 2) == 4.09
+
+
+def test_sharing_verdict_on_the_closed_forms():
+    rows = [{"share_1x1": s1, "share_3x3": s3, "num_classes": nc,
+             "PE1_params_M": M.resnet_param_count(nc, pe_stages=(1, 2, 3, 4), share_1x1=s1,
+                                                  share_3x3=s3) / 1e6,
+             "PE2_params_M": M.resnet_param_count(nc, pe_stages=(3, 4), share_1x1=s1,
+                                                  share_3x3=s3) / 1e6}
+            for s1, s3 in M.SHARING_RULES for nc in (1000, 100)]
+    v = M.sharing_verdict(rows, 12.8, 13.4)
+    pe1 = [(r["share_1x1"], r["share_3x3"], r["num_classes"]) for r in v["pe1"]]
+    assert pe1 == [(True, True, 100)]
+    assert v["pe2"] == [] and v["both"] == []
+    assert (v["gap_rule"]["share_1x1"], v["gap_rule"]["share_3x3"]) == (False, True)  # 0.56 M
+    assert v["printed_gap"] == pytest.approx(0.6)
+    # a table that does hold both printed numbers is found
+    v2 = M.sharing_verdict(rows, 12.8, 13.49, ndigits=2)
+    assert v2["pe2"] and v2["both"] == [] and M.sharing_verdict(rows, 12.78, 13.49, 2)["both"]
+    assert M.sharing_rule_name(True, True) == "one W and one 3x3 kernel per stage"
+
+
+# ----------------------------------------------------------------------- recipes, lr scaling
+def test_recipes_are_nested_trainconfigs():
     paper = get_config("pe", "paper")
-    tc = M.train_config(paper, "vit")
-    assert tc.optimizer == "adamw" and tc.lr == pytest.approx(5e-4 * 1024 / 512)
+    tc = E.train_config(paper, "vit")
+    assert tc is paper.vit_train and tc.optimizer == "adamw" and tc.lr_ref_batch == 512
     assert (tc.weight_decay, tc.mixup, tc.cutmix, tc.label_smoothing) == (0.05, 0.8, 1.0, 0.1)
     assert tc.warmup_epochs == 5 and tc.schedule == "cosine" and tc.epochs == 300
-    assert tc.lr * tc.warmup_start == pytest.approx(1e-6)
-    rc = M.train_config(paper, "resnet")
-    assert (rc.optimizer, rc.lr, rc.weight_decay, rc.warmup_epochs) == ("sgd", 0.1, 1e-4, 5)
-    assert [r["name"] for r in M.training_runs(paper)] == [
+    assert tc.no_decay_norm_bias and tc.min_lr == 1e-5 and paper.vit_drop_path == 0.1
+    rc = E.train_config(paper, "resnet")
+    assert (rc.optimizer, rc.lr, rc.momentum, rc.weight_decay, rc.warmup_epochs, rc.lr_ref_batch) \
+        == ("sgd", 0.1, 0.9, 1e-4, 5, 0)
+    assert [r["name"] for r in E.training_runs(paper)] == [
         "vit_pe_small", "vit_small", "resnet50_pe-stages1234", "resnet50_pe-stages34", "resnet50"]
-    assert M.training_runs(paper)[3]["kwargs"] == {"pe_stages": (3, 4)}
+    assert E.training_runs(paper)[3]["kwargs"] == {"pe_stages": (3, 4)}
+    assert E.model_kwargs(paper, "vit_pe_small") == {"drop_path_rate": 0.1}
+    assert E.model_kwargs(get_config("pe", "smoke", image_size=64), "vit_small") == \
+        {"drop_path_rate": 0.0, "img_size": 64}
     with pytest.raises(ReprolibError):
-        get_config("pe", "smoke", vit_lr=1.0)
+        get_config("pe", "smoke", vit_lr_512=1.0)
+    with pytest.raises(ReprolibError):
+        E.train_config(paper, "swin")
 
 
-def test_smoke_training_one_epoch():
-    cfg = get_config("pe", "smoke", vit_epochs=1)
-    out = M.train_model(cfg, "vit_pe_test")
-    assert out["epochs"] == 1 and 0 <= out["acc"] <= 100
-    assert out["params"] == count_params(reprolib.create_model("vit_pe_test"))
+# today's numbers: lr = vit_lr_512 x batch x world / 512 and warmup from vit_warmup_lr = 1e-6
+@pytest.mark.parametrize("profile,batch,lr_512", [("smoke", 64, 8e-3), ("cpu", 128, 4e-3),
+                                                  ("gpu", 256, 2e-3), ("paper", 1024, 5e-4)])
+def test_lr_scaling_gives_todays_numbers(profile, batch, lr_512):
+    tc = get_config("pe", profile).vit_train
+    assert (tc.batch_size, tc.lr) == (batch, lr_512)
+    for world in (1, 2, 8):
+        assert E.scaled_lr(tc, world) == lr_512 * batch * world / 512
+    old = lr_512 * batch / 512
+    assert E.scaled_lr(tc, 1) == old == 1e-3
+    assert tc.warmup_start == min(1.0, 1e-6 / old)        # warmup starts at DeiT's 1e-6
+    assert E.scaled_lr(get_config("pe", profile).resnet_train, 8) == 0.1   # not scaled
 
 
-def test_main_records_training_run(tmp_path, monkeypatch, capsys):
-    from reprolib.results import load_results
-    monkeypatch.setenv("REPROLIB_RESULTS", str(tmp_path))
-    M.main(["--profile", "smoke", "-p", "vit_epochs=1", "-p", "vit_twin="])
-    df = load_results("pe", "smoke", root=tmp_path)
-    assert list(df["name"]) == ["vit_pe_test"] and int(df["params"][0]) == 20_266
-    assert "vit_pe_test: top-1" in capsys.readouterr().out
-    tr = M.training_frame(df)
-    assert list(tr.columns) == ["run", "params", "flops", "epochs", "top1", "train_time_s", "data"]
+def test_fit_runs_at_the_scaled_lr():
+    import dataclasses
+    from reprolib import data
+    from reprolib.train import fit
+    tc = dataclasses.replace(get_config("pe", "smoke").vit_train, epochs=1, schedule="constant",
+                             progress=False)
+    d = data.get_data("digits", 32, tc.batch_size)
+    res = fit(reprolib.create_model("vit_pe_test", num_classes=10), d, tc)
+    assert res.history[0]["lr"] == pytest.approx(E.scaled_lr(tc, 1)) and tc.lr == 8e-3
