@@ -3,21 +3,23 @@
 Paper: Tianyi Sun, "Vision Transformer Pruning Via Matrix Decomposition"
 (``../shared/papers/vtp_svd.md``); section 3.2 gives the recipe: batch 64, AdamW, cosine
 decay; baseline fine-tune 30 epochs at lr 6.25e-7; sparsity training 100 epochs at lr
-6.25e-6 with sparsity 1e-4; fine-tune with the same settings without L1.
+6.25e-6 with the L1 weight 1e-4; fine-tune with the same settings without L1.
 
-Stages of one run per patch size (``reprolib.methods.vtp.run_vtp`` and friends):
-pretrain (no L1; the paper starts from the code book's released model instead) ->
-baseline fine-tune (no L1) -> sparsity training (L1 on the scores) -> prune at
-``prune_rate`` -> fine-tune -> decompose every pruned linear layer (each of ``methods``) at
-``rank_ratio`` -> fine-tune.
+Phases of one run per patch size (``reprolib.experiments.vtp_svd``), one training recipe
+each: ``pretrain`` (no L1; the paper starts from the code book's released model instead) ->
+``baseline`` fine-tune (no L1) -> ``sparsity`` training (L1 of weight ``l1_strength`` on the
+scores) -> prune at ``prune_rate`` -> ``finetune`` -> decompose every pruned linear layer
+(each of ``methods``) at ``rank_ratio`` -> ``decompose_finetune``.  The rank sweep
+(``sweep_methods`` x ``sweep_ratios`` at patch ``sweep_patch``) fine-tunes each point with
+``sweep_finetune``.  Every recipe is the code book's optimiser: AdamW, weight decay 5e-4,
+cosine schedule, batch 64.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from reprolib.configs import BaseConfig, register_paper
-from reprolib.data import CIFAR10_SUBSET
+from reprolib.configs import BaseConfig, TrainConfig, recipe, register_paper
 
 # The paper's printed Table 2 (accuracy, %), as printed.  Row "CIFAR-10" is the paper's
 # fourth row; its VTP entry (93%) and the VTP column (80 / 80 / 30) are the numbers of the
@@ -35,67 +37,80 @@ PAPER_TABLE1 = {"accuracy": "normal equations < QR < SVD", "speed": "normal equa
 TABLE2_METHODS = {"VTP+SVD": "svd", "VTP+QR": "qr", "VTP+LU": "lu"}
 
 
+def _adamw(epochs: int, lr: float):
+    """The code book's recipe (AdamW, weight decay 5e-4, cosine, batch 64) at ``epochs``/``lr``."""
+    return recipe(epochs=epochs, batch_size=64, optimizer="adamw", lr=lr, weight_decay=5e-4,
+                  schedule="cosine")
+
+
+#: The training recipes of the pipeline, in phase order.
+RECIPES = ("pretrain", "baseline", "sparsity", "finetune", "decompose_finetune", "sweep_finetune")
+
+
 @dataclass
 class VtpSvdConfig(BaseConfig):
-    model: str = "test_vit_cifar"        # registered ViT: test_vit_cifar, vit_cifar_small, vit_cifar
+    model: str = "test_vit_cifar"        # registered ViT: test_vit_cifar, vit_cifar_small(_d2),
+    #                                      vit_cifar
     patch_sizes: tuple = (4, 8)          # Table 2 rows: ViT patch sizes (paper: 2, 4, 8)
     attn_scale: str = "dim"              # "dim": code book's dim**-0.5; "head": head_dim**-0.5
     dropout: float = 0.1                 # dropout in blocks and head (code book 0.1; emb too)
-    batch_size: int = 64                 # training batch (paper: 64)
-    optimizer: str = "adamw"             # paper: AdamW
-    weight_decay: float = 5e-4           # AdamW decoupled decay (code book's adamw setting)
-    pretrain_epochs: int = 0             # train from scratch without L1 (paper: released model)
-    pretrain_lr: float = 1e-3            # its peak lr (cosine)
-    baseline_epochs: int = 0             # baseline fine-tune without L1 (paper: 30)
-    baseline_lr: float = 6.25e-7         # paper's own odd value, kept in the paper profile
-    sparsity_epochs: int = 2             # training with L1 on the scores (paper: 100)
-    sparsity_lr: float = 1e-3            # its peak lr (paper: 6.25e-6)
-    sparsity: float = 1e-4               # L1 weight lambda on the importance scores (paper: 1e-4)
+    pretrain: TrainConfig = _adamw(0, 1e-3)      # from scratch, no L1 (paper: released model)
+    baseline: TrainConfig = _adamw(0, 6.25e-7)   # baseline fine-tune, no L1 (paper: 30 ep)
+    sparsity: TrainConfig = _adamw(2, 1e-3)      # training with L1 on the scores (paper: 100
+    #                                              ep at 6.25e-6)
+    l1_strength: float = 1e-4            # L1 weight lambda on the importance scores (paper: 1e-4)
     l1_mode: str = "grad"                # "grad": add lambda*sign(a) to grads (code book); "loss"
     prune_rate: float = 0.3              # fraction of all scores removed (code book's percent 0.3)
-    finetune_epochs: int = 1             # fine-tune after pruning, no L1 (paper: as sparsity, 100)
-    finetune_lr: float = 5e-4            # its peak lr (paper: 6.25e-6)
+    finetune: TrainConfig = _adamw(1, 5e-4)      # after pruning, no L1 (paper: as sparsity)
     methods: tuple = ("svd", "qr", "lu")  # Table 2 decompositions (VTP+SVD / +QR / +LU)
     rank_ratio: float = 0.25             # kept rank / min(out, in) of every pruned linear layer
-    decompose_finetune_epochs: int = 1   # fine-tune after decomposition
-    decompose_lr: float = 5e-4           # its peak lr
+    decompose_finetune: TrainConfig = _adamw(1, 5e-4)  # after decomposition (Table 2)
     sweep_patch: int = 4                 # patch size of the rank sweep / merits / error curves
     sweep_methods: tuple = ("svd", "qr", "qr_reduced", "qr_pivoted", "cod", "lu")  # swept methods
     sweep_ratios: tuple = (0.125, 0.25, 0.5)  # swept rank ratios (fraction of min(out, in))
-    sweep_finetune_epochs: int = 0       # fine-tune epochs per sweep point (0 = accuracy right after)
+    sweep_finetune: TrainConfig = _adamw(0, 5e-4)  # per sweep point (0 ep = accuracy right after)
     merits_repeats: int = 5              # timed repeats per least-squares solve (median kept)
-    patch_overrides: dict = field(default_factory=dict)  # {patch: {field: value}} per-patch model / epochs
+    patch_overrides: dict = field(default_factory=dict)  # {patch: {key: value}}: per-patch
+    #                                      model / epochs, dotted keys ({2: {"pretrain.epochs": 6}})
 
 
-SMOKE = dict(dataset="digits", model="test_vit_cifar", patch_sizes=(4, 8), pretrain_epochs=2, sparsity_epochs=2,
-             batch_size=32,
-             finetune_epochs=1, decompose_finetune_epochs=1, sweep_ratios=(0.25, 0.5),
-             merits_repeats=3)
+def _all(key: str, value) -> dict:
+    """``{"<recipe>.<key>": value}`` for every recipe (one batch size for all phases)."""
+    return {f"{r}.{key}": value for r in RECIPES}
+
+
+SMOKE = {"dataset": "digits", "model": "test_vit_cifar", "patch_sizes": (4, 8),
+         "pretrain.epochs": 2, "sparsity.epochs": 2, "finetune.epochs": 1,
+         "decompose_finetune.epochs": 1, "sweep_ratios": (0.25, 0.5), "merits_repeats": 3,
+         **_all("batch_size", 32)}
 # cpu: the paper's order on the CIFAR-10 subset with a real dense baseline per patch size
 # (the architecture depends on the patch size, so nothing is shared): 12 epochs from
 # scratch at lr 1e-3 -> 3 epochs with L1 at 5e-4 -> prune 0.3 -> 1 fine-tune epoch at 2.5e-4
 # -> decompose (rank 0.25) -> 1 fine-tune epoch at 2.5e-4.  Patch 2 (256 tokens, ~4x the
 # cost of patch 4 per epoch) uses a half-depth model (vit_cifar_small_d2: dim 96, depth 2)
 # and 6 + 2 epochs instead of 12 + 3, to keep all three patch sizes within ~30 min on CPU.
-CPU = dict(dataset=CIFAR10_SUBSET, model="vit_cifar_small", patch_sizes=(2, 4, 8),
-           pretrain_epochs=12, pretrain_lr=1e-3, sparsity_epochs=3, sparsity_lr=5e-4,
-           finetune_epochs=1, finetune_lr=2.5e-4, decompose_finetune_epochs=1,
-           decompose_lr=2.5e-4, sweep_ratios=(0.125, 0.25, 0.5),
-           patch_overrides={2: {"model": "vit_cifar_small_d2", "pretrain_epochs": 6,
-                                "sparsity_epochs": 2}})
-GPU = dict(dataset="cifar10", model="vit_cifar", patch_sizes=(2, 4, 8), pretrain_epochs=30,
-           pretrain_lr=1e-3, sparsity_epochs=10, sparsity_lr=1e-4, finetune_epochs=5,
-           finetune_lr=1e-4, decompose_finetune_epochs=5, decompose_lr=1e-4,
-           sweep_finetune_epochs=1, device="cuda")
+CPU = {"dataset": "npz:../shared/data/cifar10_subset.npz", "model": "vit_cifar_small",
+       "patch_sizes": (2, 4, 8), "pretrain.epochs": 12, "pretrain.lr": 1e-3,
+       "sparsity.epochs": 3, "sparsity.lr": 5e-4, "finetune.epochs": 1, "finetune.lr": 2.5e-4,
+       "decompose_finetune.epochs": 1, "decompose_finetune.lr": 2.5e-4,
+       "sweep_finetune.lr": 2.5e-4, "sweep_ratios": (0.125, 0.25, 0.5),
+       "patch_overrides": {2: {"model": "vit_cifar_small_d2", "pretrain.epochs": 6,
+                               "sparsity.epochs": 2}}}
+GPU = {"dataset": "cifar10", "model": "vit_cifar", "patch_sizes": (2, 4, 8),
+       "pretrain.epochs": 30, "pretrain.lr": 1e-3, "sparsity.epochs": 10, "sparsity.lr": 1e-4,
+       "finetune.epochs": 5, "finetune.lr": 1e-4, "decompose_finetune.epochs": 5,
+       "decompose_finetune.lr": 1e-4, "sweep_finetune.epochs": 1, "sweep_finetune.lr": 1e-4,
+       "device": "cuda"}
 # The paper's settings (section 3.2).  pretrain replaces the code book's released model
 # (its train_cifar10.py defaults: 100 epochs, lr 1e-4, batch 64).  Fine-tuning after pruning
 # and after decomposition use "the same optimization setting as in training" (100 epochs,
 # lr 6.25e-6).  The paper does not state the pruning rate or the ranks.
-PAPER = dict(dataset="cifar10", model="vit_cifar", patch_sizes=(2, 4, 8), pretrain_epochs=100,
-             pretrain_lr=1e-4, baseline_epochs=30, baseline_lr=6.25e-7, sparsity_epochs=100,
-             sparsity_lr=6.25e-6, sparsity=1e-4, finetune_epochs=100, finetune_lr=6.25e-6,
-             decompose_finetune_epochs=100, decompose_lr=6.25e-6, sweep_finetune_epochs=10,
-             device="cuda")
+PAPER = {"dataset": "cifar10", "model": "vit_cifar", "patch_sizes": (2, 4, 8),
+         "pretrain.epochs": 100, "pretrain.lr": 1e-4, "baseline.epochs": 30,
+         "baseline.lr": 6.25e-7, "sparsity.epochs": 100, "sparsity.lr": 6.25e-6,
+         "l1_strength": 1e-4, "finetune.epochs": 100, "finetune.lr": 6.25e-6,
+         "decompose_finetune.epochs": 100, "decompose_finetune.lr": 6.25e-6,
+         "sweep_finetune.epochs": 10, "sweep_finetune.lr": 6.25e-6, "device": "cuda"}
 
 register_paper("vtp_svd", "VTP pruning of a CIFAR ViT + SVD / QR / LU decomposition (Table 2)",
                VtpSvdConfig, presets={"smoke": SMOKE, "cpu": CPU, "gpu": GPU, "paper": PAPER})

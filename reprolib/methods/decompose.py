@@ -29,6 +29,12 @@ product; the full Q is computed and then cut.  Only SVD truncation is optimal
 The rank is chosen per layer by ``rank_ratio`` (a fraction of the layer's full rank
 ``min(out, in)``) or by ``energy`` (the smallest r whose leading singular values hold that
 fraction of sum sigma_i^2).
+
+The two-factor layer itself (:class:`LowRankLinear`, :func:`apply_ranks`,
+:func:`current_ranks`) lives in ``reprolib.models.layers.lowrank`` and is re-exported here.
+Section 2.3's Table 1 (least squares by normal equations, QR, SVD) is measured by
+:func:`lstsq_merits`; :func:`full_rank_identity` checks that full-rank factors reproduce the
+layers.
 """
 
 from __future__ import annotations
@@ -44,39 +50,19 @@ import scipy.linalg
 import torch
 import torch.nn as nn
 
+from reprolib.compressed import add_arch
 from reprolib.errors import ReprolibError, check_range, choose
+from reprolib.models.layers.lowrank import LowRankLinear, apply_ranks, current_ranks, set_module
+
+__all__ = ["METHODS", "DEFAULT_LAYERS", "LowRankLinear", "apply_ranks", "current_ranks",
+           "factorize", "decompose_linear", "choose_rank", "target_layers", "decompose_model",
+           "truncation_error", "error_curve", "lstsq_merits", "LSTSQ_SOLVERS",
+           "full_rank_identity"]
 
 METHODS = ("svd", "qr", "qr_reduced", "qr_pivoted", "cod", "lu")
 # Linear layers of the ViT blocks that VTP prunes (q/k/v rows, out columns, fc1 rows, fc2 columns).
 DEFAULT_LAYERS = ("blocks.*.attn.to_q", "blocks.*.attn.to_k", "blocks.*.attn.to_v",
                   "blocks.*.attn.to_out", "blocks.*.mlp.fc1", "blocks.*.mlp.fc2")
-
-
-class LowRankLinear(nn.Module):
-    """``y = second(first(x))``: ``first`` = Linear(in, rank, no bias) holds B, ``second`` =
-    Linear(rank, out, bias) holds A and the original bias."""
-
-    def __init__(self, in_features: int, out_features: int, rank: int, bias: bool = True,
-                 method: str = ""):
-        super().__init__()
-        self.in_features, self.out_features, self.rank, self.method = in_features, out_features, rank, method
-        self.first = nn.Linear(in_features, rank, bias=False)
-        self.second = nn.Linear(rank, out_features, bias=bias)
-
-    @property
-    def weight(self) -> torch.Tensor:
-        """The dense product A B (out x in), for inspection."""
-        return self.second.weight @ self.first.weight
-
-    @property
-    def bias(self):
-        return self.second.bias
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.second(self.first(x))
-
-    def extra_repr(self) -> str:
-        return f"in={self.in_features}, out={self.out_features}, rank={self.rank}, method={self.method!r}"
 
 
 def factorize(w: np.ndarray, method: str, rank: int) -> tuple[np.ndarray, np.ndarray]:
@@ -161,11 +147,6 @@ def target_layers(model: nn.Module, layers: Iterable[str] = DEFAULT_LAYERS) -> l
             if isinstance(m, nn.Linear) and any(fnmatch.fnmatchcase(n, p) for p in pats)]
 
 
-def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent, _, leaf = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, leaf, new)
-
-
 def decompose_model(model: nn.Module, method: str = "svd", rank_ratio: float | None = 0.25, *,
                     energy: float | None = None, layers: Iterable[str] = DEFAULT_LAYERS,
                     only_if_smaller: bool = True) -> nn.Module:
@@ -180,6 +161,8 @@ def decompose_model(model: nn.Module, method: str = "svd", rank_ratio: float | N
     ``only_if_smaller``: keep a layer dense when r (out + in) >= out * in, i.e. when the
     factors would not have fewer weights (default True).
     The input model is left untouched; ``current_ranks(new)`` lists the factored layers.
+    A model built by ``reprolib.create_model`` gets the step ``{"kind": "lowrank", "ranks":
+    ...}`` in its spec, so ``reprolib.save_compressed`` / ``load_compressed`` rebuild it.
     """
     choose("decomposition method", method, METHODS)
     if energy is not None:  # an energy threshold overrides the default rank_ratio
@@ -190,25 +173,10 @@ def decompose_model(model: nn.Module, method: str = "svd", rank_ratio: float | N
         r = choose_rank(layer.weight, rank_ratio, energy)
         if only_if_smaller and r * (out_f + in_f) >= out_f * in_f:
             continue
-        _set_module(new, name, decompose_linear(layer, method, r))
+        set_module(new, name, decompose_linear(layer, method, r))
+    if getattr(new, "reprolib_spec", None) is not None:  # built by create_model: save as data
+        add_arch(new, "lowrank", replace=True, ranks=current_ranks(new))
     return new
-
-
-def current_ranks(model: nn.Module) -> dict[str, int]:
-    """``{module name: rank}`` of every :class:`LowRankLinear` in ``model``."""
-    return {n: m.rank for n, m in model.named_modules() if isinstance(m, LowRankLinear)}
-
-
-def apply_ranks(model: nn.Module, ranks: dict[str, int]) -> nn.Module:
-    """Turn the named ``nn.Linear`` layers into (untrained) :class:`LowRankLinear` shells of
-    the given ranks, in place, so a decomposed model's ``state_dict`` can be loaded."""
-    for name, r in ranks.items():
-        layer = model.get_submodule(name)
-        if not isinstance(layer, nn.Linear):
-            raise ReprolibError(f"{name} is not an nn.Linear; cannot give it rank {r}")
-        out_f, in_f = layer.weight.shape
-        _set_module(model, name, LowRankLinear(in_f, out_f, int(r), layer.bias is not None))
-    return model
 
 
 def truncation_error(weight: torch.Tensor, method: str, rank: int) -> dict[str, float]:

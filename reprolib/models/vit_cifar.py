@@ -23,8 +23,9 @@ Two facts of the code book are kept as documented options:
   patches); the paper reports patch 8, so the assertion is dropped here.
 
 Pruned widths are data: ``block_dims`` lists ``(head_dim, mlp_hidden)`` per block and
-``ranks`` (see ``reprolib.methods.decompose``) the low-rank factor sizes, so
-``create_model("vit_cifar", **arch)`` rebuilds a pruned or decomposed model exactly.
+``ranks`` the sizes of low-rank factored layers (``reprolib.models.layers.lowrank``, filled by
+``reprolib.methods.decompose``), so ``create_model("vit_cifar", **arch)`` rebuilds a pruned
+or decomposed model exactly (``reprolib.save_compressed`` records the same as data).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from reprolib.errors import ReprolibError, check_range, choose
+from reprolib.models.layers.lowrank import apply_ranks, current_ranks
 from reprolib.registry import register_model
 
 ATTN_SCALES = ("dim", "head")
@@ -158,7 +160,6 @@ class ViTCifar(nn.Module):
         self.head = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, mlp_dim), nn.GELU(),
                                   nn.Dropout(dropout), nn.Linear(mlp_dim, num_classes))
         if ranks:
-            from reprolib.methods.decompose import apply_ranks
             apply_ranks(self, ranks)
 
     def patchify(self, img: torch.Tensor) -> torch.Tensor:
@@ -180,7 +181,6 @@ class ViTCifar(nn.Module):
     def architecture(self) -> dict:
         """JSON-ready kwargs that rebuild this (possibly pruned / decomposed) model with
         ``create_model("vit_cifar", **arch)``."""
-        from reprolib.methods.decompose import current_ranks
         dims = [[b.attn.head_dim, b.mlp.fc1.out_features] for b in self.blocks]
         arch = dict(self.arch, block_dims=dims)
         ranks = current_ranks(self)
