@@ -4,16 +4,17 @@ Paper: Zhang & Liu, "基于 MetaFormer 的高效神经架构搜索" (``../shared
 §4.1: 100 rounds; each round one epoch of the shared weights (AdamW lr 1e-3, wd 1e-4) and
 100 controller samples (Adam lr 3.5e-4); batch 128 for training and rewards.  §4.2: the
 searched and the baseline mixers retrained from scratch for 600 epochs on Flowers-102 at
-224 px (random crop + flip), AdamW lr 1e-3, wd 1e-4.  The pipeline is
-``reprolib.methods.metaformer_nas.run_search`` / ``run_retrain``.
+224 px (random crop + flip), AdamW lr 1e-3, wd 1e-4 (the ``retrain`` recipe).  The search
+hyperparameters are flat fields (they map one to one to
+``reprolib.methods.metaformer_nas.NASConfig``); the pipeline is
+``reprolib.experiments.metaformer_nas``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from reprolib.configs import BaseConfig, register_paper
-from reprolib.data import CIFAR10_SUBSET
+from reprolib.configs import BaseConfig, TrainConfig, recipe, register_paper
 
 # The paper's Table 1 (§4.1), as printed: search wall time (hours, Quadro RTX 8000) and the
 # number of architectures of the search space, for N = 4 and N = 7 nodes.
@@ -21,11 +22,15 @@ PAPER_TABLE1 = {4: {"search_time_h": 2.8, "space_size": 96},
                 7: {"search_time_h": 3.1, "space_size": 92_160}}
 PAPER_DEVICE = "Quadro RTX 8000 (47.5 GB), Xeon Silver 4210R, CUDA 11.4"
 # The paper's Table 2 (§4.2), as printed: Flowers-102 top-1 accuracy (%) of MetaFormer-S12
-# (early conv + 16x16 tokens) with each token mixer, 600 epochs.
+# (early conv + 16x16 tokens) with each token mixer, 600 epochs; TABLE2_LABELS are the
+# paper's row names.  Our rows name the backbone actually trained (cfg.model) and the mixer
+# (TABLE2_MIXERS).
 PAPER_TABLE2 = {"pooling": 64.9, "mlp": 65.1, "attention": 64.7, "nas4": 64.5, "nas7": 65.9}
 TABLE2_LABELS = {"pooling": "MetaFormer-s12 + Pooling", "mlp": "MetaFormer-s12 + SpatialMLP",
                  "attention": "MetaFormer-s12 + MHSA", "nas4": "MetaFormer-s12 + 4 Node NAS",
                  "nas7": "MetaFormer-s12 + 7 Node NAS"}
+TABLE2_MIXERS = {"pooling": "Pooling", "mlp": "SpatialMLP", "attention": "MHSA",
+                 "nas4": "4 Node NAS", "nas7": "7 Node NAS"}
 
 
 @dataclass
@@ -34,7 +39,8 @@ class MetaFormerNASConfig(BaseConfig):
     node_counts: tuple = (4, 7)          # DAG sizes N searched (paper Table 1: 4 and 7)
     baselines: tuple = ("pooling", "mlp", "attention")  # hand-designed mixers of Table 2
     layer_scale_init: float = 1e-5       # initial layer scale of both residual branches (PoolFormer/paper 1e-5; cpu/smoke larger, see CPU)
-    batch_size: int = 128                # shared training, reward and retraining batch (paper 128)
+    # ---- the search (NASConfig)
+    batch_size: int = 128                # shared-training and reward batch of the search (paper 128)
     val_fraction: float = 0.1            # fraction of the training set held out for rewards
     rounds: int = 2                      # search rounds (paper 100)
     shared_epochs: int = 1               # shared-weight epochs per round (paper 1)
@@ -52,18 +58,18 @@ class MetaFormerNASConfig(BaseConfig):
     baseline_decay: float = 0.95         # EMA decay of the REINFORCE baseline (ENAS 0.95..0.99)
     derive_samples: int = 100            # K architectures sampled to pick the final one
     derive_batches: int = 1              # validation batches scoring each derived candidate
-    retrain_epochs: int = 1              # from-scratch training of each Table 2 model (paper 600)
-    optimizer: str = "adamw"             # retraining optimizer (paper AdamW)
-    lr: float = 1e-3                     # retraining peak lr (paper 1e-3)
-    weight_decay: float = 1e-4           # retraining weight decay (paper 1e-4)
-    schedule: str = "cosine"             # retraining lr schedule (the paper names none)
+    # ---- retraining from scratch (Table 2): AdamW lr 1e-3, wd 1e-4 (paper; 600 epochs)
+    retrain: TrainConfig = recipe(epochs=1, batch_size=128, optimizer="adamw", lr=1e-3,
+                                  weight_decay=1e-4, schedule="cosine")  # the paper names no schedule
+    # ---- the toy-reward REINFORCE check
     toy_samples: int = 800               # controller updates of the toy-reward REINFORCE check
     toy_lr: float = 1.5e-3               # Adam lr of the toy-reward check (its own; 3e-3 left 1 of 3 N = 7 seeds stuck)
 
 
-SMOKE = dict(dataset="digits", model="test_metaformer", image_size=16, batch_size=64, rounds=2,
-             max_train_batches=4, controller_samples=10, derive_samples=10, retrain_epochs=1,
-             toy_samples=400, layer_scale_init=1.0)
+SMOKE = {"dataset": "digits", "model": "test_metaformer", "image_size": 16, "batch_size": 64,
+         "rounds": 2, "max_train_batches": 4, "controller_samples": 10, "derive_samples": 10,
+         "retrain.epochs": 1, "retrain.batch_size": 64, "toy_samples": 400,
+         "layer_scale_init": 1.0}
 # CPU: 24 rounds of (half an epoch = 18 batches of shared training, 100 controller updates):
 # 432 shared steps (~12 epochs of the 4,577-image split) and 2,400 controller updates in all,
 # so the controller lr is 1.5e-3 (the paper's 3.5e-4 is for 100 rounds x 100 = 10,000
@@ -72,13 +78,14 @@ SMOKE = dict(dataset="digits", model="test_metaformer", image_size=16, batch_siz
 # epochs, so every cell computed nearly the same function (policy ~uniform, all mixers
 # 36.7-37.9 %).  Measured on metaformer_tiny/pooling after 30 AdamW steps on the subset:
 # |mixer branch| / |block input| = 0.004-0.014 (1e-5), 0.06-0.19 (1e-1), 0.7-2.1 (1.0).
-CPU = dict(dataset=CIFAR10_SUBSET, model="metaformer_tiny", image_size=32, rounds=24,
-           max_train_batches=18, controller_samples=100, controller_lr=1.5e-3, derive_samples=50,
-           retrain_epochs=5, layer_scale_init=1.0)
-GPU = dict(dataset="cifar10", model="metaformer_s12", image_size=32, rounds=20,
-           retrain_epochs=60, device="cuda")
-PAPER = dict(dataset="flowers102", model="metaformer_s12", image_size=224, rounds=100,
-             retrain_epochs=600, schedule="constant", device="cuda")
+CPU = {"dataset": "npz:../shared/data/cifar10_subset.npz", "model": "metaformer_tiny",
+       "image_size": 32, "rounds": 24, "max_train_batches": 18, "controller_samples": 100,
+       "controller_lr": 1.5e-3, "derive_samples": 50, "retrain.epochs": 5,
+       "layer_scale_init": 1.0}
+GPU = {"dataset": "cifar10", "model": "metaformer_s12", "image_size": 32, "rounds": 20,
+       "retrain.epochs": 60, "device": "cuda"}
+PAPER = {"dataset": "flowers102", "model": "metaformer_s12", "image_size": 224, "rounds": 100,
+         "retrain.epochs": 600, "retrain.schedule": "constant", "device": "cuda"}
 
 register_paper(
     "metaformer_nas",

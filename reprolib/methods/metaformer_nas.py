@@ -27,16 +27,20 @@ Search (§3.2, §4.1).  Rounds alternate
       one validation batch, REINFORCE with baseline:
           loss = -(R - b) log pi(m; theta) - beta H(pi),   b <- d b + (1 - d) R
       Adam lr 3.5e-4, controller gradients clipped to ``controller_clip``.
-The state after each round is checkpointed (``search.pt``), so a killed search resumes at
-the next round with the same random streams.  Derive: sample K architectures, keep the one
-with the best reward, save it as JSON and retrain it from scratch.
+The state after each round is checkpointed (``search.pt``, written with
+``reprolib.io.save_torch`` and read with ``weights_only=True``: tensors and plain data only),
+so a killed search resumes at the next round with the same random streams.  Derive: sample
+K architectures, keep the one with the best reward; it is retrained from scratch as
+``create_model(backbone, mixer=arch.to_json())``.
+
+The pipeline (stages, tables, figures, drawing a cell) is ``reprolib.experiments.metaformer_nas``.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -46,13 +50,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from reprolib import io
 from reprolib.errors import ReprolibError, check_range, choose
 from reprolib.models.metaformer import (OPS, Architecture, MetaFormer,
                                         load_architecture, save_architecture)
 
-__all__ = ["Architecture", "Controller", "NASConfig", "count_architectures",
-           "decision_space", "derive", "enumerate_architectures", "load_architecture",
-           "paper_space_size", "reinforce_step", "save_architecture", "search", "toy_reinforce"]
+__all__ = ["Architecture", "Controller", "NASConfig", "batch_accuracy", "count_architectures",
+           "decision_space", "decode", "derive", "encode", "enumerate_architectures",
+           "load_architecture", "paper_space_size", "reinforce_step", "save_architecture",
+           "search", "toy_reinforce"]
 
 
 # --------------------------------------------------------------------------- search space
@@ -100,6 +106,7 @@ def enumerate_architectures(n_nodes: int):
         yield decode(n_nodes, choices)
 
 
+@functools.lru_cache(maxsize=None)
 def count_architectures(n_nodes: int, max_enumerate: int = 7) -> int:
     """The number of distinct architectures the controller can emit for ``n_nodes`` nodes.
 
@@ -353,6 +360,23 @@ def _shared_epoch(model, controller, data, opt, cfg: NASConfig, epoch: int, gen)
     return {"train_loss": loss_sum / max(tot, 1), "train_acc": 100 * correct / max(tot, 1)}
 
 
+_CKPT_KEYS = ("model", "controller", "shared_opt", "ctrl_opt", "generator", "torch_rng",
+              "state")
+
+
+def load_search_checkpoint(path) -> dict:
+    """Read a ``search.pt`` written by :func:`search` with ``reprolib.io.load_torch``
+    (``weights_only=True``: nothing in the file is executed).  A file that holds objects or
+    code, a corrupt file, or one that is not a search checkpoint is a ``ReprolibError``."""
+    ck = io.load_torch(path, "search checkpoint")
+    if not isinstance(ck, dict) or any(k not in ck for k in _CKPT_KEYS) \
+            or not isinstance(ck["state"], dict):
+        raise ReprolibError(f"search checkpoint {Path(path).name} is not a MetaFormer-NAS "
+                            f"search checkpoint (it needs {', '.join(_CKPT_KEYS)}); delete it "
+                            "to restart the search")
+    return ck
+
+
 def search(model: MetaFormer, data, cfg: NASConfig, *, ckpt_dir=None, device="cpu",
            seed: int = 0, log: Callable[[str], None] | None = None) -> dict:
     """Run the MetaFormer-NAS search on the shared model (paper §3.2).
@@ -382,7 +406,7 @@ def search(model: MetaFormer, data, cfg: NASConfig, *, ckpt_dir=None, device="cp
     state = {"round": 0, "baseline": None, "history": [], "val_pos": 0}
     ckpt = Path(ckpt_dir) / "search.pt" if ckpt_dir else None
     if ckpt is not None and ckpt.exists():
-        ck = torch.load(ckpt, map_location="cpu", weights_only=False)
+        ck = load_search_checkpoint(ckpt)
         model.load_state_dict(ck["model"])
         controller.load_state_dict(ck["controller"])
         shared_opt.load_state_dict(ck["shared_opt"])
@@ -422,13 +446,13 @@ def search(model: MetaFormer, data, cfg: NASConfig, *, ckpt_dir=None, device="cp
                 f"reward {rec['reward']:.3f} entropy {rec['entropy']:.3f} "
                 f"best {best} ({rec['time_s']:.1f}s)")
         if ckpt is not None:
-            ckpt.parent.mkdir(parents=True, exist_ok=True)
-            tmp = ckpt.with_name(ckpt.name + ".tmp")
-            torch.save({"model": model.state_dict(), "controller": controller.state_dict(),
-                        "shared_opt": shared_opt.state_dict(), "ctrl_opt": ctrl_opt.state_dict(),
-                        "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
-                        "state": state, "config": asdict(cfg)}, tmp)
-            os.replace(tmp, ckpt)
+            # tensors and plain data only (the generator states are ByteTensors), so that
+            # io.load_torch reads it back with weights_only=True
+            io.save_torch({"model": model.state_dict(), "controller": controller.state_dict(),
+                           "shared_opt": shared_opt.state_dict(),
+                           "ctrl_opt": ctrl_opt.state_dict(), "generator": gen.get_state(),
+                           "torch_rng": torch.get_rng_state(), "state": state,
+                           "config": asdict(cfg)}, ckpt)
     t0 = time.perf_counter()
     batches = [b for b, _ in zip(val, range(cfg.derive_batches))]
     best, cands = derive(model, controller, batches, cfg.derive_samples, generator=gen)
@@ -452,251 +476,3 @@ def derive(model: MetaFormer, controller: Controller, batches, k: int = 100, gen
             scores[a.nodes] = sum(batch_accuracy(model, a, b) for b in batches) / len(batches)
     cands = sorted(((Architecture(n), r) for n, r in scores.items()), key=lambda t: -t[1])
     return cands[0], cands
-
-
-# --------------------------------------------------------------------------- drawing
-def draw_architecture(arch, ax=None, title: str | None = None):
-    """Draw a DAG token mixer: entrance (attention fused), nodes with their op, the
-    W_{j,i} edges, and the leaves averaged into the output.  Returns the axes."""
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import FancyArrowPatch
-
-    arch = Architecture.parse(arch)
-    n = arch.n_nodes
-    if ax is None:
-        _, ax = plt.subplots(figsize=(1.3 * (n + 2), 2.6))
-    xs = {i: float(i) for i in range(n + 2)}        # 0 entrance, 1..n nodes, n+1 output
-    y = 0.0
-    def box(i, text, color):
-        ax.text(xs[i], y, text, ha="center", va="center", fontsize=8,
-                bbox=dict(boxstyle="round,pad=0.35", fc=color, ec="black", lw=0.8))
-    box(0, "entrance\n(MHSA+MLP)", "#dddddd")
-    for i, (p, op) in enumerate(arch.nodes, start=1):
-        box(i, f"{i}\n{'pool' if op == 'pooling' else 'id'}",
-            "#9ecae1" if op == "pooling" else "#fdd0a2")
-    box(n + 1, "avg", "#c7e9c0")
-    def arc(a, b, label=None, rad=0.0):
-        ax.add_patch(FancyArrowPatch((xs[a] + 0.25, y), (xs[b] - 0.25, y),
-                                     connectionstyle=f"arc3,rad={rad}", arrowstyle="-|>",
-                                     mutation_scale=10, lw=0.9))
-    for i, (p, _) in enumerate(arch.nodes, start=1):
-        arc(p, i, rad=0.0 if i - p == 1 else -0.25 - 0.08 * (i - p))
-    for leaf in arch.leaves:
-        arc(leaf, n + 1, rad=0.0 if leaf == n else 0.3 + 0.06 * (n - leaf))
-    ax.set_xlim(-0.7, n + 1.7)
-    ax.set_ylim(-0.45 * n - 0.6, 0.3 * n + 0.6)
-    ax.axis("off")
-    ax.set_title(title or f"searched mixer, N = {n}: {arch}", fontsize=9)
-    return ax
-
-
-# --------------------------------------------------------------------------- notebook pipeline
-FIG5_ARCH = [[0, "identity"], [1, "pooling"], [1, "identity"], [3, "pooling"]]  # paper fig. 5
-
-
-def nas_config(cfg, n_nodes: int) -> NASConfig:
-    """The ``NASConfig`` of a notebook config (``MetaFormerNASConfig``) for ``n_nodes``."""
-    import dataclasses
-    names = {f.name for f in dataclasses.fields(NASConfig)} - {"n_nodes"}
-    names &= {f.name for f in dataclasses.fields(cfg)}
-    return NASConfig(n_nodes=n_nodes, **{k: getattr(cfg, k) for k in names})
-
-
-def search_run_config(cfg, n_nodes: int) -> dict:
-    """The config stored with a search record (what determines its result)."""
-    from reprolib.configs import config_dict
-    keep = {"dataset", "model", "image_size", "seed", "batch_size", "val_fraction",
-            "layer_scale_init"}
-    return {**{k: v for k, v in config_dict(cfg).items() if k in keep},
-            **asdict(nas_config(cfg, n_nodes))}
-
-
-def _search_data(cfg, device):
-    from reprolib.data import get_data
-    return get_data(cfg.dataset, cfg.image_size, cfg.batch_size, root=cfg.data_root,
-                    device=device, seed=cfg.seed, eval_batch_size=cfg.batch_size,
-                    val_fraction=cfg.val_fraction)
-
-
-def run_search(cfg, n_nodes: int, ckpt_dir=None, log=None) -> dict:
-    """Search an ``n_nodes`` mixer with the settings of notebook config ``cfg``; returns the
-    JSON-ready metrics of a results record (``search``'s dict plus ``device``).  The derived
-    architecture is also saved as ``ckpt_dir/arch.json``."""
-    import reprolib
-    from reprolib.train import resolve_device
-    device = resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    data = _search_data(cfg, device)
-    model = reprolib.create_model(cfg.model, mixer={"shared": n_nodes},
-                                  num_classes=data.num_classes, image_size=cfg.image_size,
-                                  layer_scale_init_value=cfg.layer_scale_init)
-    out = search(model, data, nas_config(cfg, n_nodes), ckpt_dir=ckpt_dir, device=device,
-                 seed=cfg.seed, log=log)
-    if ckpt_dir is not None:
-        save_architecture(out["arch"], Path(ckpt_dir) / "arch.json")
-    out["candidates"] = out["candidates"][:10]
-    out.update(n_nodes=n_nodes, device=str(device),
-               shared_params=sum(p.numel() for p in model.parameters()))
-    return out
-
-
-def run_retrain(cfg, mixer, ckpt_dir=None) -> dict:
-    """Train ``cfg.model`` with token mixer ``mixer`` (a name or an architecture's JSON)
-    from scratch for ``cfg.retrain_epochs`` on the full training set; returns the metrics of
-    ``reprolib.experiment.train_and_measure`` (test accuracy, params, FLOPs, latency...)."""
-    import reprolib
-    from reprolib.data import get_data
-    from reprolib.experiment import train_and_measure, train_config
-    from reprolib.train import resolve_device
-    device = resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    data = get_data(cfg.dataset, cfg.image_size, cfg.batch_size, root=cfg.data_root,
-                    device=device, seed=cfg.seed)
-    model = reprolib.create_model(cfg.model, mixer=mixer, num_classes=data.num_classes,
-                                  image_size=cfg.image_size,
-                                  layer_scale_init_value=cfg.layer_scale_init)
-    tcfg = train_config(cfg, epochs=cfg.retrain_epochs, progress=False)
-    return train_and_measure(model, data, tcfg, ckpt_dir, device=device,
-                             desc=f"retrain {mixer if isinstance(mixer, str) else 'searched'}",
-                             latency_repeats=5)
-
-
-def toy_target(n_nodes: int) -> Architecture:
-    """The best architecture of the toy reward: the paper's figure-5 cell extended (node i
-    > 4 takes node i - 2, ops alternate)."""
-    nodes = [tuple(x) for x in FIG5_ARCH][:n_nodes]
-    for i in range(len(nodes) + 1, n_nodes + 1):
-        nodes.append((i - 2, OPS[i % 2]))
-    return Architecture(tuple(nodes))
-
-
-def run_toy(cfg, n_nodes: int, _ckpt=None) -> dict:
-    """REINFORCE on the toy reward (``toy_reinforce``) with ``cfg.toy_samples`` updates."""
-    h = toy_reinforce(n_nodes, toy_target(n_nodes), samples=cfg.toy_samples, lr=cfg.toy_lr,
-                      seed=cfg.seed, clip=cfg.controller_clip,
-                      entropy_weight=cfg.entropy_weight, baseline_decay=cfg.baseline_decay)
-    h["converged"] = h["most_likely"] == h["target"]
-    return h
-
-
-def table1(df, cfg=None):
-    """Table 1 from the search records: ours (rounds, wall time, device, counted space size)
-    beside the paper's (hours on a Quadro RTX 8000, printed space size)."""
-    import pandas as pd
-    from reprolib.configs.metaformer_nas import PAPER_TABLE1
-    rows = []
-    for _, r in df[df["name"].str.startswith("search-")].sort_values("n_nodes").iterrows():
-        n = int(r["n_nodes"])
-        p = PAPER_TABLE1.get(n, {})
-        rows.append({"nodes N": n, "rounds": len(r["history"]),
-                     "search time (ours, s)": round(r["search_time_s"], 1),
-                     "search time (ours, h)": round(r["search_time_s"] / 3600, 4),
-                     "device (ours)": r["device"],
-                     "search time (paper, h)": p.get("search_time_h"),
-                     "architectures (counted)": count_architectures(n),
-                     "2^N (N-1)!": paper_space_size(n),
-                     "architectures (paper)": p.get("space_size")})
-    return pd.DataFrame(rows)
-
-
-def table2(df):
-    """Table 2 from the retraining records: test accuracy (ours) beside the paper's
-    Flowers-102 accuracy, with epochs, params and FLOPs (1 multiply-add = 1 FLOP)."""
-    import pandas as pd
-    from reprolib.configs.metaformer_nas import PAPER_TABLE2, TABLE2_LABELS
-    order = list(TABLE2_LABELS)
-    rows = []
-    for _, r in df[df["name"].str.startswith("retrain-")].iterrows():
-        key = r["name"][len("retrain-"):]
-        rows.append({"model": TABLE2_LABELS.get(key, key), "key": key,
-                     "backbone (ours)": r.get("config.model"),
-                     "acc (ours, %)": round(r["acc"], 2), "epochs": int(r["epochs"]),
-                     "params (M)": round(r["params"] / 1e6, 3),
-                     "FLOPs (M)": round(r["flops"] / 1e6, 2),
-                     "train time (s)": round(r["train_time_s"], 1),
-                     "acc (paper, Flowers-102, %)": PAPER_TABLE2.get(key)})
-    out = pd.DataFrame(rows)
-    if len(out):
-        out = out.sort_values("key", key=lambda s: s.map(lambda k: order.index(k) if k in order else 99))
-        out = out.drop(columns="key").reset_index(drop=True)
-    return out
-
-
-def plot_search(histories: dict, ax=None, title: str = ""):
-    """Mean controller reward and entropy per round, one line per N: ``histories`` maps N
-    to a search history (list of round dicts).  Returns the figure."""
-    import matplotlib.pyplot as plt
-    if ax is None:
-        fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
-    else:
-        fig = ax[0].figure
-    for n, hist in sorted(histories.items()):
-        rounds = [h["round"] for h in hist]
-        ax[0].plot(rounds, [h["reward"] for h in hist], marker="o", label=f"N = {n} (mean)")
-        ax[0].plot(rounds, [h["most_likely_reward"] for h in hist], ls="--", alpha=0.6,
-                   label=f"N = {n} (most likely arch)")
-        ax[1].plot(rounds, [h["entropy"] for h in hist], marker="o", label=f"N = {n}")
-    ax[0].set(xlabel="round", ylabel="reward (val-batch accuracy)")
-    ax[1].set(xlabel="round", ylabel="policy entropy (nats)")
-    for a in ax:
-        a.legend(fontsize=7)
-        a.grid(alpha=0.3)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
-def plot_toy(hist: dict, ax=None, title: str = ""):
-    """Toy-reward REINFORCE: reward (running mean of 25), entropy and pi(target) per update."""
-    import matplotlib.pyplot as plt
-    import numpy as np
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(5.5, 3.2))
-    else:
-        fig = ax.figure
-    r = np.asarray(hist["reward"])
-    w = min(25, len(r))
-    ax.plot(np.convolve(r, np.ones(w) / w, mode="valid"), label="reward (running mean)")
-    ax.plot(hist["p_target"], label="pi(best architecture)")
-    ax.plot(np.asarray(hist["entropy"]) / max(hist["entropy"][0], 1e-9), label="entropy / initial")
-    ax.set(xlabel="controller update", ylim=(0, 1.05))
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
-def _print(line: str) -> None:
-    print(line, flush=True)
-
-
-def cached_toy(cfg, n_nodes: int, force: bool = False) -> dict:
-    """The toy-reward REINFORCE check for ``n_nodes``, through ``results.run_cached``."""
-    from reprolib.results import run_cached
-    conf = {"n_nodes": n_nodes, "samples": cfg.toy_samples, "lr": cfg.toy_lr, "seed": cfg.seed,
-            "clip": cfg.controller_clip, "entropy_weight": cfg.entropy_weight,
-            "baseline_decay": cfg.baseline_decay}
-    return run_cached("metaformer_nas", cfg.profile, f"toy-nas{n_nodes}", conf,
-                      lambda ck: run_toy(cfg, n_nodes), force=force)
-
-
-def cached_search(cfg, n_nodes: int, force: bool = False, log=_print) -> dict:
-    """``run_search`` through ``results.run_cached`` (record ``search-nas<N>``; the search
-    checkpoints every round in the record's ckpt folder, so a killed run resumes)."""
-    from reprolib.results import run_cached
-    return run_cached("metaformer_nas", cfg.profile, f"search-nas{n_nodes}",
-                      search_run_config(cfg, n_nodes),
-                      lambda ck: run_search(cfg, n_nodes, ck, log), force=force)
-
-
-def cached_retrain(cfg, key: str, mixer, force: bool = False) -> dict:
-    """``run_retrain`` of ``mixer`` through ``results.run_cached`` (record ``retrain-<key>``)."""
-    from reprolib.configs import config_dict
-    from reprolib.results import run_cached
-    keep = {"dataset", "model", "image_size", "seed", "batch_size", "retrain_epochs",
-            "optimizer", "lr", "weight_decay", "schedule", "layer_scale_init"}
-    conf = {**{k: v for k, v in config_dict(cfg).items() if k in keep},
-            "mixer": mixer if isinstance(mixer, str) else Architecture.parse(mixer).to_json()}
-    return run_cached("metaformer_nas", cfg.profile, f"retrain-{key}", conf,
-                      lambda ck: run_retrain(cfg, mixer, ck), force=force)

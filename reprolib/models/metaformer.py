@@ -48,7 +48,7 @@ from timm.layers import trunc_normal_
 from timm.models.metaformer import Downsampling, GroupNorm1, MetaFormerBlock, Pooling
 
 from reprolib.errors import ReprolibError
-from reprolib.registry import register_model
+from reprolib.registry import register_model, set_spec
 
 OPS = ("identity", "pooling")          # the parameter-free node operations of the DAG
 BASE_MIXERS = ("pooling", "mlp", "attention")
@@ -108,7 +108,11 @@ class Architecture:
         if isinstance(spec, (str, os.PathLike)):
             s = str(spec).strip()
             if s.startswith("{") or s.startswith("["):
-                spec = json.loads(s)
+                try:
+                    spec = json.loads(s)
+                except ValueError as e:
+                    raise ReprolibError(
+                        f"cannot read an architecture from {s[:80]!r}: {e}") from None
             else:
                 from reprolib.paths import resolve
                 path = resolve(s)
@@ -116,7 +120,8 @@ class Architecture:
                     raise ReprolibError(
                         f"unknown mixer {s!r}; valid mixers: {', '.join(BASE_MIXERS)} or a "
                         "searched architecture (dict, JSON string or path to a JSON file)")
-                spec = json.loads(Path(path).read_text())
+                from reprolib.io import load_json
+                spec = load_json(path, "architecture file")
         if isinstance(spec, dict):
             if "nodes" not in spec:
                 raise ReprolibError("an architecture dict needs a 'nodes' list of [prev, op]")
@@ -133,13 +138,10 @@ class Architecture:
 
 
 def save_architecture(arch, path) -> Path:
-    """Write ``arch`` (anything ``Architecture.parse`` reads) as JSON to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(Architecture.parse(arch).to_json(), indent=1) + "\n")
-    os.replace(tmp, path)
-    return path
+    """Write ``arch`` (anything ``Architecture.parse`` reads) as JSON to ``path`` (atomic)."""
+    from reprolib import io
+
+    return io.write_json(Architecture.parse(arch).to_json(), path)
 
 
 def load_architecture(path) -> Architecture:
@@ -354,13 +356,32 @@ def _mixer_arg(mixer):
     return mixer
 
 
+def _mixer_spec(model: "MetaFormer", mixer):
+    """The ``mixer`` argument as JSON data for the model's spec: a base mixer's name,
+    ``{"shared": N}``, or the architecture's JSON (never a path, so a saved model does not
+    depend on the file it was built from)."""
+    if isinstance(mixer, str) and mixer in BASE_MIXERS:
+        return mixer
+    if isinstance(mixer, dict) and "shared" in mixer:
+        return {"shared": int(mixer["shared"])}
+    return model.arch.to_json()
+
+
+def _build(builder: str, mixer, num_classes: int, image_size: int, kw: dict, defaults: dict):
+    """A ``MetaFormer`` from a builder's arguments; its spec records the architecture as
+    data (``reprolib.save_compressed`` writes it; ``load_compressed`` rebuilds it)."""
+    model = MetaFormer(_mixer_arg(mixer), num_classes, image_size, **{**defaults, **kw})
+    return set_spec(model, builder, {"mixer": _mixer_spec(model, mixer),
+                                     "num_classes": num_classes, "image_size": image_size, **kw})
+
+
 @register_model(paper="metaformer_nas")
 def metaformer_s12(mixer="pooling", num_classes: int = 1000, image_size: int = 224, **kw):
     """MetaFormer-S12 of the paper: depths [2, 2, 6, 2], dims [64, 128, 320, 512], 16 x 16
     tokens (patch size image_size / 16; 14 at 224 px).  ``mixer``: "pooling" | "mlp" |
     "attention" | a searched architecture (dict, JSON string or path)."""
-    kw.setdefault("patch_size", max(1, image_size // 16))
-    return MetaFormer(_mixer_arg(mixer), num_classes, image_size, **kw)
+    return _build("metaformer_s12", mixer, num_classes, image_size, kw,
+                  {"patch_size": max(1, image_size // 16)})
 
 
 @register_model(paper="metaformer_nas")
@@ -368,14 +389,14 @@ def metaformer_tiny(mixer="pooling", num_classes: int = 10, image_size: int = 32
     """A small MetaFormer for 32 px CPU runs: depths [1, 1, 2, 1], dims [16, 32, 64, 96],
     stem 16 channels, patch 4 -> 8 x 8 tokens at 32 px (grids 8, 4, 2, 1).  ``patch_size=2``
     gives the paper's 16 x 16 grid at about 3x the CPU time of the DAG mixer."""
-    kw = {"depths": (1, 1, 2, 1), "dims": (16, 32, 64, 96), "stem_channels": 16,
-          "patch_size": max(1, image_size // 8), **kw}
-    return MetaFormer(_mixer_arg(mixer), num_classes, image_size, **kw)
+    return _build("metaformer_tiny", mixer, num_classes, image_size, kw,
+                  {"depths": (1, 1, 2, 1), "dims": (16, 32, 64, 96), "stem_channels": 16,
+                   "patch_size": max(1, image_size // 8)})
 
 
 @register_model(paper="metaformer_nas")
 def test_metaformer(mixer="pooling", num_classes: int = 10, image_size: int = 16, **kw):
     """Unit-test size: one block per stage, dims [8, 8, 16, 16], 8 x 8 tokens at 16 px."""
-    kw = {"depths": (1, 1, 1, 1), "dims": (8, 8, 16, 16), "stem_channels": 8,
-          "patch_size": max(1, image_size // 8), **kw}
-    return MetaFormer(_mixer_arg(mixer), num_classes, image_size, **kw)
+    return _build("test_metaformer", mixer, num_classes, image_size, kw,
+                  {"depths": (1, 1, 1, 1), "dims": (8, 8, 16, 16), "stem_channels": 8,
+                   "patch_size": max(1, image_size // 8)})

@@ -1,5 +1,6 @@
 """Unit tests of MetaFormer-NAS: search-space size, DAG mixer semantics, controller
-log-probabilities, REINFORCE on a toy reward, JSON round trips and search resume."""
+log-probabilities, REINFORCE on a toy reward, JSON and compressed-model round trips, search
+resume and the search checkpoint that is never unpickled."""
 
 import json
 import math
@@ -9,6 +10,7 @@ import torch
 
 import reprolib
 from reprolib.errors import ReprolibError
+from reprolib.experiments import metaformer_nas as E
 from reprolib.methods import metaformer_nas as M
 from reprolib.models.metaformer import Architecture, DAGMixer
 
@@ -67,7 +69,7 @@ def test_layer_scale_init_is_an_option_and_defaults_to_poolformer():
     assert get_config("metaformer_nas", "paper").layer_scale_init == 1e-5
     cpu = get_config("metaformer_nas", "cpu")
     assert cpu.layer_scale_init == 1.0
-    assert M.search_run_config(cpu, 4)["layer_scale_init"] == 1.0   # part of the record hash
+    assert E.search_run_config(cpu, 4)["layer_scale_init"] == 1.0   # part of the record hash
 
 
 @pytest.mark.parametrize("mixer", ["pooling", "mlp", "attention", FIG5])
@@ -154,7 +156,7 @@ def test_reinforce_converges_on_toy_reward():
 def test_reinforce_converges_on_toy_reward_seeds(n, seed):
     """The notebook's toy check (lr 1.5e-3, 800 updates) converges at N = 4 and 7."""
     torch.set_num_threads(1)
-    hist = M.toy_reinforce(n, M.toy_target(n), samples=800, lr=1.5e-3, seed=seed)
+    hist = M.toy_reinforce(n, E.toy_target(n), samples=800, lr=1.5e-3, seed=seed)
     assert hist["most_likely"] == hist["target"] and hist["p_target"][-1] > 0.5
 
 
@@ -212,3 +214,94 @@ def test_search_resumes_exactly(tmp_path):
         assert all(h1[k] == h2[k] for k in keys)
     assert full["arch"] == resumed["arch"] and len(full["history"]) == 2
     assert full["space_size"] == 16
+
+
+def test_search_checkpoint_is_plain_data(tmp_path):
+    """search.pt holds tensors and plain data only: it loads with weights_only=True."""
+    torch.set_num_threads(1)
+    model = reprolib.create_model("test_metaformer", mixer={"shared": 2}, num_classes=10)
+    cfg = M.NASConfig(n_nodes=2, rounds=1, max_train_batches=1, controller_samples=2,
+                      derive_samples=2)
+    M.search(model, _digits(), cfg, ckpt_dir=tmp_path, seed=0)
+    ck = torch.load(tmp_path / "search.pt", weights_only=True)
+    assert ck["state"]["round"] == 1 and ck["generator"].dtype == torch.uint8
+    assert M.load_search_checkpoint(tmp_path / "search.pt")["config"]["n_nodes"] == 2
+
+
+class _Planted:
+    """Unpickling this calls open(path, "w"): it would create ``path``."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_planted_pickle_search_checkpoint_is_refused(tmp_path):
+    target = tmp_path / "pwned.txt"
+    ck = tmp_path / "ckpt"
+    ck.mkdir()
+    torch.save({"model": _Planted(target), "state": {"round": 0}}, ck / "search.pt")
+    model = reprolib.create_model("test_metaformer", mixer={"shared": 2}, num_classes=10)
+    cfg = M.NASConfig(n_nodes=2, rounds=1, max_train_batches=1, controller_samples=1,
+                      derive_samples=1)
+    with pytest.raises(ReprolibError, match="search checkpoint .*refused"):
+        M.search(model, _digits(), cfg, ckpt_dir=ck, seed=0)
+    assert not target.exists()
+    # the same pickle really does create the file when unpickled without the guard
+    torch.load(ck / "search.pt", weights_only=False)
+    assert target.exists()
+
+
+def test_corrupt_or_foreign_search_checkpoint_is_a_clear_error(tmp_path):
+    (tmp_path / "search.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ReprolibError, match="corrupt or unreadable"):
+        M.load_search_checkpoint(tmp_path / "search.pt")
+    torch.save({"model": {}}, tmp_path / "search.pt")
+    with pytest.raises(ReprolibError, match="not a MetaFormer-NAS search checkpoint"):
+        M.load_search_checkpoint(tmp_path / "search.pt")
+
+
+def test_searched_metaformer_compressed_roundtrip(tmp_path):
+    """A searched model is data: builder + mixer=<architecture JSON>; save_compressed /
+    load_compressed rebuild it with the same outputs, also when built from a JSON path."""
+    torch.manual_seed(0)
+    path = M.save_architecture(FIG5, tmp_path / "arch.json")
+    model = reprolib.create_model("test_metaformer", mixer=str(path), num_classes=5,
+                                  layer_scale_init_value=1.0).eval()
+    spec = model.reprolib_spec
+    assert spec["builder"] == "test_metaformer"
+    assert spec["kwargs"]["mixer"] == Architecture.parse(FIG5).to_json()    # not the path
+    js = reprolib.save_compressed(model, tmp_path / "searched")
+    path.unlink()                                                # the model no longer needs it
+    back = reprolib.load_compressed(js).eval()
+    assert back.arch == Architecture.parse(FIG5)
+    x = torch.randn(2, 3, 16, 16)
+    assert torch.equal(model(x), back(x))
+    assert sum(p.numel() for p in back.parameters()) == sum(p.numel() for p in model.parameters())
+
+
+def test_compressed_file_of_another_architecture_is_refused(tmp_path):
+    a = reprolib.create_model("test_metaformer", mixer=FIG5, num_classes=5)
+    other = [[0, "identity"], [1, "pooling"], [2, "identity"], [3, "pooling"]]
+    b = reprolib.create_model("test_metaformer", mixer=other, num_classes=5)
+    reprolib.save_compressed(a, tmp_path / "a")
+    reprolib.save_compressed(b, tmp_path / "b")
+    (tmp_path / "b.safetensors").replace(tmp_path / "a.safetensors")  # a's JSON, b's weights
+    with pytest.raises(ReprolibError, match="do not fit"):
+        reprolib.load_compressed(tmp_path / "a")
+
+
+def test_base_mixer_models_roundtrip(tmp_path):
+    for mixer in ("pooling", "mlp", "attention"):
+        m = reprolib.create_model("test_metaformer", mixer=mixer, num_classes=3).eval()
+        assert m.reprolib_spec["kwargs"]["mixer"] == mixer
+        back = reprolib.load_compressed(reprolib.save_compressed(m, tmp_path / mixer)).eval()
+        x = torch.randn(1, 3, 16, 16)
+        assert torch.equal(m(x), back(x))
+
+
+def test_bad_architecture_json_is_a_clear_error():
+    with pytest.raises(ReprolibError, match="cannot read an architecture"):
+        Architecture.parse('{"nodes": [[0, "identity"]')
