@@ -1,16 +1,17 @@
 """Filter redistribution templates (papers/templates.md): config, presets and the paper's
 printed numbers (Tables 1 and 2).
 
-The experiment is a grid of independent runs: data set x model x template x width.  Each
-cell trains one model from scratch and is one results record (``run_cached``), so the
-paper's 320-run grid (2 data sets x 4 models x 5 templates x 8 widths) can be spread over
-machines and resumed.  Table 2 (parameters, memory, inference time at width 1.0) is a
-separate measurement-only grid over model x template.
+The experiment (``reprolib.experiments.templates``) is a grid of independent runs: data set x
+model x template x width.  Each cell trains one model from scratch with the ``train`` recipe
+and is one cached stage (one results record), so the paper's 320-run grid (2 data sets x 4
+models x 5 templates x 8 widths) can be spread over machines and resumed.  Table 2
+(parameters, memory, inference time at width 1.0) is a separate measurement-only grid over
+model x template.
 """
 
 from dataclasses import dataclass
 
-from reprolib.configs import BaseConfig, register_paper
+from reprolib.configs import BaseConfig, TrainConfig, recipe, register_paper
 
 TEMPLATES = ("base", "reverse", "uniform", "quadratic", "negative_quadratic")
 MODELS = ("vgg19_cifar", "resnet50_cifar", "googlenet_cifar", "mobilenet_cifar")
@@ -25,15 +26,12 @@ class TemplatesConfig(BaseConfig):
     model_widths: tuple = ()          # ((model, (w, ...)), ...): per-model widths that replace
     #                                   ``widths`` for those models (CPU budget); () = none
     extra_datasets: tuple = ()        # further data sets after ``dataset`` (paper: cifar100)
-    epochs: int = 160                 # training epochs per grid cell
-    batch_size: int = 64              # training batch size (paper: 64)
-    optimizer: str = "sgd"            # SGD with momentum
-    lr: float = 0.1                   # initial learning rate (paper: 0.1)
-    momentum: float = 0.9             # SGD momentum (not printed in the paper; common value)
-    weight_decay: float = 5e-4        # L2 weight decay (not printed; common CIFAR value)
-    schedule: str = "multistep"       # lr schedule: "multistep" = x gamma at each milestone
-    milestones: tuple = (80, 120)     # epochs where lr is multiplied by gamma (0.1->0.01->0.001)
-    gamma: float = 0.1                # multistep factor
+    # the training recipe of every grid cell (the paper's, section 4): 160 epochs, batch 64,
+    # SGD lr 0.1, x lr_decay 0.1 at epochs 80 and 120 (0.1 -> 0.01 -> 0.001); momentum 0.9 and
+    # weight decay 5e-4 are not printed in the paper (common CIFAR values)
+    train: TrainConfig = recipe(epochs=160, batch_size=64, optimizer="sgd", lr=0.1,
+                                momentum=0.9, weight_decay=5e-4, schedule="multistep",
+                                milestones=(80, 120), lr_decay=0.1)
     augment: bool = True              # pad-4 random crop + horizontal flip (the paper's)
     table2_models: tuple = MODELS     # models measured at width 1.0 for Table 2 (no training)
     table2_templates: tuple = TEMPLATES  # templates measured for Table 2
@@ -61,9 +59,9 @@ register_paper(
         # params/FLOPs of all 20 full-size cells (no memory/latency).
         "smoke": {"models": ("vgg19_cifar_tiny", "resnet50_cifar_tiny",
                              "googlenet_cifar_tiny", "mobilenet_cifar_tiny"),
-                  "templates": ("base", "uniform"), "widths": (0.125, 0.25), "epochs": 1,
-                  "batch_size": 128, "lr": 0.05, "schedule": "cosine", "milestones": (),
-                  "measure_memory": False, "measure_latency": False,
+                  "templates": ("base", "uniform"), "widths": (0.125, 0.25), "train.epochs": 1,
+                  "train.batch_size": 128, "train.lr": 0.05, "train.schedule": "cosine",
+                  "train.milestones": (), "measure_memory": False, "measure_latency": False,
                   "table1_width": 0.25},
         # real CIFAR-10 images (the 5085/1017 subset), all four full-size models, base vs
         # uniform at widths 0.05 and 0.1 for VGG-19 and MobileNet, 0.05 only for the heavier
@@ -77,19 +75,19 @@ register_paper(
         "cpu": {"dataset": "npz:../shared/data/cifar10_subset.npz",
                 "templates": ("base", "uniform"), "widths": (0.05, 0.1),
                 "model_widths": (("resnet50_cifar", (0.05,)), ("googlenet_cifar", (0.05,))),
-                "epochs": 2, "batch_size": 64, "lr": 0.05, "schedule": "cosine",
-                "milestones": (), "memory_probe": (), "memory_limit_gb": 12.0,
-                "table2_memory_limit_gb": 6.0,
+                "train.epochs": 2, "train.batch_size": 64, "train.lr": 0.05,
+                "train.schedule": "cosine", "train.milestones": (), "memory_probe": (),
+                "memory_limit_gb": 12.0, "table2_memory_limit_gb": 6.0,
                 "latency_batch": 1, "latency_repeats": 20, "table1_width": 0.05},
         # one GPU, full CIFAR-10: every template, four widths, 30 epochs (lr / 10 at 15, 23)
         "gpu": {"dataset": "cifar10", "templates": TEMPLATES, "widths": (1.0, 0.5, 0.25, 0.1),
-                "epochs": 30, "milestones": (15, 23), "batch_size": 128,
+                "train.epochs": 30, "train.milestones": (15, 23), "train.batch_size": 128,
                 "latency_batch": 64, "latency_repeats": 20},
         # the paper: 160 epochs, SGD 0.1 / 0.01 from 80 / 0.001 from 120, batch 64,
         # CIFAR-10 and CIFAR-100, all templates and the eight widths (320 runs)
         "paper": {"dataset": "cifar10", "extra_datasets": ("cifar100",),
-                  "templates": TEMPLATES, "widths": PAPER_WIDTHS, "epochs": 160,
-                  "milestones": (80, 120), "batch_size": 64, "lr": 0.1,
+                  "templates": TEMPLATES, "widths": PAPER_WIDTHS, "train.epochs": 160,
+                  "train.milestones": (80, 120), "train.batch_size": 64, "train.lr": 0.1,
                   "latency_batch": 64, "latency_repeats": 20},
     },
 )

@@ -1,14 +1,13 @@
-"""The four CIFAR networks of the filter-redistribution paper (``papers/templates.md``,
-section "Convolutional network models"), with their per-layer filter counts as data.
+"""the width rules that give their per-layer filter counts (section 3).
 
-VGG-19, ResNet-50, Inception (GoogLeNet) and MobileNet v1 in the common 32x32 CIFAR forms
-(the layouts of kuangliu/pytorch-cifar; at 10 classes 20.04 M, 23.52 M, 6.17 M and 3.22 M
-parameters, the paper's 20.0 / 23.5 / 6.2 / 3.2 M).  Every model is built from a list of
-per-layer counts ``filters`` (``f_1..f_D`` of section 3), so any distribution builds; the
-registered builders take ``template=`` and ``width=`` and compute that list with
-``reprolib.methods.templates.distribution``.
+The networks (section "Convolutional network models"): VGG-19, ResNet-50, Inception
+(GoogLeNet) and MobileNet v1 in the common 32x32 CIFAR forms (the layouts of
+kuangliu/pytorch-cifar; at 10 classes 20.04 M, 23.52 M, 6.17 M and 3.22 M parameters, the
+paper's 20.0 / 23.5 / 6.2 / 3.2 M).  Every model is built from a list of per-layer counts
+``filters`` (``f_1..f_D`` of section 3), so any distribution builds; the registered builders
+take ``template=`` and ``width=`` and compute that list with :func:`distribution`.
 
-What one "layer" ``f_l`` is (the paper takes "blocks as single layers"):
+What one "layer" ``f_l`` is in each network (the paper takes "blocks as single layers"):
 
 * VGG-19 (D = 16): the output channels of each 3x3 convolution.
 * ResNet-50 (D = 16 bottleneck blocks; the 3x3 stem convolution, 64 filters, is not
@@ -33,6 +32,10 @@ alone (ResNet-50's 64 and GoogLeNet's 192 filters become ``max(1, round(w * stem
 explicit ``filters=`` list keeps the base stem.  Strides, pooling, kernel sizes and the
 classifier stay as in the base model; only channel
 counts change, so a redistributed or width-scaled model is a physically different network.
+
+The registered builders (``create_model("vgg19_cifar", template=..., width=...)``) apply the
+width rules of section 3 and live with them in ``reprolib.methods.templates``; this module
+holds the networks, built from explicit per-layer counts (:func:`build`).
 """
 
 from __future__ import annotations
@@ -44,9 +47,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from reprolib.errors import ReprolibError
-from reprolib.methods.templates import distribution, scale_group, scale_one
-from reprolib.registry import register_model
+import numpy as np
+
+from reprolib.errors import ReprolibError, check_range, choose
 
 # ---------------------------------------------------------------------------------------
 # Base architectures as data
@@ -92,6 +95,61 @@ TINY_DIVISOR = 8
 # ---------------------------------------------------------------------------------------
 # Modules
 # ---------------------------------------------------------------------------------------
+
+def round_preserving_sum(values: Sequence[float], total: int, minimum: int = 1) -> list[int]:
+    """Round ``values`` to integers that sum to ``total`` (largest-remainder rule), each
+    at least ``minimum``.
+
+    Args:
+        values: real-valued per-layer counts whose sum is ``total`` (up to float error).
+        total: the integer sum to keep (the base model's F).
+        minimum: the fewest filters a layer may have (default 1).
+    """
+    v = np.asarray(values, dtype=np.float64)
+    out = np.floor(v + 1e-9).astype(np.int64)
+    rest = int(total - out.sum())
+    if rest > 0:
+        frac = v - out
+        # ties (equal fractional parts, e.g. the mirror layers of a parabola): larger layer
+        # first, then earlier layer, so symmetric solutions stay symmetric where possible
+        order = sorted(range(len(v)), key=lambda i: (-round(frac[i], 9), -out[i], i))
+        for i in order[:rest]:
+            out[i] += 1
+    elif rest < 0:  # float error only: take the excess from the largest layers
+        for i in sorted(range(len(v)), key=lambda i: (-out[i], i))[:-rest]:
+            out[i] -= 1
+    # Keep every layer at >= minimum filters, taking the deficit from the largest layers.
+    while (out < minimum).any():
+        i = int(np.argmin(out))
+        need = minimum - int(out[i])
+        out[i] = minimum
+        for _ in range(need):
+            j = int(np.argmax(out))
+            out[j] -= 1
+    return [int(x) for x in out]
+
+
+def scale_group(counts: Sequence[int], target: int) -> list[int]:
+    """Map one block/module's new count onto its inner convolutions, keeping their ratios.
+
+    The block's original inner widths ``counts`` (summing to ``S``) are scaled by
+    ``target / S`` and rounded with the largest-remainder rule so they sum to ``target``
+    exactly, each at least one filter.  Used for the four branches of an Inception module
+    (and, with the same factor, its reduction convolutions).
+
+    Args:
+        counts: the block's original inner widths (e.g. Inception's n1x1, n3x3, n5x5, pool).
+        target: the block's new total (>= len(counts)).
+    """
+    s = float(sum(counts))
+    target = max(int(target), len(counts))
+    return round_preserving_sum([c * target / s for c in counts], target)
+
+
+def scale_one(count: int, ratio: float) -> int:
+    """``max(1, round(count * ratio))``: an inner convolution scaled with its block."""
+    return max(1, int(round(count * ratio)))
+
 
 def _conv_bn_relu(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1,
                   bias: bool = False) -> nn.Sequential:
@@ -304,88 +362,19 @@ def base_filters(name: str) -> list[int]:
     return list(ARCHS[name]["filters"])
 
 
-def model_filters(name: str, template: str = "base", width: float = 1.0) -> list[int]:
-    """The per-layer counts of ``name`` after ``template`` and the width multiplier ``width``.
-
-    Args:
-        name: a key of ``ARCHS`` (e.g. ``"vgg19_cifar"``).
-        template: one of ``reprolib.methods.templates.TEMPLATES`` (default ``"base"``).
-        width: width multiplier in (0, 4] applied after the template (default 1.0).
-    """
-    return distribution(base_filters(name), template, width)
-
-
-UNITS = ("block", "stage")
-
-
-def stage_filters(name: str, template: str = "base", width: float = 1.0) -> list[int]:
-    """ResNet-50 with ``unit="stage"``: redistribute the 4 stage widths (D = 4), then give
-    every block of a stage its stage's width.  Returns the 16 per-block widths."""
-    if not name.startswith("resnet50_cifar"):
-        raise ReprolibError(f"unit='stage' exists only for resnet50_cifar*, not {name!r}")
-    blocks = base_filters(name)
-    starts = [sum(RESNET50_STAGE_BLOCKS[:i]) for i in range(len(RESNET50_STAGE_BLOCKS))]
-    per_stage = distribution([blocks[s] for s in starts], template, width)
-    return [w for w, k in zip(per_stage, RESNET50_STAGE_BLOCKS) for _ in range(k)]
-
-
-def build(name: str, num_classes: int = 10, template: str = "base", width: float = 1.0,
-          filters: Sequence[int] | None = None, unit: str = "block") -> nn.Module:
-    """Build ``name`` with the given distribution; ``filters`` (if given) overrides
-    ``template``/``width`` with explicit per-layer counts (an architecture as data);
-    ``unit`` ("block" or, for ResNet-50 only, "stage") says what one layer ``f_l`` is."""
+def build(name: str, filters: Sequence[int], num_classes: int = 10,
+          stem: int | None = None) -> nn.Module:
+    """The network ``name`` (a key of ``ARCHS``) with explicit per-layer counts ``filters``
+    (``f_1..f_D``) and, for ResNet-50 / GoogLeNet, a stem width (default: the base one)."""
+    if name not in ARCHS:
+        raise ReprolibError(f"unknown templates model {name!r}; valid: {', '.join(ARCHS)}")
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ReprolibError(f"num_classes={num_classes!r} must be a positive integer")
-    if unit not in UNITS:
-        raise ReprolibError(f"unknown unit {unit!r}; valid units: {', '.join(UNITS)}")
     spec = ARCHS[name]
-    if filters is not None:
-        fs = list(filters)
-    elif unit == "stage":
-        fs = stage_filters(name, template, width)
-    else:
-        fs = model_filters(name, template, width)
+    fs = [int(f) for f in filters]
     if len(fs) != len(spec["filters"]):
         raise ReprolibError(f"{name} has D={len(spec['filters'])} layers, got {len(fs)} counts")
     kw = dict(spec["kw"])
-    if "stem" in spec and filters is None:
-        # the width multiplier scales every layer (section 4), the fixed stem included
-        kw["stem"] = max(1, int(round(float(width) * spec["stem"])))
-    model = spec["cls"](fs, num_classes=num_classes, **kw)
-    model.arch = dict(name=name, template=template if filters is None else "custom",
-                      width=float(width) if filters is None else None, filters=list(model.filters),
-                      num_classes=num_classes, unit=unit)
-    return model
-
-
-def _builder(name: str, doc: str):
-    def fn(num_classes: int = 10, template: str = "base", width: float = 1.0,
-           filters: Sequence[int] | None = None, unit: str = "block", **_unused) -> nn.Module:
-        if _unused:
-            raise ReprolibError(f"{name}: unknown arguments {sorted(_unused)}; valid: "
-                                "num_classes, template, width, filters, unit")
-        return build(name, num_classes, template, width, filters, unit)
-
-    fn.__name__ = name
-    fn.__qualname__ = name
-    fn.__doc__ = f"""{doc}
-
-    Args:
-        num_classes: classifier outputs (10 for CIFAR-10, 100 for CIFAR-100).
-        template: filter distribution, one of ``TEMPLATES`` (default ``"base"``).
-        width: width multiplier in (0, 4] applied after the template (default 1.0).
-        filters: explicit per-layer counts (overrides template and width).
-        unit: what one layer of the template is: "block" (default; see the module
-            docstring) or, for ResNet-50 only, "stage" (D = 4).
-    """
-    return register_model(fn, name=name, paper="templates")
-
-
-vgg19_cifar = _builder("vgg19_cifar", "VGG-19 (BN, one Linear) for CIFAR: 20.04 M params at 10 classes.")
-resnet50_cifar = _builder("resnet50_cifar", "ResNet-50 (3x3 stem, [3,4,6,3] bottlenecks) for CIFAR: 23.52 M params.")
-googlenet_cifar = _builder("googlenet_cifar", "GoogLeNet / Inception (9 modules) for CIFAR: 6.17 M params.")
-mobilenet_cifar = _builder("mobilenet_cifar", "MobileNet v1 (13 depthwise-separable blocks) for CIFAR: 3.22 M params.")
-vgg19_cifar_tiny = _builder("vgg19_cifar_tiny", "VGG-19 with base widths / 8 (tests, smoke).")
-resnet50_cifar_tiny = _builder("resnet50_cifar_tiny", "ResNet-50 with base widths / 8 (tests, smoke).")
-googlenet_cifar_tiny = _builder("googlenet_cifar_tiny", "GoogLeNet with base widths / 8 (tests, smoke).")
-mobilenet_cifar_tiny = _builder("mobilenet_cifar_tiny", "MobileNet v1 with base widths / 8 (tests, smoke).")
+    if "stem" in spec:
+        kw["stem"] = int(stem) if stem is not None else spec["stem"]
+    return spec["cls"](fs, num_classes=num_classes, **kw)

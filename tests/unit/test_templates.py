@@ -1,11 +1,15 @@
-"""Unit tests of the filter-redistribution templates (papers/templates.md, section 3) and of
-the four CIFAR models they are applied to."""
+"""Unit tests of the filter-redistribution templates (papers/templates.md, section 3), of
+the four CIFAR models they are applied to, of their saved form and of the experiment's
+measurement and table helpers (records written by the tests, nothing trained)."""
+
+import math
 
 import pytest
 import torch
 
 import reprolib
 from reprolib.errors import ReprolibError
+from reprolib.experiments import templates as E
 from reprolib.methods import templates as T
 from reprolib.models import templates_cifar as M
 
@@ -20,8 +24,28 @@ def n_params(m):
 
 # ---- templates --------------------------------------------------------------------------
 
-def test_template_names():
-    assert T.TEMPLATES == ("base", "reverse", "uniform", "quadratic", "negative_quadratic")
+@pytest.mark.parametrize("template", T.TEMPLATES)
+def test_every_template_name_is_accepted(template):
+    # each name the package lists is a template redistribute and create_model really apply
+    out = T.redistribute([3, 7, 1, 9, 4], template)
+    assert sum(out) == 24 and len(out) == 5
+    m = reprolib.create_model("vgg19_cifar_tiny", template=template)
+    assert m.filters == T.redistribute(M.base_filters("vgg19_cifar_tiny"), template)
+    assert m.arch["template"] == template
+
+
+def test_templates_are_distinct_and_unknown_names_fail():
+    # the five templates give five different VGG-19 distributions (none is an alias)
+    table = T.template_table(VGG)
+    assert list(table) == list(T.TEMPLATES) and len(T.TEMPLATES) == 5
+    assert len({tuple(v) for v in table.values()}) == len(T.TEMPLATES)
+    for bad in ("cubic", "Uniform", "", "negative-quadratic"):
+        with pytest.raises(ReprolibError) as e:
+            T.redistribute(VGG, bad)
+        assert all(t in str(e.value) for t in T.TEMPLATES)
+        with pytest.raises(ReprolibError) as e:
+            reprolib.create_model("mobilenet_cifar_tiny", template=bad)
+        assert all(t in str(e.value) for t in T.TEMPLATES)
 
 
 @pytest.mark.parametrize("filters", LISTS)
@@ -231,54 +255,6 @@ def test_explicit_filters_roundtrip():
     assert [p.shape for p in a.parameters()] == [p.shape for p in b.parameters()]
 
 
-# ---- configs and the experiment helpers -------------------------------------------------
-
-def test_config_presets():
-    from reprolib.configs import get_config, profiles
-
-    assert profiles("templates") == ["smoke", "cpu", "gpu", "paper"]
-    paper = get_config("templates", "paper")
-    assert paper.epochs == 160 and paper.lr == 0.1 and paper.batch_size == 64
-    assert paper.milestones == (80, 120) and paper.gamma == 0.1 and paper.schedule == "multistep"
-    assert paper.widths == T.PAPER_WIDTHS and paper.templates == T.TEMPLATES
-    assert len(T.grid(paper)) == 320
-    assert "320 runs" in T.grid_summary(paper)
-    with pytest.raises(ReprolibError, match="valid keys"):
-        get_config("templates", "smoke", epoch=3)
-    bad = get_config("templates", "smoke", templates=("base", "cubic"))
-    with pytest.raises(ReprolibError, match="valid templates"):
-        T.grid(bad)
-
-
-def test_paper_tables_complete():
-    from reprolib.configs.templates import PAPER_TABLE1, PAPER_TABLE2
-
-    for tab in (*PAPER_TABLE1.values(), *PAPER_TABLE2.values()):
-        assert set(tab) == set(PAPER_PARAMS)
-        assert all(set(v) == set(T.TEMPLATES) for v in tab.values())
-    assert PAPER_TABLE2["params_M"]["vgg19_cifar"]["uniform"] == 16.0
-
-
-def test_measure_and_table2():
-    from reprolib.configs import get_config
-    from reprolib.configs.templates import PAPER_TABLE2
-
-    cfg = get_config("templates", "smoke", measure_memory=True, memory_probe=(1, 2))
-    m = reprolib.create_model("mobilenet_cifar_tiny", template="uniform")
-    out = T.measure_model(m, cfg)
-    from reprolib import measure
-    assert out["flops"] == measure.count_flops(m, (3, 32, 32))  # meta count == real count
-    assert out["params"] == n_params(m) and out["filters"] == m.filters
-    assert out["peak_memory_bytes"] > 4 * n_params(m)  # at least the fp32 weights
-    rec = {"name": "x", "profile": "smoke", "device": "cpu", "wall_time_s": 0.0,
-           "metrics": {"params": 20040522, "flops": 398136320},
-           "config": {"model": "vgg19_cifar", "template": "base"}}
-    cfg2 = get_config("templates", "smoke", table2_models=("vgg19_cifar",),
-                      table2_templates=("base",))
-    t2 = T.table2(T.records_frame([rec]), cfg2, PAPER_TABLE2)
-    assert t2.loc[0, "params_M paper"] == 20.0
-    assert round(t2.loc[0, "params_M ours"], 1) == 20.0
-
 
 def test_width_scales_stems():
     # the width multiplier scales every layer, the fixed stems included (section 4)
@@ -290,52 +266,202 @@ def test_width_scales_stems():
     assert explicit.stem[0].out_channels == M.RESNET50_STEM
 
 
+# ---- the saved form: save_compressed / load_compressed ----------------------------------
+
+@pytest.mark.parametrize("name,template,width,unit", [
+    ("vgg19_cifar_tiny", "quadratic", 0.5, "block"),
+    ("resnet50_cifar_tiny", "reverse", 1.0, "stage"),
+    ("googlenet_cifar_tiny", "negative_quadratic", 0.5, "block"),
+    ("mobilenet_cifar", "uniform", 0.1, "block"),
+])
+def test_save_load_roundtrip_same_outputs(tmp_path, name, template, width, unit):
+    torch.manual_seed(0)
+    m = reprolib.create_model(name, num_classes=7, template=template, width=width, unit=unit)
+    for bn in m.modules():  # non-trivial BN statistics, so the buffers must round-trip too
+        if isinstance(bn, torch.nn.BatchNorm2d):
+            bn.running_mean.normal_()
+            bn.running_var.uniform_(0.5, 2.0)
+    m.eval()
+    js = reprolib.save_compressed(m, tmp_path / "tpl")
+    back = reprolib.load_compressed(js).eval()
+    assert back.filters == m.filters and back.arch == m.arch
+    assert n_params(back) == n_params(m)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(m(x), back(x))
+
+
+def test_load_mismatched_or_corrupt_file_is_one_error(tmp_path):
+    import json
+
+    m = reprolib.create_model("vgg19_cifar_tiny", template="uniform", width=0.5)
+    js = reprolib.save_compressed(m, tmp_path / "tpl")
+    spec = json.loads(js.read_text())
+    spec["kwargs"]["template"] = "reverse"          # another architecture, same weights
+    js.write_text(json.dumps(spec))
+    with pytest.raises(ReprolibError, match="do not fit the architecture"):
+        reprolib.load_compressed(js)
+    (tmp_path / "tpl.safetensors").write_bytes(b"not a safetensors file")
+    spec["kwargs"]["template"] = "uniform"
+    js.write_text(json.dumps(spec))
+    with pytest.raises(ReprolibError, match="tpl.safetensors"):
+        reprolib.load_compressed(js)
+
+
+# ---- configs --------------------------------------------------------------------------
+
+def test_config_presets():
+    from reprolib.configs import get_config, profiles
+
+    assert profiles("templates") == ["smoke", "cpu", "gpu", "paper"]
+    paper = get_config("templates", "paper")
+    tr = paper.train
+    assert tr.epochs == 160 and tr.lr == 0.1 and tr.batch_size == 64 and tr.optimizer == "sgd"
+    assert tr.milestones == (80, 120) and tr.lr_decay == 0.1 and tr.schedule == "multistep"
+    assert tr.momentum == 0.9 and tr.weight_decay == 5e-4
+    assert not hasattr(paper, "gamma") and not hasattr(paper, "epochs")
+    assert paper.widths == T.PAPER_WIDTHS and paper.templates == T.TEMPLATES
+    assert len(E.grid(paper)) == 320
+    assert "320 runs" in E.grid_summary(paper)
+    cpu = get_config("templates", "cpu")
+    assert (cpu.train.epochs, cpu.train.batch_size, cpu.train.lr, cpu.train.schedule) == \
+        (2, 64, 0.05, "cosine")
+    assert get_config("templates", "smoke", **{"train.epochs": 3}).train.epochs == 3
+    with pytest.raises(ReprolibError, match="valid keys"):
+        get_config("templates", "smoke", epoch=3)
+    with pytest.raises(ReprolibError, match="valid keys of train"):
+        get_config("templates", "smoke", **{"train.gamma": 0.5})
+    bad = get_config("templates", "smoke", templates=("base", "cubic"))
+    with pytest.raises(ReprolibError, match="valid templates"):
+        E.grid(bad)
+
+
+def test_paper_tables_complete():
+    from reprolib.configs.templates import PAPER_BASE_PARAMS_M, PAPER_TABLE1, PAPER_TABLE2
+
+    for tab in (*PAPER_TABLE1.values(), *PAPER_TABLE2.values()):
+        assert set(tab) == set(PAPER_PARAMS)
+        assert all(set(v) == set(T.TEMPLATES) for v in tab.values())
+    assert PAPER_TABLE2["params_M"]["vgg19_cifar"]["uniform"] == 16.0
+    assert {m: round(v, 1) for m, v in PAPER_PARAMS.items()} == PAPER_BASE_PARAMS_M
+
+
+# ---- the experiment's measurement and tables (records written here, nothing trained) ---
+
+def test_measure_counts():
+    from reprolib import measure
+    from reprolib.configs import get_config
+
+    cfg = get_config("templates", "smoke")            # memory and latency off
+    m = reprolib.create_model("mobilenet_cifar_tiny", template="uniform")
+    out = E.measure(m, cfg)
+    assert out["flops"] == measure.count_flops(m, (3, 32, 32))
+    assert out["params"] == n_params(m) and out["filters"] == m.filters
+    assert "latency_ms" not in out and "peak_memory_bytes" not in out
+
+
+# The memory guard is model-independent: a small CNN keeps the tracked training steps cheap.
+def test_memory_probe_extrapolates():
+    from reprolib import measure
+    from reprolib.configs import get_config
+
+    m = reprolib.create_model("small_cnn", width=0.25)
+    cfg = get_config("templates", "smoke", measure_memory=True, memory_probe=(1, 2),
+                     memory_batch=5)
+    out = E.measure(m, cfg)
+    assert out["memory_method"] == "cpu, extrapolated from batches 1,2"
+    m1, m2 = (measure.peak_memory(m, (3, 32, 32), b, "cpu") for b in (1, 2))
+    assert out["peak_memory_bytes"] == int(m1 + (m2 - m1) * 4)
+    assert out["peak_memory_bytes"] > 4 * n_params(m)  # at least the fp32 weights
+
+
+def test_memory_limit_skips_or_measures_directly():
+    from reprolib import measure
+    from reprolib.configs import get_config
+
+    m = reprolib.create_model("small_cnn", width=0.25)
+    cfg = get_config("templates", "smoke", measure_memory=True, memory_batch=4)
+    out = E.measure(m, cfg, memory_limit_gb=100.0)   # a generous limit: measured directly
+    assert out["memory_method"] == "cpu, measured at batch 4"
+    assert out["peak_memory_bytes"] == measure.peak_memory(m, (3, 32, 32), 4, "cpu")
+    out = E.measure(m, cfg, memory_limit_gb=1e-6)
+    assert out["memory_method"].startswith("skipped: batch-1/2 probe predicts")
+    assert math.isnan(out["peak_memory_bytes"]) and out["memory_batch"] == 4
+
+
+def _fake_measure_records(cfg, metrics: dict):
+    """Write a record for every Table 2 stage of ``cfg`` (metrics by template)."""
+    from reprolib import io
+
+    for st in E.table2_stages(cfg):
+        t = st.name.rsplit("-", 1)[-1]
+        io.write_json({"name": st.name, "profile": cfg.profile, "run_id": st.run_id,
+                       "device": "cpu:test threads=1", "wall_time_s": 0.0,
+                       "config": st.config, "metrics": metrics[t]}, st.path)
+
+
+def test_table2_from_records(tmp_path, monkeypatch):
+    from reprolib.configs import get_config
+
+    monkeypatch.setenv("REPROLIB_RESULTS", str(tmp_path))
+    cfg = get_config("templates", "smoke", table2_models=("vgg19_cifar",),
+                     table2_templates=("base", "quadratic"))
+    assert [s.name for s in E.table2_stages(cfg)] == ["measure-vgg19_cifar-base",
+                                                     "measure-vgg19_cifar-quadratic"]
+    with pytest.raises(ReprolibError, match="no record for stage"):
+        E.table2(cfg)
+    _fake_measure_records(cfg, {
+        "base": {"params": 20040522, "flops": 398136320},
+        "quadratic": {"params": 19420000, "flops": 1, "peak_memory_bytes": float("nan"),
+                      "memory_method": "skipped: test"}})
+    t2 = E.table2(cfg)
+    assert list(t2["template"]) == ["Base", "Quadratic"]
+    assert t2.loc[0, "params_M paper"] == 20.0 and round(t2.loc[0, "params_M ours"], 1) == 20.0
+    assert t2.loc[0, "GFLOPs ours"] == pytest.approx(0.398136320)
+    assert t2.loc[0, "params note"] == "" and "quadratic" in t2.loc[1, "params note"]
+    assert t2.loc[1, "memory note"] == "skipped: test"
+    cap = t2.attrs["caption"]
+    assert "profile=smoke" in cap and "[smoke run: not the paper's setting]" in cap
+    assert "one multiply-add = one FLOP" in cap
+    assert set(E.PARAMS_NOTES) == set(M.PAPER_MODELS)
+
+
+def test_stage_names_and_keys():
+    from reprolib.configs import get_config
+
+    cfg = get_config("templates", "cpu")
+    names = [s.name for s in E.stages(cfg)]
+    assert names[:5] == [f"measure-vgg19_cifar-{t}" for t in T.TEMPLATES]
+    assert len(names) == 20 + 12 and len(set(names)) == len(names)
+    assert "resnet50_cifar-uniform-w0.05-npz" in names
+    assert "resnet50_cifar-uniform-w0.1-npz" not in names
+    cell = next(s for s in E.stages(cfg) if s.name == "vgg19_cifar-base-w0.05-npz")
+    assert cell.config["train"]["lr_decay"] == 0.1 and cell.config["train"]["epochs"] == 2
+    assert "gamma" not in cell.config["train"] and "progress" not in cell.config["train"]
+    assert cell.config["seed"] == cfg.seed and cell.config["dataset"] == cfg.dataset
+    # a recipe value re-keys the training cells but not the Table 2 measurements
+    other = get_config("templates", "cpu", **{"train.lr": 0.01})
+    by_name = {s.name: s for s in E.stages(other)}
+    assert by_name[cell.name].run_id != cell.run_id
+    m = "measure-vgg19_cifar-base"
+    assert by_name[m].run_id == next(s for s in E.stages(cfg) if s.name == m).run_id
+    assert E.run_name("vgg19_cifar", "uniform", 0.25, "cifar10") == \
+        "vgg19_cifar-uniform-w0.25-cifar10"
+
+
 def test_cpu_grid_model_widths_and_summaries():
     from reprolib.configs import get_config
 
     cfg = get_config("templates", "cpu")
-    g = T.grid(cfg)
+    g = E.grid(cfg)
     assert {w for _, m, _, w in g if m == "resnet50_cifar"} == {0.05}
     assert {w for _, m, _, w in g if m == "vgg19_cifar"} == {0.05, 0.1}
     assert len(g) == 2 * (2 + 1 + 1 + 2) and {m for _, m, _, _ in g} == set(M.PAPER_MODELS)
-    assert "(resnet50_cifar: 0.05 only)" in T.grid_summary(cfg)
-    assert "Part of the paper's grid" in T.grid_summary(cfg)
-    assert "no part of the paper's grid" in T.grid_summary(get_config("templates", "smoke"))
-    import pandas as pd
-    df = pd.DataFrame([{"config.dataset": cfg.dataset, "config.model": "vgg19_cifar",
-                        "config.template": "base", "config.width": 0.1, "train_time_s": 60.0}])
-    s = T.ran_summary(df, cfg)
-    assert "ran 1 of the paper's 320" in s and "vgg19_cifar: templates base x widths 0.1" in s
-    assert "resnet50_cifar: nothing" in s
+    assert "(resnet50_cifar: 0.05 only)" in E.grid_summary(cfg)
+    assert "Part of the paper's grid" in E.grid_summary(cfg)
+    assert "no part of the paper's grid" in E.grid_summary(get_config("templates", "smoke"))
 
 
-def test_memory_limit_skips_and_direct_batch():
-    from reprolib.configs import get_config
-    from reprolib import measure
-
-    m = reprolib.create_model("vgg19_cifar_tiny")
-    cfg = get_config("templates", "smoke", measure_memory=True, memory_batch=4)
-    out = T.measure_model(m, cfg)
-    assert out["memory_method"] == "cpu, measured at batch 4"
-    assert out["peak_memory_bytes"] == measure.peak_memory(m, (3, 32, 32), 4, "cpu")
-    tiny = get_config("templates", "smoke", measure_memory=True, memory_batch=4,
-                      memory_limit_gb=1e-6)
-    out = T.measure_model(m, tiny)
-    assert out["memory_method"].startswith("skipped") and out["peak_memory_bytes"] != out["peak_memory_bytes"]
-
-
-def test_table2_params_notes():
-    from reprolib.configs import get_config
-    from reprolib.configs.templates import PAPER_TABLE2
-
-    recs = [{"name": "x", "profile": "smoke", "device": "cpu", "wall_time_s": 0.0,
-             "metrics": {"params": p, "flops": 1, "peak_memory_bytes": float("nan"),
-                         "memory_method": "skipped: test"},
-             "config": {"model": "vgg19_cifar", "template": t}}
-            for t, p in (("base", 20040522), ("quadratic", 19420000))]
-    cfg = get_config("templates", "smoke", table2_models=("vgg19_cifar",),
-                     table2_templates=("base", "quadratic"))
-    t2 = T.table2(T.records_frame(recs), cfg, PAPER_TABLE2)
-    assert t2.loc[0, "params note"] == "" and "quadratic" in t2.loc[1, "params note"]
-    assert t2.loc[1, "memory note"] == "skipped: test"
-    assert set(T.PARAMS_NOTES) == set(M.PAPER_MODELS)
+def test_resnet_stage_reading():
+    got = E.resnet_stage_reading(("base", "negative_quadratic"))
+    assert round(got["base"], 2) == 23.52 and round(got["negative_quadratic"], 1) == 33.0
