@@ -26,10 +26,10 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 @pytest.fixture
 def cifar10_subset() -> str:
     """The dataset spec of the real CIFAR-10 subset; skips when the file is absent."""
-    from reprolib import data, paths
+    from reprolib import data
 
-    p = paths.resolve(data.CIFAR10_SUBSET[4:])
-    if not p.exists():
-        pytest.skip(f"real CIFAR-10 subset not found at {data.CIFAR10_SUBSET[4:]} "
-                    "(set REPROLIB_CIFAR10_SUBSET to a copy)")
+    try:
+        data.cifar10_subset_file(build=False)
+    except data.ReprolibError as e:
+        pytest.skip(f"real CIFAR-10 subset not available: {e}")
     return data.CIFAR10_SUBSET

@@ -48,10 +48,9 @@ DATASETS = ("digits", "npz:PATH", "cifar10_subset", "cifar10", "cifar100", "flow
             "imagenet")
 #: Images per CIFAR-10 batch file kept in ``cifar10_subset`` (five train batches + test batch).
 SUBSET_PER_BATCH = 1017
-# The real CIFAR-10 images beside the project (see ../shared/data/README.md); a user can point
-# the variable at any copy.  Tests that need it skip when it is absent.
-CIFAR10_SUBSET = "npz:" + os.environ.get("REPROLIB_CIFAR10_SUBSET",
-                                         "../shared/data/cifar10_subset.npz")
+#: The real CIFAR-10 images (6,102 of them): see ``cifar10_subset_file``.  Tests that need
+#: them skip when no copy is configured or beside the project.
+CIFAR10_SUBSET = "cifar10_subset"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

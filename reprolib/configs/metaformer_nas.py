@@ -78,7 +78,7 @@ SMOKE = {"dataset": "digits", "model": "test_metaformer", "image_size": 16, "bat
 # epochs, so every cell computed nearly the same function (policy ~uniform, all mixers
 # 36.7-37.9 %).  Measured on metaformer_tiny/pooling after 30 AdamW steps on the subset:
 # |mixer branch| / |block input| = 0.004-0.014 (1e-5), 0.06-0.19 (1e-1), 0.7-2.1 (1.0).
-CPU = {"dataset": "npz:../shared/data/cifar10_subset.npz", "model": "metaformer_tiny",
+CPU = {"dataset": "cifar10_subset", "model": "metaformer_tiny",
        "image_size": 32, "rounds": 24, "max_train_batches": 18, "controller_samples": 100,
        "controller_lr": 1.5e-3, "derive_samples": 50, "retrain.epochs": 5,
        "layer_scale_init": 1.0}

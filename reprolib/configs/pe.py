@@ -101,7 +101,7 @@ register_paper(
         "smoke": {"vit_train.lr": 8e-3},
         # real CIFAR-10 images (5085 / 1017), 32 px ViT pair (dim 96, depth 6), 8 epochs each;
         # AdamW lr 1e-3 at batch 128; mixup / cutmix off (they need long schedules)
-        "cpu": {"dataset": "npz:../shared/data/cifar10_subset.npz", "vit_model": "vit_pe_cifar",
+        "cpu": {"dataset": "cifar10_subset", "vit_model": "vit_pe_cifar",
                 "vit_twin": "vit_cifar_unshared", "vit_train.epochs": 8,
                 "vit_train.batch_size": 128, "vit_train.lr": 4e-3, "vit_train.warmup_epochs": 1.0},
         # full CIFAR-10 on one GPU: the 32 px ViT pair on the DeiT recipe (batch 256) and the

@@ -18,7 +18,7 @@ register_paper(
     "quickstart", "Quickstart: train, measure, record, tabulate, plot", QuickstartConfig,
     presets={
         "smoke": {"image_size": 16, "widths": (0.25, 0.5)},
-        "cpu": {"dataset": "npz:../shared/data/cifar10_subset.npz", "widths": (0.25, 0.5, 1.0),
+        "cpu": {"dataset": "cifar10_subset", "widths": (0.25, 0.5, 1.0),
                 "train.epochs": 15},
         "gpu": {"dataset": "cifar10", "widths": (0.25, 0.5, 1.0, 2.0), "train.epochs": 30,
                 "train.batch_size": 256, "train.lr": 0.1},

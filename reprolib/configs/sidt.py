@@ -64,7 +64,7 @@ register_paper(
         # tiny Swin on the embedded digits, a minute on a CPU
         "smoke": {"latency_repeats": 5},
         # Swin-T's layout at 32 px on 5,085 real CIFAR-10 images, ~23 min on 2 CPU cores
-        "cpu": {"dataset": "npz:../shared/data/cifar10_subset.npz", "model": "swin_cifar",
+        "cpu": {"dataset": "cifar10_subset", "model": "swin_cifar",
                 "search.epochs": 6, "finetune.epochs": 2, **_both(warmup_epochs=1.0)},
         # Swin-T at 224 px on CIFAR-100, short: 30 + 30 epochs on one GPU
         "gpu": {"dataset": "cifar100", "model": "swin_t", "image_size": 224,

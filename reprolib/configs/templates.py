@@ -72,7 +72,7 @@ register_paper(
         # 1.0, measured on the CPU; cells whose batch-1/2 probe predicts > 6 GB at batch 64
         # (ResNet-50 reverse and quadratic, ~15 GMAC per image) are not run on the shared
         # machine (RAM of 6 developers, ~10 min per step pair at its load).
-        "cpu": {"dataset": "npz:../shared/data/cifar10_subset.npz",
+        "cpu": {"dataset": "cifar10_subset",
                 "templates": ("base", "uniform"), "widths": (0.05, 0.1),
                 "model_widths": (("resnet50_cifar", (0.05,)), ("googlenet_cifar", (0.05,))),
                 "train.epochs": 2, "train.batch_size": 64, "train.lr": 0.05,

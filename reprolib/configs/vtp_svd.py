@@ -89,7 +89,7 @@ SMOKE = {"dataset": "digits", "model": "test_vit_cifar", "patch_sizes": (4, 8),
 # -> decompose (rank 0.25) -> 1 fine-tune epoch at 2.5e-4.  Patch 2 (256 tokens, ~4x the
 # cost of patch 4 per epoch) uses a half-depth model (vit_cifar_small_d2: dim 96, depth 2)
 # and 6 + 2 epochs instead of 12 + 3, to keep all three patch sizes within ~30 min on CPU.
-CPU = {"dataset": "npz:../shared/data/cifar10_subset.npz", "model": "vit_cifar_small",
+CPU = {"dataset": "cifar10_subset", "model": "vit_cifar_small",
        "patch_sizes": (2, 4, 8), "pretrain.epochs": 12, "pretrain.lr": 1e-3,
        "sparsity.epochs": 3, "sparsity.lr": 5e-4, "finetune.epochs": 1, "finetune.lr": 2.5e-4,
        "decompose_finetune.epochs": 1, "decompose_finetune.lr": 2.5e-4,

@@ -574,7 +574,7 @@ def _depth(rec: dict) -> int | None:
 
 def _data_label(cfg) -> str:
     name = _data_name(cfg)
-    return "the CIFAR-10 subset" if name == "cifar10_subset.npz" else f"`{name}`"
+    return "the CIFAR-10 subset" if name in ("cifar10_subset", "cifar10_subset.npz") else f"`{name}`"
 
 
 def reading(cfg) -> str:

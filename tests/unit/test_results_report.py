@@ -81,7 +81,7 @@ def test_provenance_line():
 
     cfg = configs.get_config("quickstart", "cpu")
     line = report.provenance(cfg, pd.DataFrame({"device": ["cpu:x86_64 x2 threads=1"]}))
-    assert line == "profile=cpu · data=cifar10_subset.npz · train=15 ep · device=cpu:x86_64 x2"
+    assert line == "profile=cpu · data=cifar10_subset · train=15 ep · device=cpu:x86_64 x2"
 
 
 def test_corrupt_record_is_a_clear_error(tmp_path):

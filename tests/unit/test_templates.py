@@ -433,9 +433,9 @@ def test_stage_names_and_keys():
     names = [s.name for s in E.stages(cfg)]
     assert names[:5] == [f"measure-vgg19_cifar-{t}" for t in T.TEMPLATES]
     assert len(names) == 20 + 12 and len(set(names)) == len(names)
-    assert "resnet50_cifar-uniform-w0.05-npz" in names
-    assert "resnet50_cifar-uniform-w0.1-npz" not in names
-    cell = next(s for s in E.stages(cfg) if s.name == "vgg19_cifar-base-w0.05-npz")
+    assert "resnet50_cifar-uniform-w0.05-cifar10_subset" in names
+    assert "resnet50_cifar-uniform-w0.1-cifar10_subset" not in names
+    cell = next(s for s in E.stages(cfg) if s.name == "vgg19_cifar-base-w0.05-cifar10_subset")
     assert cell.config["train"]["lr_decay"] == 0.1 and cell.config["train"]["epochs"] == 2
     assert "gamma" not in cell.config["train"] and "progress" not in cell.config["train"]
     assert cell.config["seed"] == cfg.seed and cell.config["dataset"] == cfg.dataset
