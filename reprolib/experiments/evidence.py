@@ -1,0 +1,121 @@
+"""What every paper's ``evidence`` profile shares: seeds, spread, tests, plateaus, verdicts.
+
+A claim is tested by conditions (the method and its controls, the same budget each) times
+seeds, every condition x seed one cached stage; this module turns their records into numbers
+with their spread and a verdict in words:
+
+    acc = {"learned": [43.1, 44.0, 42.7], "uniform": [41.0, 41.9, 40.2]}
+    c = compare(acc["learned"], acc["uniform"])          # Welch's t-test, two-sided
+    row = claim_row("learned widths beat uniform at 40 %", fmt(acc["learned"]), "82.11 %",
+                    c["verdict"], c["reason"])
+    claims_frame([row])                                   # the notebook's "Claims" table
+
+Verdicts (:func:`compare`): ``holds``, ``does not hold`` or ``inconclusive`` (the
+difference is within the noise of this many seeds); a claim of "no worse than" is tested with
+a margin on a confidence interval, a claim of "better than" with Welch's t-test.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+#: The columns of every paper's claims table, in this order.
+CLAIM_COLUMNS = ("claim", "ours", "paper", "verdict", "reason")
+VERDICTS = ("holds", "does not hold", "inconclusive")
+
+
+def mean_std(values: Iterable[float]) -> tuple[float, float, int]:
+    """Mean, sample standard deviation (ddof=1; 0 for one value) and count."""
+    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=float)
+    if not len(v):
+        return float("nan"), float("nan"), 0
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0, int(len(v))
+
+
+def fmt(values: Iterable[float], digits: int = 1, unit: str = "") -> str:
+    """``"43.1 ± 0.8 % (n = 3)"``: mean ± standard deviation over seeds."""
+    m, s, n = mean_std(values)
+    if n == 0:
+        return "n/a"
+    return f"{m:.{digits}f} ± {s:.{digits}f}{unit} (n = {n})"
+
+
+def compare(a: Sequence[float], b: Sequence[float], *, alpha: float = 0.05,
+            higher_is_better: bool = True, margin: float | None = None) -> dict:
+    """Test a claim about ``a`` against ``b`` from their per-seed values (Welch).
+
+    Without ``margin`` the claim is "a is better than b": ``holds`` when the difference has
+    that sign and the two-sided Welch test gives p < ``alpha``, ``does not hold`` when it has
+    the other sign with p < ``alpha``, else ``inconclusive``.  With ``margin`` m the claim is
+    "a is at most m worse than b" (non-inferiority): the (1 - alpha) confidence interval of
+    the difference decides: ``holds`` when it lies above -m, ``does not hold`` when it lies
+    below -m, else ``inconclusive``.  Returns ``diff`` (mean a - mean b, in the better
+    direction's sign convention of the data), ``p``, ``ci`` (low, high), ``verdict`` and a
+    one-line ``reason``.
+    """
+    from scipy import stats
+
+    ma, sa, na = mean_std(a)
+    mb, sb, nb = mean_std(b)
+    diff = ma - mb
+    sign = 1.0 if higher_is_better else -1.0
+    if na < 2 or nb < 2:
+        return {"diff": diff, "p": float("nan"), "ci": (float("nan"),) * 2,
+                "verdict": "inconclusive", "reason": f"too few seeds ({na} and {nb}) to test"}
+    va, vb = sa ** 2 / na, sb ** 2 / nb
+    se = math.sqrt(va + vb)
+    if se == 0:
+        p, half = (0.0 if diff else 1.0), 0.0
+    else:
+        dof = (va + vb) ** 2 / ((va ** 2 / (na - 1) if va else 0) + (vb ** 2 / (nb - 1) if vb else 0))
+        p = float(2 * stats.t.sf(abs(diff) / se, dof))
+        half = float(stats.t.ppf(1 - alpha / 2, dof) * se)
+    lo, hi = sorted((sign * (diff - half), sign * (diff + half)))   # CI of the gain of a
+    if margin is None:
+        verdict = ("holds" if sign * diff > 0 and p < alpha else
+                   "does not hold" if sign * diff < 0 and p < alpha else "inconclusive")
+        test = f"p = {p:.2g}, Welch, n = {na} vs {nb}"
+    else:
+        verdict = ("holds" if lo > -margin else "does not hold" if hi < -margin
+                   else "inconclusive")
+        test = f"{100 * (1 - alpha):.0f} % CI [{lo:+.2f}, {hi:+.2f}] vs margin -{margin:g}, n = {na} vs {nb}"
+    return {"diff": diff, "p": p, "ci": (lo, hi), "verdict": verdict,
+            "reason": f"difference {diff:+.2f} ({test})"}
+
+
+def binomial_se(acc_percent: float, n_images: int) -> float:
+    """Standard error (percentage points) of an accuracy measured on ``n_images`` images."""
+    p = acc_percent / 100
+    return 100 * math.sqrt(max(p * (1 - p), 0.0) / max(n_images, 1))
+
+
+def plateaued(history: Sequence[dict], window: int = 3, tol: float = 1.0,
+              key: str = "test_acc") -> dict:
+    """Has training reached a plateau?  The mean test accuracy of the last ``window``
+    evaluations rose by less than ``tol`` points over the ``window`` before them.
+
+    Returns ``{"plateau": bool, "last": mean of the last window, "gain": its rise}``;
+    ``plateau`` is False when there are fewer than ``2 * window`` evaluations.
+    """
+    acc = [h[key] for h in history if key in h and h[key] is not None]
+    if len(acc) < 2 * window:
+        return {"plateau": False, "last": float(np.mean(acc)) if acc else float("nan"),
+                "gain": float("nan")}
+    last, prev = float(np.mean(acc[-window:])), float(np.mean(acc[-2 * window:-window]))
+    return {"plateau": last - prev < tol, "last": last, "gain": last - prev}
+
+
+def claim_row(claim: str, ours: str, paper: str, verdict: str, reason: str) -> dict:
+    """One row of a claims table (see :data:`CLAIM_COLUMNS`)."""
+    if verdict not in VERDICTS:
+        raise ValueError(f"verdict {verdict!r} is not one of {VERDICTS}")
+    return dict(zip(CLAIM_COLUMNS, (claim, ours, paper, verdict, reason)))
+
+
+def claims_frame(rows: Iterable[dict]) -> pd.DataFrame:
+    """The claims table: one row per claim, columns :data:`CLAIM_COLUMNS`."""
+    return pd.DataFrame(list(rows), columns=list(CLAIM_COLUMNS))

@@ -1,0 +1,48 @@
+"""The statistics behind every claims table (reprolib.experiments.evidence)."""
+
+import math
+
+import pytest
+
+from reprolib.experiments import evidence as E
+
+
+def test_mean_std_and_format():
+    m, s, n = E.mean_std([1.0, 2.0, 3.0, float("nan")])
+    assert (m, n) == (2.0, 3) and s == pytest.approx(1.0)
+    assert E.fmt([43.1, 44.0, 42.7], unit=" %") == "43.3 ± 0.7 % (n = 3)"
+    assert E.fmt([]) == "n/a"
+
+
+def test_compare_verdicts():
+    better = E.compare([43.1, 44.0, 42.7], [41.0, 41.9, 40.2])
+    assert better["verdict"] == "holds" and better["p"] < 0.05 and better["diff"] > 0
+    worse = E.compare([40, 41, 39], [45, 46, 44])
+    assert worse["verdict"] == "does not hold"
+    noisy = E.compare([43, 45, 41], [42, 44, 43])
+    assert noisy["verdict"] == "inconclusive" and "Welch" in noisy["reason"]
+    assert E.compare([1.0], [2.0, 3.0])["verdict"] == "inconclusive"      # one seed
+    lower = E.compare([1.0, 1.1, 0.9], [3, 3.2, 2.9], higher_is_better=False)  # e.g. latency
+    assert lower["verdict"] == "holds"
+
+
+def test_non_inferiority_margin():
+    close = E.compare([43.0, 43.1, 42.9], [43.2, 43.3, 43.1], margin=1.0)
+    assert close["verdict"] == "holds" and close["ci"][0] > -1.0
+    far = E.compare([38.0, 38.1, 37.9], [43.2, 43.3, 43.1], margin=1.0)
+    assert far["verdict"] == "does not hold"
+
+
+def test_plateau_rule_and_binomial_se():
+    rising = [{"test_acc": a} for a in (10, 20, 30, 40, 50, 60)]
+    flat = [{"test_acc": a} for a in (10, 30, 40, 41.0, 41.2, 41.1, 41.3, 41.0, 41.4)]
+    assert not E.plateaued(rising)["plateau"] and E.plateaued(flat)["plateau"]
+    assert not E.plateaued(flat[:4])["plateau"]                  # too few evaluations
+    assert E.binomial_se(50.0, 1017) == pytest.approx(100 * math.sqrt(0.25 / 1017))
+
+
+def test_claims_frame_columns():
+    df = E.claims_frame([E.claim_row("c", "1 ± 0", "2", "holds", "r")])
+    assert list(df.columns) == list(E.CLAIM_COLUMNS) and len(df) == 1
+    with pytest.raises(ValueError):
+        E.claim_row("c", "", "", "maybe", "")
