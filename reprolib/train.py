@@ -8,6 +8,10 @@ scheduler, history, RNG state) and, when restarted on the same ``ckpt_dir``, res
 the last finished epoch with the same final numbers on CPU: every epoch reseeds torch's RNG
 and the data order from (seed, epoch), so nothing depends on what ran before.
 
+No host-device synchronisation per step: the loss sum and the correct count accumulate in
+device tensors and are read once per epoch (``evaluate`` likewise once per pass); progress
+bars read the loss back every ``PROGRESS_EVERY`` steps only, and only when shown.
+
 Multi-GPU: start ``reprolib compute PAPER`` with ``torchrun --nproc_per_node=N``;
 ``reprolib.device.init_distributed`` sets up the process group, ``get_data`` shards by rank, and ``fit`` wraps the model in
 DistributedDataParallel and all-reduces the metrics.  The same code runs on one device.
@@ -33,7 +37,11 @@ from reprolib.device import resolve_device, world
 from reprolib.errors import ReprolibError
 
 __all__ = ["TrainConfig", "FitResult", "fit", "evaluate", "build_optimizer", "lr_factor",
-           "load_checkpoint", "show_progress"]
+           "load_checkpoint", "show_progress", "PROGRESS_EVERY"]
+
+#: A shown progress bar reads the running loss back from the device every this many steps
+#: (the only host-device synchronisation inside an epoch, and only when the bar is shown).
+PROGRESS_EVERY = 25
 
 
 @dataclass
@@ -68,12 +76,22 @@ def show_progress(enabled: bool = True) -> bool:
     return enabled and not any(os.environ.get(v) for v in ("CI", "NBVAL", "REPROLIB_NO_PROGRESS"))
 
 
-def _all_sum(values: list[float], device) -> list[float]:
-    if world()[1] == 1:
-        return values
-    t = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(t)
+def _all_sum(values: list, device) -> list[float]:
+    """Sum ``values`` (numbers or device scalars) over the processes: one read-back."""
+    t = torch.stack([torch.as_tensor(v, device=device).to(_acc_dtype(device)).reshape(())
+                     for v in values])
+    if world()[1] > 1:
+        dist.all_reduce(t)
     return t.tolist()
+
+
+def _acc_dtype(device) -> torch.dtype:
+    """float64 where the device has it (CPU, CUDA), else float32 (MPS)."""
+    return torch.float64 if torch.device(device).type in ("cpu", "cuda") else torch.float32
+
+
+def _zeros(device) -> torch.Tensor:
+    return torch.zeros((), dtype=_acc_dtype(device), device=device)
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -127,13 +145,13 @@ def evaluate(model: nn.Module, loader, device=None, amp: bool = True) -> dict:
     device = resolve_device(device) if device is not None else next(model.parameters()).device
     was = model.training
     model.eval()
-    correct = total = loss = 0.0
+    correct, loss, total = _zeros(device), _zeros(device), 0
     use_amp = amp and device.type == "cuda"
     for x, y in loader:
         with torch.autocast("cuda", torch.bfloat16, enabled=use_amp):
             out = model(x)
-        loss += F.cross_entropy(out.float(), y, reduction="sum").item()
-        correct += (out.argmax(1) == y).sum().item()
+        loss += F.cross_entropy(out.float(), y, reduction="sum").to(loss.dtype)
+        correct += (out.argmax(1) == y).sum()
         total += y.numel()
     correct, total, loss = _all_sum([correct, total, loss], device)
     model.train(was)
@@ -197,11 +215,11 @@ def fit(model: nn.Module, data, cfg: TrainConfig, *,
         torch.manual_seed(cfg.seed * 1_000_003 + epoch)   # dropout, drop-path, mixup
         data.train.set_epoch(epoch)
         net.train()
-        tot_loss = tot_correct = tot_n = 0.0
+        tot_loss, tot_correct, tot_n = _zeros(device), _zeros(device), 0
         te = time.perf_counter()
         it = tqdm(data.train, desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}".strip(),
                   leave=False, disable=not bar)
-        for x, y in it:
+        for step, (x, y) in enumerate(it):
             if device.type == "cuda" and cfg.channels_last and x.ndim == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             target = y
@@ -225,11 +243,12 @@ def fit(model: nn.Module, data, cfg: TrainConfig, *,
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
             opt.step()
             sched.step()
-            tot_loss += loss.item() * len(y)
-            tot_correct += (out.argmax(1) == y).sum().item() if mixup is None else 0
+            tot_loss += loss.detach().to(tot_loss.dtype) * len(y)   # on the device: no sync
+            if mixup is None:
+                tot_correct += (out.argmax(1) == y).sum()
             tot_n += len(y)
-            if bar:
-                it.set_postfix(loss=f"{loss.item():.3f}")
+            if bar and (step + 1) % PROGRESS_EVERY == 0:
+                it.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
         tot_loss, tot_correct, tot_n = _all_sum([tot_loss, tot_correct, tot_n], device)
         rec = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"],
                "train_loss": tot_loss / max(tot_n, 1)}

@@ -21,11 +21,9 @@ from __future__ import annotations
 import math
 
 import pandas as pd
-import torch
 
 from reprolib import report
 from reprolib.configs.templates import PAPER_BASE_PARAMS_M, PAPER_TABLE1, PAPER_TABLE2
-from reprolib.device import resolve_device
 from reprolib.experiments.common import (Stage, key_of, load_data, profile_note, records,
                                          run_stages, train_and_measure)
 from reprolib.measure import count_params, measure_model, peak_memory
@@ -97,13 +95,6 @@ def grid(cfg) -> list[tuple[str, str, str, float]]:
 
 
 # --------------------------------------------------------------------------- measurement
-
-
-def _one_thread(device) -> None:
-    # Today's behaviour, kept for now (another issue removes it): a run on the CPU uses one
-    # thread (a shared machine; the records' latency_threads say so).
-    if resolve_device(device).type == "cpu":
-        torch.set_num_threads(1)
 
 
 def _memory_skip(model, cfg, size, limit_gb: float) -> str:
@@ -184,7 +175,6 @@ def _measure_stage(cfg, model: str, template: str) -> Stage:
     limit = _table2_limit(cfg)
 
     def fn(stage: Stage) -> dict:
-        _one_thread("cpu")
         return measure(create_model(model, num_classes=10, template=template), cfg, limit)
 
     key = dict(model=model, template=template, width=1.0, num_classes=10,
@@ -199,7 +189,6 @@ def _cell_stage(cfg, dataset: str, model: str, template: str, width: float) -> S
     name = run_name(model, template, width, dataset)
 
     def fn(stage: Stage) -> dict:
-        _one_thread(cfg.device)
         data = load_data(cfg, cfg.train.batch_size, dataset=dataset, augment=cfg.augment)
         net = create_model(model, num_classes=data.num_classes, template=template, width=width)
         # train + params/FLOPs; latency and the guarded memory footprint come from measure()

@@ -43,6 +43,7 @@ import copy
 import fnmatch
 import math
 import time
+import warnings
 from typing import Callable, Iterable
 
 import numpy as np
@@ -52,12 +53,13 @@ import torch.nn as nn
 
 from reprolib.compressed import add_arch
 from reprolib.errors import ReprolibError, check_range, choose
+from reprolib.methods import round_width
 from reprolib.models.layers.lowrank import LowRankLinear, apply_ranks, current_ranks, set_module
 
 __all__ = ["METHODS", "DEFAULT_LAYERS", "LowRankLinear", "apply_ranks", "current_ranks",
            "factorize", "decompose_linear", "choose_rank", "target_layers", "decompose_model",
            "truncation_error", "error_curve", "lstsq_merits", "LSTSQ_SOLVERS",
-           "full_rank_identity"]
+           "full_rank_identity", "kept_dense"]
 
 METHODS = ("svd", "qr", "qr_reduced", "qr_pivoted", "cod", "lu")
 # Linear layers of the ViT blocks that VTP prunes (q/k/v rows, out columns, fc1 rows, fc2 columns).
@@ -149,7 +151,7 @@ def target_layers(model: nn.Module, layers: Iterable[str] = DEFAULT_LAYERS) -> l
 
 def decompose_model(model: nn.Module, method: str = "svd", rank_ratio: float | None = 0.25, *,
                     energy: float | None = None, layers: Iterable[str] = DEFAULT_LAYERS,
-                    only_if_smaller: bool = True) -> nn.Module:
+                    only_if_smaller: bool = True, round_to: int = 1) -> nn.Module:
     """A copy of ``model`` whose linear layers are replaced by rank-r two-factor layers.
 
     ``method``: see :data:`METHODS` (default "svd");
@@ -159,24 +161,48 @@ def decompose_model(model: nn.Module, method: str = "svd", rank_ratio: float | N
     ``layers``: globs of module names to factor (default: q, k, v, out, fc1, fc2 of every
     ViT block -- the layers VTP pruned);
     ``only_if_smaller``: keep a layer dense when r (out + in) >= out * in, i.e. when the
-    factors would not have fewer weights (default True).
+    rank-r factors would not have fewer weights nor fewer multiply-adds per token (the
+    break-even rank; default True).  Such layers are listed by :func:`kept_dense` (also in
+    the spec's ``"lowrank"`` step as ``"kept_dense"``) and named in one ``UserWarning``;
+    ``round_to``: each chosen rank is rounded to the nearest multiple of ``round_to``
+    (``reprolib.methods.round_width``; default 1 = the rank ratio's rule, 8 =
+    hardware-aligned factor widths), before the break-even test.
     The input model is left untouched; ``current_ranks(new)`` lists the factored layers.
     A model built by ``reprolib.create_model`` gets the step ``{"kind": "lowrank", "ranks":
     ...}`` in its spec, so ``reprolib.save_compressed`` / ``load_compressed`` rebuild it.
     """
     choose("decomposition method", method, METHODS)
+    round_width(1, 1, round_to)               # validates round_to before any work
     if energy is not None:  # an energy threshold overrides the default rank_ratio
         rank_ratio = None
     new = copy.deepcopy(model)
+    dense = {}
     for name, layer in target_layers(new, layers):
         out_f, in_f = layer.weight.shape
-        r = choose_rank(layer.weight, rank_ratio, energy)
+        r = round_width(choose_rank(layer.weight, rank_ratio, energy), min(out_f, in_f), round_to)
         if only_if_smaller and r * (out_f + in_f) >= out_f * in_f:
+            dense[name] = {"rank": r, "shape": [out_f, in_f], "dense_macs": out_f * in_f,
+                           "factored_macs": r * (out_f + in_f)}
             continue
         set_module(new, name, decompose_linear(layer, method, r))
+    new.kept_dense = dense
+    if dense:
+        names = list(dense)
+        warnings.warn(f"decompose_model left {len(names)} layer(s) dense, where rank-r factors "
+                      f"would not reduce the multiply-adds (r (out + in) >= out * in): "
+                      f"{', '.join(names[:4])}{', ...' if len(names) > 4 else ''}; "
+                      "kept_dense(model) lists them", stacklevel=2)
     if getattr(new, "reprolib_spec", None) is not None:  # built by create_model: save as data
-        add_arch(new, "lowrank", replace=True, ranks=current_ranks(new))
+        extra = {"kept_dense": sorted(dense)} if dense else {}
+        add_arch(new, "lowrank", replace=True, ranks=current_ranks(new), **extra)
     return new
+
+
+def kept_dense(model: nn.Module) -> dict[str, dict]:
+    """The layers :func:`decompose_model` left dense because rank-r factors would not reduce
+    their multiply-adds: ``{name: {"rank", "shape", "dense_macs", "factored_macs"}}`` (MACs
+    per token); empty for a model it did not make or where every target layer was factored."""
+    return dict(getattr(model, "kept_dense", {}) or {})
 
 
 def truncation_error(weight: torch.Tensor, method: str, rank: int) -> dict[str, float]:

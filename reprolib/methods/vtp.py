@@ -54,6 +54,7 @@ import torch.nn as nn
 
 from reprolib.compressed import add_arch, register_arch
 from reprolib.errors import ReprolibError, check_range
+from reprolib.methods import round_width
 from reprolib.models.layers.lowrank import current_ranks
 from reprolib.models.vit_cifar import Attention, FeedForward, Score, ViTCifar
 from reprolib.registry import set_spec
@@ -146,16 +147,21 @@ class PrunePlan:
     threshold: float                              # |a| of the smallest globally kept score
     keep: dict[str, torch.Tensor] = field(default_factory=dict)  # layer name -> kept indices
     kept_fraction: float = 1.0                    # kept scores / all scores after head rounding
+    round_to: int = 1                             # kept widths rounded to multiples of this
 
 
-def plan(model: nn.Module, rate: float) -> PrunePlan:
+def plan(model: nn.Module, rate: float, round_to: int = 1) -> PrunePlan:
     """Choose the kept features for pruning ``rate`` of all scores (global threshold).
 
     ``rate``: fraction of all score entries (attention and MLP together) to remove, in
     [0, 1).  The ``round(rate * total)`` scores of smallest |a| are removed (ties broken by
     position); attention layers are then rounded to equal per-head widths (module docstring).
+    ``round_to``: the kept width per head and of every MLP is then rounded to the nearest
+    multiple of ``round_to`` (``reprolib.methods.round_width``), keeping the entries of
+    largest |a|; 1 (default) = the paper's rule, 8 = hardware-aligned widths.
     """
     check_range("rate", rate, 0.0, 1.0, hi_open=True)
+    round_width(1, 1, round_to)               # validates round_to before any work
     mods = score_modules(model)
     if not mods:
         model = attach_scores(copy.deepcopy(model))  # no scores yet: all ones
@@ -167,7 +173,7 @@ def plan(model: nn.Module, rate: float) -> PrunePlan:
     removed = torch.zeros(allv.numel(), dtype=torch.bool)
     removed[order[:n_prune]] = True
     threshold = float(allv[order[n_prune]]) if n_prune < allv.numel() else float("inf")
-    out = PrunePlan(rate=rate, threshold=threshold)
+    out = PrunePlan(rate=rate, threshold=threshold, round_to=round_to)
     start, kept_total = 0, 0
     for (name, m), v in zip(mods, vals):
         rem = removed[start:start + v.numel()]
@@ -175,6 +181,7 @@ def plan(model: nn.Module, rate: float) -> PrunePlan:
         k = int((~rem).sum())
         if isinstance(m, Attention):
             per_head = min(m.head_dim, max(1, int(round(k / m.heads))))
+            per_head = round_width(per_head, m.head_dim, round_to)
             heads = v.reshape(m.heads, m.head_dim)
             idx = [h * m.head_dim + torch.sort(torch.argsort(heads[h], descending=True, stable=True)[:per_head]).values
                    for h in range(m.heads)]
@@ -183,16 +190,19 @@ def plan(model: nn.Module, rate: float) -> PrunePlan:
             keep = torch.nonzero(~rem).flatten()
             if keep.numel() == 0:
                 keep = torch.argmax(v).reshape(1)
+            k = round_width(keep.numel(), v.numel(), round_to)
+            if k != keep.numel():
+                keep = torch.sort(torch.argsort(v, descending=True, stable=True)[:k]).values
         out.keep[name] = keep
         kept_total += keep.numel()
     out.kept_fraction = kept_total / allv.numel()
     return out
 
 
-def mask(model: nn.Module, rate: float) -> nn.Module:
-    """A copy of ``model`` with the scores of the features ``plan(model, rate)`` removes set
-    to 0 (the masked model of section 2.2: same size, same tensors)."""
-    p = plan(model, rate)
+def mask(model: nn.Module, rate: float, round_to: int = 1) -> nn.Module:
+    """A copy of ``model`` with the scores of the features ``plan(model, rate, round_to)``
+    removes set to 0 (the masked model of section 2.2: same size, same tensors)."""
+    p = plan(model, rate, round_to)
     new = copy.deepcopy(model)
     if not score_modules(new):
         attach_scores(new)
@@ -204,13 +214,15 @@ def mask(model: nn.Module, rate: float) -> nn.Module:
     return new
 
 
-def prune(model: nn.Module, rate: float) -> ViTCifar:
+def prune(model: nn.Module, rate: float, round_to: int = 1) -> ViTCifar:
     """Physically prune ``model`` at ``rate``; returns a new, smaller ViT (input untouched).
 
     ``model``: a ``ViTCifar`` with scores (``attach_scores``, then sparsity training); a
     model without scores is treated as having all scores 1.
     ``rate``: fraction of all importance scores (attention + MLP, one global threshold) to
-    remove, in [0, 1).  Surviving scores are folded into the weights, so the result has no
+    remove, in [0, 1).  ``round_to``: kept dims per head and MLP widths rounded to a
+    multiple of this (default 1 = the paper's rule; 8 = hardware-aligned widths, see
+    :func:`plan`).  Surviving scores are folded into the weights, so the result has no
     score vectors and equals ``mask(model, rate)`` up to float rounding.  Its
     ``reprolib_spec`` is builder ``"vit_cifar"`` with the full architecture (``block_dims``:
     kept ``(head_dim, mlp_hidden)`` per block), for ``reprolib.save_compressed``.
@@ -220,7 +232,7 @@ def prune(model: nn.Module, rate: float) -> ViTCifar:
     if current_ranks(model):
         raise ReprolibError("prune a ViT before decomposing it: this one has low-rank layers "
                             f"({', '.join(list(current_ranks(model))[:3])}, ...)")
-    p = plan(model, rate)
+    p = plan(model, rate, round_to)
     blocks = model.blocks
     new_dims = []
     for i, blk in enumerate(blocks):
