@@ -1,4 +1,4 @@
-"""Command line: ``reprolib list | run | compute | reproduce | readme`` (also
+"""Command line: ``reprolib list | run | compute | reproduce | readme | bench`` (also
 ``python -m reprolib``).
 
     reprolib list                                   papers, profiles, models, data sets
@@ -7,6 +7,7 @@
     torchrun --nproc_per_node=8 -m reprolib compute pe --profile paper -p data_root=/imagenet
     reprolib reproduce --profile smoke              every notebook at one profile
     reprolib readme [--check]                       regenerate README.md's results section
+    reprolib bench --profile cpu [--only sidt vtp]  measured speedup vs FLOP reduction
 
 ``run`` executes ``notebooks/PAPER.ipynb`` with papermill (parameters ``profile``,
 ``overrides``, ``force``) into ``runs/PAPER-PROFILE.ipynb``; the notebook writes its results
@@ -156,6 +157,40 @@ def cmd_readme(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from reprolib import bench
+    from reprolib.device import resolve_device
+
+    over = parse_overrides(args.param)
+    for key, val in (("threads", args.threads), ("device", args.device),
+                     ("variants", tuple(args.variant or ()) or None),
+                     ("groups", tuple(args.only or ()) or None)):
+        if val is not None:
+            over[key] = val
+    cfg = bench.get_config(args.profile, **over)
+    resolve_device(cfg.device)                      # no CUDA for device=cuda: error, nothing run
+    t0 = time.perf_counter()
+    bench.run(cfg, force=args.force)
+    for p in bench.write_outputs(cfg):
+        print(f"wrote {paths.rel(p)}")
+    print(bench.summary(cfg))
+    print(f"bench [{args.profile}] done in {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+BENCH_EPILOG = """Each family (a dense parent and its compressed models) is one cached record in
+results/bench/PROFILE/: inference at batch 1 and at a large batch, and a training step,
+timed interleaved (warm-up, median of repeats; CUDA synchronised), with device, precision,
+batch sizes, threads and torch/CUDA versions.  Outputs in figures/bench/: the table
+speedup-PROFILE.md, the same as a CSV named like timm's benchmark files
+(benchmark-PRECISION-LAYOUT-ptVER-cuVER|cpu-DEVICE-PROFILE.csv), fit_loops-PROFILE.md (fit vs a
+bare loop vs a code-book loop) and the figure speedup_vs_flops-PROFILE.png.
+Profiles: smoke (tiny models, seconds), cpu (the papers' sizes where 2 CPU cores allow,
+~30 min), gpu (batch 256; fp32, bf16, channels_last, compile).
+Keys for -p: see reprolib.bench.BenchConfig (e.g. -p sidt_batch=32 -p repeats=5).
+"""
+
+
 def _paper_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("paper")
     p.add_argument("--profile", default="smoke")
@@ -183,6 +218,22 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--profile", default="cpu", help="the profile whose records it shows")
     m.add_argument("--check", action="store_true", help="only say whether it is up to date")
     m.set_defaults(fn=cmd_readme)
+    b = sub.add_parser("bench", help="measured speedup of every compressed model vs its FLOP "
+                       "reduction; fit vs bare and code-book loops",
+                       description="Benchmark the papers' compressed models beside their dense "
+                       "parents (reprolib.bench).", epilog=BENCH_EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    b.add_argument("--profile", default="smoke", help="smoke | cpu | gpu (default smoke)")
+    b.add_argument("--only", nargs="+", metavar="GROUP",
+                   help="families to run: sidt vtp pe metaformer templates fit (default all)")
+    b.add_argument("--variant", action="append", metavar="V",
+                   help="precision[+cl][+compile], e.g. fp32, bf16+cl+compile (repeatable)")
+    b.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+    b.add_argument("--device", help="auto | cpu | cuda (default: the profile's)")
+    b.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one benchmark setting (repeatable)")
+    b.add_argument("--force", action="store_true", help="re-measure families that have records")
+    b.set_defaults(fn=cmd_bench)
     return ap
 
 

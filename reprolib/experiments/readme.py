@@ -3,7 +3,8 @@
 Between the two marker lines of README.md sits, per notebook, its key figure and the
 sentences of ``summary(cfg)`` at the documented profile, every number read from the records,
 and, once a paper's ``evidence`` profile has run, its evidence figure and its claims table
-(``claims(cfg)``).
+(``claims(cfg)``); once ``reprolib bench`` has recorded a profile, a "Performance" subsection
+(``reprolib.bench.readme_section``: the speedup-vs-FLOP figure and summary).
 ``tests/unit/test_readme.py`` fails when the committed README differs from what this writes.
 """
 
@@ -36,7 +37,17 @@ def results_section(profile: str = PROFILE) -> str:
         ev = evidence_section(paper)
         if ev:
             parts.append(ev)
+    perf = performance_section()
+    if perf:
+        parts.append(perf)
     return "\n".join(parts)
+
+
+def performance_section() -> str:
+    """The benchmark's figure and summary (``reprolib bench``), "" before it has run."""
+    from reprolib import bench
+
+    return bench.readme_section()
 
 
 def evidence_section(paper: str, profile: str = EVIDENCE_PROFILE) -> str:
