@@ -574,6 +574,7 @@ def _family_stage(cfg: BenchConfig, fam: dict, variant: str):
 
     def fn(stage) -> dict:
         dev = _setup(cfg)
+        load0 = _loadavg()
         rows = []
         models = {}
         for case in fam["cases"]:
@@ -603,7 +604,8 @@ def _family_stage(cfg: BenchConfig, fam: dict, variant: str):
                 "input_size": size, "batch_small": 1, "batch_large": fam["batch"],
                 "train_batch": fam["train_batch"], "variant": variant, **opts,
                 "warmup": cfg.warmup, "repeats": cfg.repeats, "large_repeats": cfg.large_repeats,
-                "train_repeats": cfg.train_repeats, **environment(dev)}
+                "train_repeats": cfg.train_repeats, "loadavg_start": load0,
+                "loadavg_end": _loadavg(), **environment(dev)}
 
     key = {"family": fam, "variant": variant, "threads": cfg.threads, "device": cfg.device,
            "warmup": cfg.warmup, "repeats": cfg.repeats, "large_repeats": cfg.large_repeats,
@@ -618,6 +620,15 @@ def _setup(cfg: BenchConfig) -> torch.device:
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
     return dev
+
+
+def _loadavg() -> float | None:
+    """The machine's 1-minute load average (None where the OS has none): recorded before and
+    after each family, so a record says whether others were computing while it was timed."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
 
 
 def _slug(s: str) -> str:
@@ -770,6 +781,7 @@ def _fit_stage(cfg: BenchConfig, model_name: str, variant: str):
         from reprolib.registry import create_model
 
         dev = _setup(cfg)
+        load0 = _loadavg()
         data = get_data(cfg.fit_dataset, 32, cfg.fit_batch, device=dev, seed=cfg.seed)
         torch.manual_seed(cfg.seed)
         model = create_model(model_name, num_classes=data.num_classes)
@@ -777,7 +789,8 @@ def _fit_stage(cfg: BenchConfig, model_name: str, variant: str):
                               images=cfg.fit_images, repeats=cfg.fit_repeats,
                               workers=cfg.fit_workers, **opts)
         return {"model": model_name, "dataset": cfg.fit_dataset, "params": count_params(model),
-                "flops": count_flops(model.cpu(), (3, 32, 32)), "variant": variant, **out}
+                "flops": count_flops(model.cpu(), (3, 32, 32)), "variant": variant, **out,
+                "loadavg_start": load0, "loadavg_end": _loadavg()}
 
     key = {"model": model_name, "dataset": cfg.fit_dataset, "images": cfg.fit_images,
            "batch": cfg.fit_batch, "repeats": cfg.fit_repeats, "workers": cfg.fit_workers,
