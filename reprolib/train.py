@@ -77,12 +77,19 @@ def show_progress(enabled: bool = True) -> bool:
 
 
 def _all_sum(values: list, device) -> list[float]:
-    """Sum ``values`` (numbers or device scalars) over the processes: one read-back."""
-    t = torch.stack([torch.as_tensor(v, device=device).to(_acc_dtype(device)).reshape(())
-                     for v in values])
+    """Sum ``values`` (numbers or device scalars) over the processes; the device scalars are
+    read back in one transfer (the only synchronisation)."""
+    dt = _acc_dtype(device)
     if world()[1] > 1:
+        t = torch.stack([torch.as_tensor(v, device=device).to(dt).reshape(()) for v in values])
         dist.all_reduce(t)
-    return t.tolist()
+        return t.tolist()
+    idx = [i for i, v in enumerate(values) if isinstance(v, torch.Tensor)]
+    out = [float(v) if i not in idx else 0.0 for i, v in enumerate(values)]
+    if idx:
+        for i, v in zip(idx, torch.stack([values[i].to(dt).reshape(()) for i in idx]).tolist()):
+            out[i] = v
+    return out
 
 
 def _acc_dtype(device) -> torch.dtype:
