@@ -38,7 +38,7 @@ import torch
 from reprolib import paths, report, results
 from reprolib.configs import get_config, get_paper
 from reprolib.errors import ReprolibError, choose
-from reprolib.experiments.common import Stage, key_of, run_stages
+from reprolib.experiments.common import Stage, key_of, profile_note, run_stages
 from reprolib.measure import count_flops, count_params
 from reprolib.registry import create_model
 
@@ -331,6 +331,7 @@ def conformance_counts(df: pd.DataFrame | None = None) -> pd.DataFrame:
     c = c.reindex([p for p in dict.fromkeys(df["paper"])])
     c.loc["all"] = c.sum()
     c["total"] = c.sum(axis=1)
+    c.columns.name = None
     return c.reset_index().rename(columns={"index": "paper"})
 
 
@@ -818,9 +819,10 @@ def tables(cfg) -> dict[str, pd.DataFrame]:
         f"among the initializers · profile={cfg.profile} · "
         f"device={report.device_label(recs)}")
     pts = points(cfg)
-    pts.attrs["caption"] = ("Cross-method points: accuracy change (pp) and size / speed "
-                            "ratios vs each method's own parent; " + "; ".join(
-                                _provenance_lines(pts)) + f" · profiles={','.join(cfg.profiles)}")
+    prov = "; ".join(_provenance_lines(pts)) or "no records at these profiles"
+    pts.attrs["caption"] = ("Cross-method points: accuracy change (pp) and size / speed ratios "
+                            f"vs each method's own parent · {prov} · "
+                            f"profiles={','.join(cfg.profiles)}{profile_note(cfg)}")
     pp = paper_points()
     pp.attrs["caption"] = "The papers' own reported points, relative to their own parents."
     return {"conformance": conf, "conformance_counts": counts, "export": ex, "points": pts,
