@@ -8,6 +8,7 @@
     reprolib reproduce --profile smoke              every notebook at one profile
     reprolib readme [--check]                       regenerate README.md's results section
     reprolib bench --profile cpu [--only sidt vtp]  measured speedup vs FLOP reduction
+    reprolib export runs/swin_p40 --format onnx     a saved compressed model -> runs/swin_p40.onnx
 
 ``run`` executes ``notebooks/PAPER.ipynb`` with papermill (parameters ``profile``,
 ``overrides``, ``force``) into ``runs/PAPER-PROFILE.ipynb``; the notebook writes its results
@@ -191,12 +192,34 @@ Keys for -p: see reprolib.bench.BenchConfig (e.g. -p sidt_batch=32 -p repeats=5)
 """
 
 
+def cmd_export(args) -> int:
+    from reprolib.export import export_saved
+
+    r = export_saved(args.path, args.format, input_size=args.input_size, opset=args.opset)
+    ties = r.get("ties", {})
+    tied = ("no tied weights" if ties.get("stay_tied") is None else
+            f"{len(ties['copies'])} tied weights, each one initializer" if ties["stay_tied"] else
+            f"tied weights copied: {sorted(n for n, c in ties['copies'].items() if c != 1)}")
+    print(f"{paths.rel(r['onnx'])}: opset {r['opset']}, input {tuple(r['input_size'])}, "
+          f"ONNX Runtime vs PyTorch max abs diff {r['max_abs_diff']:.2e} (outputs up to "
+          f"{r['max_abs_output']:.3g}), torch.export {r['torch_export_max_abs_diff']:.2e}; "
+          f"{tied}")
+    return 0
+
+
 def _paper_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("paper")
     p.add_argument("--profile", default="smoke")
     p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config value, e.g. finetune.epochs=3 (repeatable)")
     p.add_argument("--force", action="store_true", help="recompute runs that have records")
+
+
+def _size(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not C,H,W (e.g. 3,32,32)") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -234,6 +257,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override one benchmark setting (repeatable)")
     b.add_argument("--force", action="store_true", help="re-measure families that have records")
     b.set_defaults(fn=cmd_bench)
+    e = sub.add_parser("export", help="a saved compressed model to ONNX (written beside it), "
+                                      "checked with ONNX Runtime and torch.export")
+    e.add_argument("path", help="a model written by reprolib.save_compressed (stem, .json or "
+                                ".safetensors)")
+    e.add_argument("--format", default="onnx", help="export format (onnx)")
+    e.add_argument("--input-size", type=_size, default=None, metavar="C,H,W",
+                   help="one image's shape (default: the size the model was built for)")
+    e.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 17; default 18)")
+    e.set_defaults(fn=cmd_export)
     return ap
 
 
