@@ -855,7 +855,7 @@ def summary(cfg) -> str:
     out[-1] += (f"; {n.get('not counted', 0)} are of models neither reprolib, timm nor "
                 f"torchvision builds and {n.get('not printed', 0)} has no printed value.")
     counts = conformance_counts(conf)
-    out.append("\n\n" + report.to_markdown(counts) + "\n")
+    out.append("\n\n" + report.to_markdown(counts) + "\n\n")
     pts = points(cfg)
     if len(pts):
         per = pts.groupby("method").size()
