@@ -117,6 +117,7 @@ def http_dir(tmp_path):
 
 def test_cifar10_download_path_offline(tmp_path, monkeypatch, http_dir):
     """torchvision's own download_and_extract_archive, against a loopback server."""
+    monkeypatch.setenv("REPROLIB_DOWNLOAD", "1")   # a folder outside the project
     import torchvision
 
     tgz, md5 = _write_cifar_archive(tmp_path)
@@ -186,6 +187,7 @@ def test_cifar10_subset_equals_the_shared_copy(cifar10_subset):
 
 
 def test_missing_cifar_is_a_clear_error(tmp_path, monkeypatch, http_dir):
+    monkeypatch.setenv("REPROLIB_DOWNLOAD", "1")   # a folder outside the project
     import torchvision
 
     monkeypatch.setattr(torchvision.datasets.CIFAR100, "url", f"{http_dir}/nowhere.tgz")
