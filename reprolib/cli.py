@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import logging
 import os
 import re
 import shutil
@@ -233,6 +234,11 @@ def run_notebook(paper: str, profile: str = "smoke", overrides: dict | None = No
     # reprolib.train.show_progress decides for fit's bars).
     os.environ.setdefault("REPROLIB_NO_PROGRESS", "1")
     bar = not any(os.environ.get(v) for v in ("CI", "NBVAL"))
+    # papermill's logger repeats what the one-line messages of main() say, as log records
+    # ("Kernel died while waiting for execute reply."): keep it quiet during the run
+    pm_log = logging.getLogger("papermill")
+    level = pm_log.level
+    pm_log.setLevel(logging.CRITICAL)
     try:
         pm.execute_notebook(str(notebook_path(paper)), str(tmp),
                             parameters={"profile": profile, "overrides": overrides, "force": force},
@@ -247,6 +253,7 @@ def run_notebook(paper: str, profile: str = "smoke", overrides: dict | None = No
                              + (f" (its last words: {last})" if last else "")) from None
         raise
     finally:
+        pm_log.setLevel(level)
         tmp.unlink(missing_ok=True)
         log.unlink(missing_ok=True)
     print(f"{paper} [{profile}] done in {time.perf_counter() - t0:.0f} s -> {paths.rel(out)}")

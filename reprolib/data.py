@@ -612,7 +612,12 @@ def prepare_data(dataset: str, root=None, *, download: bool | None = None) -> st
             root_exists()
             if not (may_download(root) or is_present("cifar10", root)):
                 cifar10_subset_file(root, build=False)       # raises, naming the options
-        f = cifar10_subset_file(root, download=None)
+        try:
+            f = cifar10_subset_file(root, download=None)
+        except ReprolibError as e:
+            raise ReprolibError(f"data set cifar10_subset is built from CIFAR-10, and {e}; or "
+                                "set REPROLIB_CIFAR10_SUBSET to a copy of cifar10_subset.npz"
+                                ) from None
         load_npz(f)
         return f"cifar10_subset: {'found' if present else 'built'} at {f}"
     base = root_exists()

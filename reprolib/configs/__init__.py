@@ -603,7 +603,7 @@ def describe(paper: str, width: int = 100) -> str:
             rows.append((f"{f.name}.*", "recipe", "", docs.get(f.name, "") +
                          " (a training recipe: set its values with the keys below)"))
             for g in dataclasses.fields(nested[f.name]):
-                if g.name in NOT_HASHED or g.name == "seed":
+                if g.name == "seed":
                     continue
                 rows.append((f"{f.name}.{g.name}", _type_name(_hints(nested[f.name])[g.name]),
                              values(lambda c, r=f.name, k=g.name: getattr(getattr(c, r), k)),

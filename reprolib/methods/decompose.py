@@ -74,8 +74,7 @@ def factorize(w: np.ndarray, method: str, rank: int) -> tuple[np.ndarray, np.nda
     choose("decomposition method", method, METHODS)
     w = np.asarray(w, dtype=np.float64)
     m, n = w.shape
-    check_range("rank", rank, 1, min(m, n))
-    r = int(rank)
+    r = _whole_rank(rank, min(m, n))
     if method == "svd":
         u, s, vh = torch.linalg.svd(torch.from_numpy(w), full_matrices=False)
         return (u[:, :r] * s[:r]).numpy(), vh[:r].numpy()
@@ -97,6 +96,17 @@ def factorize(w: np.ndarray, method: str, rank: int) -> tuple[np.ndarray, np.nda
     return pl[:, :r], u[:r]
 
 
+def _whole_rank(rank, full: int) -> int:
+    """``rank`` as an int in 1 .. ``full``; a fraction (2.5) or a bool is an error, not
+    truncated."""
+    if isinstance(rank, bool) or not isinstance(rank, (int, float, np.integer, np.floating)) \
+            or rank != int(rank):
+        raise ReprolibError(f"rank={rank!r} must be a whole number of factors, 1 .. {full} "
+                            "(for a fraction of the full rank use rank_ratio)")
+    check_range("rank", int(rank), 1, full)
+    return int(rank)
+
+
 def decompose_linear(layer: nn.Linear, method: str = "svd", rank: int | None = None) -> LowRankLinear:
     """Replace-ready two-factor module computing the rank-``rank`` approximation of ``layer``.
 
@@ -108,9 +118,9 @@ def decompose_linear(layer: nn.Linear, method: str = "svd", rank: int | None = N
     if not isinstance(layer, nn.Linear):
         raise ReprolibError(f"decompose_linear needs an nn.Linear, got {type(layer).__name__}")
     out_f, in_f = layer.weight.shape
-    rank = min(out_f, in_f) if rank is None else rank
+    rank = min(out_f, in_f) if rank is None else _whole_rank(rank, min(out_f, in_f))
     a, b = factorize(layer.weight.detach().cpu().double().numpy(), method, rank)
-    new = LowRankLinear(in_f, out_f, int(rank), layer.bias is not None, method)
+    new = LowRankLinear(in_f, out_f, rank, layer.bias is not None, method)
     dt, dev = layer.weight.dtype, layer.weight.device
     with torch.no_grad():
         new.first.weight.copy_(torch.from_numpy(b).to(dev, dt))
@@ -160,6 +170,7 @@ def decompose_model(model: nn.Module, method: str = "svd", rank_ratio: float | N
     ViT block -- the layers VTP pruned);
     ``only_if_smaller``: keep a layer dense when r (out + in) >= out * in, i.e. when the
     factors would not have fewer weights (default True).
+    ``layers`` matching no linear layer of ``model`` is a ``ReprolibError`` naming its layers.
     The input model is left untouched; ``current_ranks(new)`` lists the factored layers.
     A model built by ``reprolib.create_model`` gets the step ``{"kind": "lowrank", "ranks":
     ...}`` in its spec, so ``reprolib.save_compressed`` / ``load_compressed`` rebuild it.
@@ -167,6 +178,14 @@ def decompose_model(model: nn.Module, method: str = "svd", rank_ratio: float | N
     choose("decomposition method", method, METHODS)
     if energy is not None:  # an energy threshold overrides the default rank_ratio
         rank_ratio = None
+    layers = list(layers)
+    targets = target_layers(model, layers)
+    if not targets:
+        linear = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+        raise ReprolibError(f"decompose_model: no nn.Linear layer of this "
+                            f"{type(model).__name__} matches layers={layers}; its linear "
+                            f"layers: {', '.join(linear[:8]) or 'none'}"
+                            f"{' ...' if len(linear) > 8 else ''}")
     new = copy.deepcopy(model)
     for name, layer in target_layers(new, layers):
         out_f, in_f = layer.weight.shape
