@@ -151,10 +151,18 @@ def choose_rank(weight: torch.Tensor, rank_ratio: float | None = None,
 
 
 def target_layers(model: nn.Module, layers: Iterable[str] = DEFAULT_LAYERS) -> list[tuple[str, nn.Linear]]:
-    """The ``nn.Linear`` modules of ``model`` whose qualified names match a glob in ``layers``."""
+    """The ``nn.Linear`` modules of ``model`` whose qualified names match a glob in ``layers``;
+    none matching is a ``ReprolibError`` naming the model's linear layers (a wrong glob would
+    otherwise decompose nothing, silently)."""
     pats = list(layers)
-    return [(n, m) for n, m in model.named_modules()
-            if isinstance(m, nn.Linear) and any(fnmatch.fnmatchcase(n, p) for p in pats)]
+    found = [(n, m) for n, m in model.named_modules()
+             if isinstance(m, nn.Linear) and any(fnmatch.fnmatchcase(n, p) for p in pats)]
+    if not found:
+        linear = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+        raise ReprolibError(f"no nn.Linear layer of this {type(model).__name__} matches "
+                            f"layers={pats}; its linear layers: {', '.join(linear[:8]) or 'none'}"
+                            f"{' ...' if len(linear) > 8 else ''}")
+    return found
 
 
 def decompose_model(model: nn.Module, method: str = "svd", rank_ratio: float | None = 0.25, *,
@@ -170,7 +178,6 @@ def decompose_model(model: nn.Module, method: str = "svd", rank_ratio: float | N
     ViT block -- the layers VTP pruned);
     ``only_if_smaller``: keep a layer dense when r (out + in) >= out * in, i.e. when the
     factors would not have fewer weights (default True).
-    ``layers`` matching no linear layer of ``model`` is a ``ReprolibError`` naming its layers.
     The input model is left untouched; ``current_ranks(new)`` lists the factored layers.
     A model built by ``reprolib.create_model`` gets the step ``{"kind": "lowrank", "ranks":
     ...}`` in its spec, so ``reprolib.save_compressed`` / ``load_compressed`` rebuild it.
@@ -178,14 +185,6 @@ def decompose_model(model: nn.Module, method: str = "svd", rank_ratio: float | N
     choose("decomposition method", method, METHODS)
     if energy is not None:  # an energy threshold overrides the default rank_ratio
         rank_ratio = None
-    layers = list(layers)
-    targets = target_layers(model, layers)
-    if not targets:
-        linear = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-        raise ReprolibError(f"decompose_model: no nn.Linear layer of this "
-                            f"{type(model).__name__} matches layers={layers}; its linear "
-                            f"layers: {', '.join(linear[:8]) or 'none'}"
-                            f"{' ...' if len(linear) > 8 else ''}")
     new = copy.deepcopy(model)
     for name, layer in target_layers(new, layers):
         out_f, in_f = layer.weight.shape
