@@ -128,7 +128,11 @@ def check_writable(folder: Path, what: str, var: str | None = None) -> None:
     if not os.access(base, os.W_OK | os.X_OK):
         why = "read-only file system" if _read_only(base) else "no write permission"
         raise ReprolibError(f"{what} {folder} is not writable ({why} at {base}){hint}")
-    free = shutil.disk_usage(base).free
+    usage = shutil.disk_usage(base)
+    if usage.total == 0:                      # /proc, /sys: no file can be created there
+        raise ReprolibError(f"{what} {folder} cannot be created: {base} is on a virtual file "
+                            f"system that holds no files{hint}")
+    free = usage.free
     if free < MIN_FREE_BYTES:
         raise ReprolibError(f"{what} {folder}: the disk is full ({free / 2**20:.0f} MiB free, "
                             f"a run needs at least {MIN_FREE_BYTES // 2**20} MiB){hint}")
@@ -189,6 +193,15 @@ def _ipc_kernel_manager(log: Path | None = None):
     class IPCKernelManager(AsyncKernelManager):
         def __init__(self, **kw):
             kw.setdefault("transport", "ipc")
+            if "ip" not in kw:
+                # the sockets go to a private folder removed with this manager (or at exit),
+                # not `kernel-ipc-N` files in the notebook's folder that a killed run leaves
+                import tempfile
+                import weakref
+
+                folder = tempfile.mkdtemp(prefix="reprolib-kernel-")
+                kw["ip"] = os.path.join(folder, "ipc")
+                weakref.finalize(self, shutil.rmtree, folder, True)
             super().__init__(**kw)
 
         async def _async_launch_kernel(self, kernel_cmd, **kw):

@@ -42,6 +42,11 @@ def test_list():
     (["compute", "quickstart", "-p", "train.epochs=0"], "train.epochs=0 must be >= 1"),
     (["run", "quickstart", "--output", "RUNS/"], "is a folder; give the executed notebook's file"),
     (["run", "quickstart", "--output", "RUNS/x.txt"], "must end in .ipynb"),
+    (["run", "quickstart", "--output", "/proc/reprolib/x.ipynb"],
+     "--output folder /proc/reprolib cannot be created: /proc is on a virtual file system"),
+    (["run", "quickstart", "-p", "train.lr=nan"], "train.lr='nan' is not a valid float"),
+    (["run", "quickstart", "-p", "dataset=cifar10", "-p", "data_root=TMP/f"],
+     "data root TMP/f is not a folder"),
     (["run", "quickstart", "-p", "dataset=cifar10", "--data-root", "TMP/nowhere"],
      "data root TMP/nowhere does not exist; pass --data-root"),
     (["run", "quickstart", "-p", "dataset=cifar10", "--data-root", "TMP"],
@@ -59,10 +64,12 @@ def test_bad_input_exits_2_without_outputs(tmp_path, monkeypatch, capsys, args, 
             for a in args]
     message = message.replace("TMP", str(tmp_path))
     (tmp_path / "runs").mkdir()
+    if "TMP/f" in message.replace(str(tmp_path), "TMP"):
+        (tmp_path / "f").write_text("a file, not a folder")
     assert cli.main(args) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err, err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "f") == ["runs"]
     assert not list((tmp_path / "runs").iterdir())
 
 
@@ -170,7 +177,9 @@ def test_an_interrupted_run_prints_one_line_and_leaves_no_partial_notebook(tmp_p
     terminal sends it) and a kernel killed mid-cell: one line on stderr, no traceback, no
     `runs/.<paper>-<profile>.<pid>.partial.ipynb` left, no kernel left running."""
     env = {**os.environ, **{f"REPROLIB_{v.upper()}": str(tmp_path / v)
-                            for v in ("results", "figures", "runs")}}
+                            for v in ("results", "figures", "runs")}, "TMPDIR": str(tmp_path / "tmp")}
+    (tmp_path / "tmp").mkdir()
+    sockets = set((paths.ROOT / "notebooks").glob("kernel-ipc*"))
     p = subprocess.Popen([sys.executable, "-m", "reprolib", "run", "quickstart",
                           "-p", "widths=0.5", "-p", "train.epochs=200"], cwd=paths.ROOT,
                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -193,6 +202,11 @@ def test_an_interrupted_run_prints_one_line_and_leaves_no_partial_notebook(tmp_p
              if ln.strip() and not ln.startswith("Executing")]
     assert p.returncode == rc and len(lines) == 1 and lines[0].startswith(line), err[-3000:]
     assert not [f.name for f in (tmp_path / "runs").iterdir()]
+    figures = tmp_path / "figures"                      # no table or figure from a cut run
+    assert not figures.exists() or not [f for f in figures.rglob("*") if f.is_file()]
+    # the kernel's sockets lived in a private temporary folder, gone with the run
+    assert set((paths.ROOT / "notebooks").glob("kernel-ipc*")) == sockets
+    assert not list((tmp_path / "tmp").glob("reprolib-kernel-*"))
     time.sleep(3)
     for k in kernel:                   # the kernel went with it (gone, or a zombie)
         stat = Path(f"/proc/{k}/stat")
