@@ -104,8 +104,9 @@ class VtpSvdConfig(BaseConfig):
         check_number("merits_repeats", self.merits_repeats, 1, integer=True)
         for p, over in self.patch_overrides.items():
             what = f"patch_overrides[{p!r}]"
-            if p not in self.patch_sizes:
-                raise ReprolibError(f"{what}: {p!r} is not one of patch_sizes={self.patch_sizes}")
+            # an entry for a size outside patch_sizes is unused, not wrong: a profile's
+            # entries must survive `-p patch_sizes=(4,)`
+            check_number(f"{what} key", p, 1, integer=True)
             if not isinstance(over, dict):
                 raise ReprolibError(f"{what}={over!r} must be a dict of per-patch settings")
             fixed = [k for k in over if str(k).split(".")[0] in NOT_PER_PATCH

@@ -125,7 +125,7 @@ def test_the_model_index_matches_what_the_modules_register():
     ("vtp_svd", "methods", ("svd", "eig"), "methods[1]='eig' is not one of"),
     ("vtp_svd", "patch_overrides", {4: {"pretrain.epochs": -2}},
      "patch_overrides[4]: pretrain.epochs=-2 must be >= 0"),
-    ("vtp_svd", "patch_overrides", {2: {"model": "vit_cifar"}}, "2 is not one of patch_sizes"),
+    ("vtp_svd", "patch_overrides", {0: {"model": "vit_cifar"}}, "patch_overrides[0] key=0 must be >= 1"),
     ("metaformer_nas", "rounds", 0, "rounds=0 must be >= 1"),
     ("metaformer_nas", "val_fraction", 1.0, "val_fraction=1.0 must be in (0, 1)"),
     ("metaformer_nas", "baselines", ("pooling", "conv"), "baselines[1]='conv' is not one of"),
