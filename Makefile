@@ -4,10 +4,11 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PROFILE ?= smoke
 
-.PHONY: reproduce test test-all lab venv readme clean
+.PHONY: reproduce test test-all lab lab-edit venv readme clean
 .DEFAULT_GOAL := reproduce
 
 $(VENV)/.installed: requirements.lock pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:3] >= (3, 11, 5) else "reprolib needs Python 3.11.5 or newer (what requirements.lock installs on); $(PYTHON) is " + sys.version.split()[0] + ": run make PYTHON=/path/to/python3.11")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.lock
@@ -33,7 +34,18 @@ test-all: venv
 readme: venv
 	$(PY) -m reprolib readme
 
+## JupyterLab on copies of the notebooks in lab/ (git-ignored): running and autosaving them
+## never modifies the tracked notebooks, and the tables / figures they save go to
+## lab/figures/ (records still go to results/, where every run with the same config reuses
+## them).  Copies are made once; `rm -r lab` starts again from the committed notebooks.
 lab: venv
+	@mkdir -p lab
+	@for nb in notebooks/*.ipynb; do [ -e "lab/$$(basename $$nb)" ] || cp "$$nb" lab/; done
+	REPROLIB_FIGURES=$(CURDIR)/lab/figures $(VENV)/bin/jupyter lab lab/
+
+## JupyterLab on the tracked notebooks themselves, to change one on purpose; before
+## committing: $(PY) -m reprolib.nbclean --execute notebooks/PAPER.ipynb
+lab-edit: venv
 	$(VENV)/bin/jupyter lab notebooks/
 
 clean:

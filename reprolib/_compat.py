@@ -96,12 +96,21 @@ def _allow_nms() -> None:
 
 
 def install() -> bool:
-    """Register the fallback if (and only if) torchvision's compiled ops cannot load."""
+    """Register the fallback if (and only if) torchvision's compiled ops cannot load.
+
+    Runs before torchvision is imported (``import reprolib`` arranges that the first
+    ``import torchvision`` imports this module first and calls
+    :func:`after_torchvision_import` once torchvision has loaded)."""
     if ACTIVE or _torchvision_ops_load():
         return False
     _register_fallback()
-    _allow_nms()
     return True
+
+
+def after_torchvision_import() -> None:
+    """Let ``torchvision.ops.nms`` reach the fallback operator (once torchvision is loaded)."""
+    if ACTIVE:
+        _allow_nms()
 
 
 install()

@@ -1,10 +1,13 @@
 """Command line: ``reprolib list | run | compute | reproduce | readme | bench`` (also
 ``python -m reprolib``).
 
-    reprolib list                                   papers, profiles, models, data sets
+    reprolib list [PAPER]                           papers, profiles, models, data sets; with
+                                                    PAPER every override key, its type, value
+                                                    per profile and meaning
     reprolib run sidt --profile cpu -p finetune.epochs=3 [--force]
-    reprolib compute pe --profile paper             the pipeline without the notebook
-    torchrun --nproc_per_node=8 -m reprolib compute pe --profile paper -p data_root=/imagenet
+    reprolib run sidt --help                        the options above and sidt's keys
+    reprolib compute pe --profile paper --data-root /imagenet   the pipeline, no notebook
+    torchrun --nproc_per_node=8 -m reprolib compute pe --profile paper --data-root /imagenet
     reprolib reproduce --profile smoke              every notebook at one profile
     reprolib readme [--check]                       regenerate README.md's results section
     reprolib bench --profile cpu [--only sidt vtp]  measured speedup vs FLOP reduction
@@ -14,16 +17,31 @@
 ``overrides``, ``force``) into ``runs/PAPER-PROFILE.ipynb``; the notebook writes its results
 records, tables and figures.  ``compute`` runs the same pipeline
 (``reprolib.experiments.PAPER.run``) in this process, which is how ``torchrun`` starts it on
-several GPUs.  Bad input (unknown paper, profile or override key, a value of the wrong type)
-is one line on stderr and exit code 2, checked before anything is written.  A notebook that
-fails leaves no output notebook behind (exit code 1).
+several GPUs.
+
+Before any work both check everything they can (:func:`check_run`): the config (unknown
+keys, types, ranges, whole grids), the device, the output path, that the results / figures /
+runs folders are writable with space left, and the data -- present and readable, or fetched
+now where that is allowed (into ``data/``; into another ``--data-root`` only with
+``--download``).  Bad input is one line on stderr and exit code 2, with nothing written.
+``list`` / ``--help`` / a bad value answer without importing torch.
+
+A notebook that fails, a kernel that dies, Ctrl-C (exit 130) and SIGTERM (exit 143) leave no
+partial notebook behind and print one line; finished stages are records and are reused by
+the next run, and a killed stage resumes from its checkpoint.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import logging
 import os
+import re
+import shutil
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -31,97 +49,279 @@ from reprolib import paths
 from reprolib.configs import parse_overrides
 from reprolib.errors import ReprolibError
 
+#: Below this many free bytes on the results / figures / runs disk a run does not start.
+MIN_FREE_BYTES = 64 * 2**20
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that cleanup (``finally``) runs."""
+
+
+class KernelDied(RuntimeError):
+    """The notebook's kernel process ended in the middle of a run."""
+
 
 def notebook_path(paper: str) -> Path:
     return paths.ROOT / "notebooks" / f"{paper}.ipynb"
 
 
-def check_run(paper: str, profile: str, overrides: dict):
-    """Validate a run request without side effects; returns the resolved config."""
-    from reprolib.configs import get_config
-    from reprolib.data import check_dataset
+def datasets_of(cfg) -> list[str]:
+    """The data sets a config reads: ``dataset`` and, where the paper has them, its
+    ``extra_datasets``."""
+    return [cfg.dataset, *getattr(cfg, "extra_datasets", ())]
 
+
+def check_run(paper: str, profile: str, overrides: dict, *, output: str | None = None,
+              data_root: str | None = None, download: bool = False, data: bool = True):
+    """Check a run request before any work; returns the resolved config.
+
+    Config values (:func:`reprolib.configs.get_config`), the device (an explicit ``cuda``
+    needs one), the notebook, ``output`` (a notebook file in a writable folder), writable
+    results / figures / runs folders with free space, and -- when ``data`` -- every data set
+    the config reads (:func:`reprolib.data.prepare_data`: present, or downloaded now where
+    allowed).  ``data_root`` is the ``--data-root`` flag (the same as ``-p data_root=``).
+    Raises ``ReprolibError``; writes nothing but an allowed download.
+    """
+    from reprolib.configs import get_config
+
+    if data_root is not None:
+        if overrides.get("data_root") not in (None, data_root):
+            raise ReprolibError(f"--data-root {data_root} and -p data_root="
+                                f"{overrides['data_root']} disagree; give one")
+        overrides = {**overrides, "data_root": data_root}
     cfg = get_config(paper, profile, **overrides)
-    check_dataset(cfg.dataset)
     if not notebook_path(paper).exists():
         raise ReprolibError(f"notebook notebooks/{paper}.ipynb is missing")
+    if cfg.device not in ("auto", "cpu"):
+        from reprolib.device import resolve_device
+
+        resolve_device(cfg.device)          # "cuda" without CUDA: one clear error
+    if output is not None:
+        check_output(output)
+    for what, folder, var in (("results", paths.results_root(), "REPROLIB_RESULTS"),
+                              ("figures", paths.figures_root(), "REPROLIB_FIGURES"),
+                              ("runs", paths.runs_root(), "REPROLIB_RUNS")):
+        check_writable(folder, f"the {what} folder", var)
+    if data:
+        from reprolib.data import prepare_data
+
+        for ds in datasets_of(cfg):
+            prepare_data(ds, cfg.data_root, download=download)
     return cfg
 
 
-def _ipc_kernel_manager():
-    """A Jupyter kernel manager on IPC (unix socket) transport: local, and without the
-    "Kernel is running over TCP without encryption" warning of every TCP kernel."""
-    from jupyter_client.manager import KernelManager
+def _existing_ancestor(path: Path) -> Path:
+    p = path
+    while not p.exists():
+        if p.parent == p:
+            break
+        p = p.parent
+    return p
 
-    class IPCKernelManager(KernelManager):
+
+def check_writable(folder: Path, what: str, var: str | None = None) -> None:
+    """``folder`` (or the nearest existing folder above it, where it will be created) must
+    be a writable folder on a disk with at least :data:`MIN_FREE_BYTES` free."""
+    folder = Path(folder)
+    base = _existing_ancestor(folder)
+    hint = f"; set {var} to another folder" if var else ""
+    if not base.is_dir():
+        raise ReprolibError(f"{what} {folder} cannot be created: {base} is a file{hint}")
+    if not os.access(base, os.W_OK | os.X_OK):
+        why = "read-only file system" if _read_only(base) else "no write permission"
+        raise ReprolibError(f"{what} {folder} is not writable ({why} at {base}){hint}")
+    usage = shutil.disk_usage(base)
+    if usage.total == 0:                      # /proc, /sys: no file can be created there
+        raise ReprolibError(f"{what} {folder} cannot be created: {base} is on a virtual file "
+                            f"system that holds no files{hint}")
+    free = usage.free
+    if free < MIN_FREE_BYTES:
+        raise ReprolibError(f"{what} {folder}: the disk is full ({free / 2**20:.0f} MiB free, "
+                            f"a run needs at least {MIN_FREE_BYTES // 2**20} MiB){hint}")
+
+
+def _read_only(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
+
+
+def check_output(output: str) -> Path:
+    """``--output``: a ``.ipynb`` file path (not a folder) whose folder can be written."""
+    out = paths.resolve(output)
+    if out.is_dir() or str(output).endswith(os.sep):
+        raise ReprolibError(f"--output {output} is a folder; give the executed notebook's file "
+                            "name, e.g. runs/sidt-cpu.ipynb")
+    if out.suffix != ".ipynb":
+        raise ReprolibError(f"--output {output} must end in .ipynb (it is a notebook)")
+    check_writable(out.parent, f"--output folder", None)
+    return out
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_partials(folder: Path) -> list[Path]:
+    """Remove the partial notebooks (``.NAME.<pid>.partial.ipynb``) of runs whose process is
+    gone (killed with SIGKILL, a machine that went down); returns what was removed."""
+    gone = []
+    for p in [*Path(folder).glob(".*.partial.ipynb"), *Path(folder).glob(".*.kernel.log")]:
+        m = re.match(r"\..*\.(\d+)\.(partial\.ipynb|kernel\.log)$", p.name)
+        if m and not _pid_alive(int(m.group(1))):
+            p.unlink(missing_ok=True)
+            gone.append(p)
+    return gone
+
+
+def _ipc_kernel_manager(log: Path | None = None):
+    """A Jupyter kernel manager on IPC (unix socket) transport: local, and without the
+    "Kernel is running over TCP without encryption" warning of every TCP kernel.  With
+    ``log``, the kernel process's own stdout / stderr go to that file instead of this
+    terminal (what a notebook prints is in its cells either way; the kernel's own messages
+    -- "KeyboardInterrupt caught in kernel" when it is shut down, "Parent appears to have
+    exited" -- are noise there)."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    # the async manager: nbclient then polls the kernel while a cell runs, and a kernel that
+    # dies is reported (with the blocking manager the run waits for it forever)
+    class IPCKernelManager(AsyncKernelManager):
         def __init__(self, **kw):
             kw.setdefault("transport", "ipc")
+            if "ip" not in kw:
+                # the sockets go to a private folder removed with this manager (or at exit),
+                # not `kernel-ipc-N` files in the notebook's folder that a killed run leaves
+                import tempfile
+                import weakref
+
+                folder = tempfile.mkdtemp(prefix="reprolib-kernel-")
+                kw["ip"] = os.path.join(folder, "ipc")
+                weakref.finalize(self, shutil.rmtree, folder, True)
             super().__init__(**kw)
+
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            if log is None:
+                return await super()._async_launch_kernel(kernel_cmd, **kw)
+            with open(log, "ab") as f:                 # the kernel keeps its own copy
+                kw.setdefault("stdout", f)
+                kw.setdefault("stderr", f)
+                return await super()._async_launch_kernel(kernel_cmd, **kw)
 
     return IPCKernelManager
 
 
+def _last_line(path: Path) -> str:
+    try:
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return lines[-1].strip()[:160] if lines else ""
+
+
 def run_notebook(paper: str, profile: str = "smoke", overrides: dict | None = None,
-                 force: bool = False, output: str | None = None) -> Path:
-    """Execute ``notebooks/PAPER.ipynb`` at ``profile``; returns the executed notebook's path."""
+                 force: bool = False, output: str | None = None, *, checked: bool = False,
+                 data_root: str | None = None, download: bool = False) -> Path:
+    """Execute ``notebooks/PAPER.ipynb`` at ``profile``; returns the executed notebook's path.
+
+    ``checked``: the request was already checked (:func:`check_run`)."""
+    overrides = dict(overrides or {})
+    if data_root is not None:
+        overrides["data_root"] = data_root
+    if not checked:
+        check_run(paper, profile, overrides, output=output, download=download)
     import papermill as pm
 
-    from reprolib.train import show_progress
-
-    overrides = overrides or {}
-    check_run(paper, profile, overrides)
-    out = Path(output) if output else paths.runs_root() / f"{paper}-{profile}.ipynb"
+    out = paths.resolve(output) if output else paths.runs_root() / f"{paper}-{profile}.ipynb"
     out.parent.mkdir(parents=True, exist_ok=True)
+    clean_partials(out.parent)
     tmp = out.with_name(f".{out.stem}.{os.getpid()}.partial.ipynb")
+    log = out.with_name(f".{out.stem}.{os.getpid()}.kernel.log")
     t0 = time.perf_counter()
     # The kernel inherits this: fit's per-epoch bars stay out of the executed notebook, while
-    # papermill's own bar shows progress over the cells here.
+    # papermill's own bar shows progress over the cells here (off under CI / nbval, as
+    # reprolib.train.show_progress decides for fit's bars).
     os.environ.setdefault("REPROLIB_NO_PROGRESS", "1")
+    bar = not any(os.environ.get(v) for v in ("CI", "NBVAL"))
+    # papermill's logger repeats what the one-line messages of main() say, as log records
+    # ("Kernel died while waiting for execute reply."): keep it quiet during the run
+    pm_log = logging.getLogger("papermill")
+    level = pm_log.level
+    pm_log.setLevel(logging.CRITICAL)
     try:
         pm.execute_notebook(str(notebook_path(paper)), str(tmp),
                             parameters={"profile": profile, "overrides": overrides, "force": force},
                             cwd=str(paths.ROOT / "notebooks"), kernel_name="python3",
-                            progress_bar=show_progress(), log_output=False,
-                            kernel_manager_class=_ipc_kernel_manager())
+                            progress_bar=bar, log_output=False,
+                            kernel_manager_class=_ipc_kernel_manager(log))
         os.replace(tmp, out)
+    except Exception as e:
+        if type(e).__name__ == "DeadKernelError":
+            last = _last_line(log)
+            raise KernelDied(f"{paper}: the notebook's kernel died"
+                             + (f" (its last words: {last})" if last else "")) from None
+        raise
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        pm_log.setLevel(level)
+        tmp.unlink(missing_ok=True)
+        log.unlink(missing_ok=True)
     print(f"{paper} [{profile}] done in {time.perf_counter() - t0:.0f} s -> {paths.rel(out)}")
     return out
 
 
-def cmd_list(_args) -> int:
-    import reprolib
-    from reprolib.configs import papers
-    from reprolib.data import DATASETS
+# --------------------------------------------------------------------------- commands
 
+
+def cmd_list(args) -> int:
+    from reprolib.configs import describe, papers
+    from reprolib.data import DATASETS
+    from reprolib.registry import list_models
+
+    if args.paper:
+        print(describe(args.paper))
+        return 0
     print("papers (notebooks) and their profiles:")
     for name, p in papers().items():
         print(f"  {name:16s} {', '.join(p.presets):28s} {p.title}")
     print("models:")
-    print("  " + ", ".join(reprolib.list_models()))
+    print("  " + ", ".join(list_models()))
     print("data sets:")
     print("  " + ", ".join(DATASETS))
+    print("every option of a paper: reprolib list PAPER (or reprolib run PAPER --help)")
     return 0
 
 
 def cmd_run(args) -> int:
-    run_notebook(args.paper, args.profile, parse_overrides(args.param), args.force, args.output)
+    over = parse_overrides(args.param)
+    check_run(args.paper, args.profile, over, output=args.output, data_root=args.data_root,
+              download=args.download)
+    run_notebook(args.paper, args.profile, over, args.force, args.output, checked=True,
+                 data_root=args.data_root)
     return 0
 
 
 def cmd_compute(args) -> int:
+    cfg = check_run(args.paper, args.profile, parse_overrides(args.param),
+                    data_root=args.data_root, download=args.download)
     from reprolib.device import init_distributed, is_main_process
     from reprolib.experiments import get_experiment
+    from reprolib.results import ACTIVITY
 
-    cfg = check_run(args.paper, args.profile, parse_overrides(args.param))
     init_distributed()
     t0 = time.perf_counter()
     recs = get_experiment(args.paper).run(cfg, force=args.force)
     if is_main_process():
+        waited = f", {ACTIVITY['waited']} after waiting for another process" \
+            if ACTIVITY["waited"] else ""
         print(f"{args.paper} [{args.profile}]: {len(recs)} stages in "
-              f"{time.perf_counter() - t0:.0f} s; records in "
+              f"{time.perf_counter() - t0:.0f} s ({ACTIVITY['computed']} computed, "
+              f"{ACTIVITY['reused']} reused{waited}); records in "
               f"{paths.rel(paths.results_root() / args.paper / args.profile)}/")
     return 0
 
@@ -133,14 +333,14 @@ def cmd_reproduce(args) -> int:
     todo = [n for n in EXPERIMENTS if args.profile in papers()[n].presets]
     if not todo:
         raise ReprolibError(f"no notebook has a profile {args.profile!r}")
-    for n in todo:  # validate everything before running anything
-        check_run(n, args.profile, {})
+    for n in todo:  # check everything (data included) before running anything
+        check_run(n, args.profile, {}, data_root=args.data_root, download=args.download)
     skipped = sorted(set(EXPERIMENTS) - set(todo))
     if skipped:
         print(f"(no {args.profile!r} profile, skipped: {', '.join(skipped)})")
     t0 = time.perf_counter()
     for n in todo:
-        run_notebook(n, args.profile, {}, args.force)
+        run_notebook(n, args.profile, {}, args.force, checked=True, data_root=args.data_root)
     print(f"reproduced {len(todo)} notebooks at profile {args.profile!r} in "
           f"{time.perf_counter() - t0:.0f} s; figures in {paths.rel(paths.figures_root())}/")
     return 0
@@ -207,11 +407,42 @@ def cmd_export(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- parser
+
+
+class _PaperHelp(argparse.Action):
+    """``-h`` / ``--help`` that, after a paper name, also lists that paper's override keys."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                 help=None):
+        super().__init__(option_strings, dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from reprolib.configs import describe
+
+        parser.print_help()
+        paper = getattr(namespace, "paper", None)
+        if paper:
+            try:
+                print("\n" + describe(paper))
+            except ReprolibError as e:
+                print(f"\n{e}")
+        else:
+            print("\nevery override key of a paper: reprolib list PAPER "
+                  "(or reprolib run PAPER --help)")
+        parser.exit()
+
+
 def _paper_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("paper")
-    p.add_argument("--profile", default="smoke")
+    p.add_argument("-h", "--help", action=_PaperHelp,
+                   help="show this help and, after PAPER, every override key of that paper")
+    p.add_argument("paper", help="the notebook: quickstart, sidt, pe, vtp_svd, "
+                                 "metaformer_nas, templates (reprolib list)")
+    p.add_argument("--profile", default="smoke", help="preset: smoke (default), cpu, gpu, paper")
     p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config value, e.g. finetune.epochs=3 (repeatable)")
+                   help="override one config value, e.g. finetune.epochs=3 (repeatable; "
+                        "reprolib list PAPER shows every key)")
+    _data_args(p)
     p.add_argument("--force", action="store_true", help="recompute runs that have records")
 
 
@@ -222,19 +453,33 @@ def _size(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"{text!r} is not C,H,W (e.g. 3,32,32)") from None
 
 
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-root", metavar="DIR", default=None,
+                   help="folder holding the torchvision data sets (CIFAR, Flowers-102) or "
+                        "ImageNet's train/ and val/ (default data/; same as -p data_root=DIR)")
+    p.add_argument("--download", action="store_true",
+                   help="download a missing data set into --data-root (into data/ it is "
+                        "downloaded without asking)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="reprolib", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("list", help="papers, profiles, models and data sets").set_defaults(fn=cmd_list)
-    r = sub.add_parser("run", help="execute one paper's notebook with papermill")
+    ls = sub.add_parser("list", help="papers, profiles, models and data sets; with PAPER "
+                                     "every override key of that paper")
+    ls.add_argument("paper", nargs="?", help="show every override key of this paper")
+    ls.set_defaults(fn=cmd_list)
+    r = sub.add_parser("run", help="execute one paper's notebook with papermill", add_help=False)
     _paper_args(r)
     r.add_argument("--output", help="executed notebook path (default runs/PAPER-PROFILE.ipynb)")
     r.set_defaults(fn=cmd_run)
-    c = sub.add_parser("compute", help="run one paper's pipeline in this process (torchrun too)")
+    c = sub.add_parser("compute", help="run one paper's pipeline in this process (torchrun too)",
+                       add_help=False)
     _paper_args(c)
     c.set_defaults(fn=cmd_compute)
     a = sub.add_parser("reproduce", help="execute every notebook at one profile")
     a.add_argument("--profile", default="smoke")
+    _data_args(a)
     a.add_argument("--force", action="store_true")
     a.set_defaults(fn=cmd_reproduce)
     m = sub.add_parser("readme", help="regenerate README.md's results section from the records")
@@ -269,25 +514,57 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+def _error(text: str) -> None:
+    print(f"reprolib: {text}", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    main_thread = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
+    try:
+        return _main(args)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, old)
+
+
+def _main(args) -> int:
+    resume = "finished stages are kept and the next run reuses them (a killed stage resumes " \
+             "from its checkpoint)"
     try:
         return args.fn(args)
     except ReprolibError as e:
-        print(f"reprolib: error: {e}", file=sys.stderr)
+        _error(f"error: {e}")
         return 2
     except KeyboardInterrupt:
-        print("reprolib: interrupted; finished runs are kept and resume", file=sys.stderr)
+        _error(f"interrupted; {resume}")
         return 130
-    except Exception as e:  # papermill's PapermillExecutionError and friends
-        if type(e).__name__ == "PapermillExecutionError":
-            if e.ename == "ReprolibError":
-                print(f"reprolib: error: {e.evalue}", file=sys.stderr)
-                return 2
-            print(f"reprolib: the notebook failed in cell {e.exec_count}: {e.ename}: {e.evalue}",
-                  file=sys.stderr)
+    except Terminated:
+        _error(f"terminated (SIGTERM); {resume}")
+        return 143
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+            _error(f"error: cannot write {e.filename or ''}: {e.strerror}")
             return 1
         raise
+    except Exception as e:  # papermill's PapermillExecutionError, nbclient's DeadKernelError
+        name = type(e).__name__
+        if name == "PapermillExecutionError":
+            if e.ename == "ReprolibError":
+                _error(f"error: {e.evalue}")
+                return 2
+            _error(f"the notebook failed in cell {e.exec_count}: {e.ename}: {e.evalue}")
+            return 1
+        if isinstance(e, KernelDied):
+            _error(f"{e}: out of memory, or killed? {resume}")
+            return 1
+        raise
+
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib
 import os
 import pkgutil
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -29,6 +30,8 @@ from reprolib import io, paths
 from reprolib.errors import ReprolibError
 
 FORMAT = "reprolib-compressed/1"
+_MISMATCH = (r"size mismatch for (\S+): copying a param with shape torch\.Size\(\[(.*?)\]\) "
+             r"from checkpoint, the shape in current model is torch\.Size\(\[(.*?)\]\)")
 _APPLIERS: dict[str, Callable[[nn.Module, dict], nn.Module]] = {}
 
 
@@ -143,8 +146,15 @@ def load_compressed(path: str | os.PathLike, map_location: str = "cpu") -> nn.Mo
         missing, unexpected = load_model(model, str(st), strict=False, device=map_location)
     except Exception as e:  # noqa: BLE001 - corrupt file, shape mismatch: one message
         lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
-        sized = [ln for ln in lines if ln.startswith("size mismatch")]
-        first = (sized[0] if sized else lines[0] if lines else type(e).__name__)[:300]
+        sized = [re.match(_MISMATCH, ln) for ln in lines]
+        sized = [m for m in sized if m]
+        if sized:
+            name, saved, built = sized[0].groups()
+            first = (f"layer {name.rsplit('.', 1)[0]} ({name}): the weights hold shape "
+                     f"({saved}), the architecture in the JSON gives ({built})"
+                     + (f", and {len(sized) - 1} more" if len(sized) > 1 else ""))
+        else:
+            first = (lines[0] if lines else type(e).__name__)[:300]
         raise ReprolibError(f"compressed-model weights {paths.rel(st)} do not fit the "
                             f"architecture of {paths.rel(js)}: {first}") from None
     if missing or unexpected:

@@ -28,21 +28,32 @@ center crop for evaluation.
 
 Every loader is deterministic given ``seed`` and the epoch (``set_epoch``), which is what
 makes resuming a killed run exact.  Under DDP each rank reads its own shard.
+
+Data first: :func:`prepare_data` (what ``reprolib run`` / ``compute`` call before any stage)
+checks that every data set a config needs is there and readable -- an ``.npz`` array by
+array (counts agree, labels integers in range) -- and fetches a missing one only where that
+is allowed: into the project's ``data/`` (or ``REPROLIB_DATA``) by default, into any other
+``data_root`` only when a download was asked for (``--download``, ``REPROLIB_DOWNLOAD=1``).
+A download that stalls gives up after ``REPROLIB_DOWNLOAD_TIMEOUT`` seconds (default 60)
+without an answer.  Importing this module imports no torch.
 """
 
 from __future__ import annotations
 
 import os
+import socket
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from reprolib import paths
 from reprolib.errors import ReprolibError
+
+if TYPE_CHECKING:
+    import torch
 
 DATASETS = ("digits", "npz:PATH", "cifar10_subset", "cifar10", "cifar100", "flowers102",
             "imagenet")
@@ -53,6 +64,15 @@ SUBSET_PER_BATCH = 1017
 CIFAR10_SUBSET = "cifar10_subset"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+#: What torchvision's download leaves under the data root, per data set (files or folders).
+_ON_DISK = {
+    "cifar10": ["cifar-10-batches-py/" + f for f in
+                ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4",
+                 "data_batch_5", "test_batch", "batches.meta")],
+    "cifar100": ["cifar-100-python/" + f for f in ("train", "test", "meta")],
+    "flowers102": ["flowers-102/jpg", "flowers-102/imagelabels.mat", "flowers-102/setid.mat"],
+}
+_DOWNLOAD_MB = {"cifar10": 163, "cifar100": 161, "flowers102": 330}
 
 
 # --------------------------------------------------------------------------- loaders
@@ -74,6 +94,8 @@ class TensorLoader:
         self.images, self.labels = images, labels
         self.batch_size, self.shuffle, self.augment = batch_size, shuffle, augment
         self.image_size, self.flip = image_size, flip
+        import torch
+
         self.pad = images.shape[-1] // 8 if pad is None else pad
         self.mean = torch.tensor(mean, device=images.device).view(1, -1, 1, 1)
         self.std = torch.tensor(std, device=images.device).view(1, -1, 1, 1)
@@ -88,6 +110,8 @@ class TensorLoader:
         return len(self.labels)
 
     def _indices(self) -> torch.Tensor:
+        import torch
+
         n = len(self.labels)
         if self.shuffle:
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
@@ -104,6 +128,9 @@ class TensorLoader:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        import torch
+        import torch.nn.functional as F
+
         idx = self._indices()
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch + 7_919)
         for s in range(0, len(idx), self.batch_size):
@@ -120,6 +147,9 @@ class TensorLoader:
             yield (x - self.mean) / self.std, self.labels[b]
 
     def _augment(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        import torch
+        import torch.nn.functional as F
+
         n, _, h, w = x.shape
         if self.pad:
             p = self.pad
@@ -142,6 +172,7 @@ class DeviceLoader:
 
     def __init__(self, dataset, batch_size: int, *, shuffle: bool, device, seed: int = 0,
                  workers: int = 4, drop_last: bool = False, rank: int = 0, world_size: int = 1):
+        import torch
         from torch.utils.data import DataLoader, DistributedSampler
 
         self.device = device
@@ -215,6 +246,8 @@ def _nchw(a: np.ndarray, what: str) -> np.ndarray:
         raise ReprolibError(f"{what} must have shape (N, H, W[, C]) or (N, C, H, W), got {a.shape}")
     if a.shape[-1] in (1, 3) and a.shape[1] not in (1, 3):
         a = a.transpose(0, 3, 1, 2)
+    if a.shape[1] not in (1, 3):
+        raise ReprolibError(f"{what} must have 1 or 3 channels (grey or RGB), got shape {a.shape}")
     if a.dtype != np.uint8:
         if a.max() <= 1.0:
             a = a * 255.0
@@ -226,6 +259,8 @@ def _nchw(a: np.ndarray, what: str) -> np.ndarray:
 
 def load_digits(size: int = 32) -> ArrayDataset:
     """scikit-learn's digits at ``size`` px, 3 channels, fixed stratified 80/20 split."""
+    import torch
+    import torch.nn.functional as F
     from sklearn.datasets import load_digits as sk_digits
     from sklearn.model_selection import train_test_split
 
@@ -240,79 +275,169 @@ def load_digits(size: int = 32) -> ArrayDataset:
                         flip=False)
 
 
+_NPZ_ARRAYS = ("train_images", "train_labels", "test_images", "test_labels")
+
+
+def _npz_array(z, key: str, where: str) -> np.ndarray:
+    try:
+        return z[key]
+    except ValueError as e:   # an object array: refused, np.load runs with allow_pickle=False
+        raise ReprolibError(f"{where}: array {key} cannot be read without unpickling "
+                            f"({str(e).splitlines()[0][:80]}); store it as a plain numeric "
+                            f"array") from None
+    except Exception as e:  # noqa: BLE001 - a truncated member: one clear error
+        raise ReprolibError(f"{where}: array {key} is unreadable ({type(e).__name__}: "
+                            f"{str(e).splitlines()[0][:80] if str(e) else ''}); the file is "
+                            f"truncated or corrupt") from None
+
+
+def _labels(y: np.ndarray, key: str, where: str) -> np.ndarray:
+    if y.ndim != 1:
+        raise ReprolibError(f"{where}: {key} must be one label per image (shape (N,)), got "
+                            f"shape {y.shape}")
+    if y.dtype.kind == "f" and np.isfinite(y).all() and (y == np.round(y)).all():
+        y = y.astype(np.int64)             # whole numbers stored as floats
+    if y.dtype.kind not in "iu":
+        raise ReprolibError(f"{where}: {key} must hold integer class indices, got dtype "
+                            f"{y.dtype}")
+    if len(y) and int(y.min()) < 0:
+        raise ReprolibError(f"{where}: {key} holds the negative label {int(y.min())}; labels "
+                            "are class indices 0..K-1")
+    return y.astype(np.int64)
+
+
 def load_npz(path: str | os.PathLike) -> ArrayDataset:
-    """An .npz with train_images, train_labels, test_images, test_labels[, classes]."""
+    """An .npz with train_images, train_labels, test_images, test_labels[, classes].
+
+    Checked array by array before anything uses it: each image array holds as many images as
+    its label array has labels, no set is empty, images are numeric (N, H, W[, C]) or
+    (N, C, H, W) with 1 or 3 channels, labels are integers in ``0..K-1`` where ``K`` is the
+    length of ``classes`` (or, without it, one more than the largest training label, which
+    must be below the number of training images).  Object (pickled) arrays are refused.
+    """
     p = paths.resolve(path)
+    where = f"data set file {path}"
     if not p.exists():
-        raise ReprolibError(f"data set file {path} does not exist (resolved to {paths.rel(p)}); "
-                            "pass an existing .npz (see data/README.md)")
+        raise ReprolibError(f"{where} does not exist (resolved to {p}); pass an existing .npz "
+                            "(see data/README.md)")
+    if p.is_dir():
+        raise ReprolibError(f"{where} is a folder ({p}), not an .npz file")
     try:
         z = np.load(p, allow_pickle=False)
     except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
-        raise ReprolibError(f"data set file {path} is not a readable .npz: {e}") from None
-    need = ("train_images", "train_labels", "test_images", "test_labels")
-    missing = [k for k in need if k not in z.files]
+        raise ReprolibError(f"{where} is not a readable .npz: {e}") from None
+    if not hasattr(z, "files"):
+        raise ReprolibError(f"{where} holds one array, not an .npz archive of "
+                            f"{', '.join(_NPZ_ARRAYS)}")
+    missing = [k for k in _NPZ_ARRAYS if k not in z.files]
     if missing:
-        raise ReprolibError(f"{path} lacks arrays {missing}; an npz data set needs {list(need)}")
-    ytr = z["train_labels"].astype(np.int64)
-    classes = ([str(c) for c in z["classes"]] if "classes" in z.files
-               else [str(i) for i in range(int(ytr.max()) + 1)])
-    return ArrayDataset(_nchw(z["train_images"], "train_images"), ytr,
-                        _nchw(z["test_images"], "test_images"),
-                        z["test_labels"].astype(np.int64), classes)
+        raise ReprolibError(f"{where} lacks arrays {missing}; an npz data set needs "
+                            f"{list(_NPZ_ARRAYS)}")
+    arr = {k: _npz_array(z, k, where) for k in _NPZ_ARRAYS}
+    for split in ("train", "test"):
+        x, y = arr[f"{split}_images"], arr[f"{split}_labels"]
+        if x.dtype.kind not in "uif" or x.ndim not in (3, 4):
+            raise ReprolibError(f"{where}: {split}_images must be a numeric array of shape "
+                                f"(N, H, W[, C]) or (N, C, H, W), got dtype {x.dtype}, shape "
+                                f"{x.shape}")
+        if len(x) == 0:
+            raise ReprolibError(f"{where}: {split}_images is empty; a data set needs images "
+                                "to train and test on")
+        if x.dtype.kind == "f" and not np.isfinite(x).all():
+            raise ReprolibError(f"{where}: {split}_images holds NaN or infinite values")
+        y = arr[f"{split}_labels"] = _labels(y, f"{split}_labels", where)
+        if len(x) != len(y):
+            raise ReprolibError(f"{where}: {split}_images holds {len(x)} images but "
+                                f"{split}_labels {len(y)} labels; they must agree")
+    ytr, yte = arr["train_labels"], arr["test_labels"]
+    if "classes" in z.files:
+        classes = [str(c) for c in np.atleast_1d(_npz_array(z, "classes", where))]
+        if not classes:
+            raise ReprolibError(f"{where}: classes is empty")
+        source = f"its classes array names {len(classes)}"
+    else:
+        k = int(ytr.max()) + 1
+        if k > len(ytr):
+            raise ReprolibError(f"{where}: train_labels holds the label {k - 1} but there are "
+                                f"only {len(ytr)} training images; labels are class indices "
+                                "0..K-1 (add a `classes` array naming the K classes)")
+        classes = [str(i) for i in range(k)]
+        source = f"its training labels give {k}"
+    for key, y in (("train_labels", ytr), ("test_labels", yte)):
+        if int(y.max()) >= len(classes):
+            raise ReprolibError(f"{where}: {key} holds the label {int(y.max())}, but {source} "
+                                f"classes (labels 0..{len(classes) - 1})")
+    return ArrayDataset(_nchw(arr["train_images"], f"{where}: train_images"), ytr,
+                        _nchw(arr["test_images"], f"{where}: test_images"), yte, classes)
 
 
-def load_cifar(name: str, root: str | os.PathLike | None = None, download: bool = True) -> ArrayDataset:
-    """CIFAR-10 / CIFAR-100 through torchvision (download=True into ``root``, default data/)."""
+def load_cifar(name: str, root: str | os.PathLike | None = None,
+               download: bool | None = None) -> ArrayDataset:
+    """CIFAR-10 / CIFAR-100 through torchvision, from ``root`` (default data/); downloaded
+    there when missing and a download is allowed (:func:`may_download`)."""
     import torchvision
 
     cls = {"cifar10": torchvision.datasets.CIFAR10, "cifar100": torchvision.datasets.CIFAR100}[name]
-    root = Path(root) if root else paths.data_root()
-    sets = [_torchvision(cls, name, root, download, train=t) for t in (True, False)]
+    base = root_dir(root)
+    dl = may_download(root) if download is None else download
+    sets = [_torchvision(cls, name, base, dl, train=t) for t in (True, False)]
     arr = [(_nchw(s.data, name), np.asarray(s.targets, dtype=np.int64)) for s in sets]
     return ArrayDataset(arr[0][0], arr[0][1], arr[1][0], arr[1][1], list(sets[0].classes))
 
 
-def cifar10_subset_file(root=None, build: bool = True) -> Path:
+def _subset_candidates() -> list[Path]:
+    return [paths.ROOT.parent / "shared" / "data" / "cifar10_subset.npz",
+            paths.data_root() / "cifar10_subset.npz"]
+
+
+def cifar10_subset_file(root=None, build: bool = True, download: bool | None = None) -> Path:
     """The ``.npz`` of the ``cifar10_subset`` data set.
 
     Looked for, in order: the file named by ``REPROLIB_CIFAR10_SUBSET``; the copy beside the
     project (``../shared/data/cifar10_subset.npz``); the cached build ``data/cifar10_subset.npz``
     (``REPROLIB_DATA``).  When none exists and ``build`` is true it is built there once from
-    torchvision's CIFAR-10 (downloaded into ``root``, default ``data/``) by
+    torchvision's CIFAR-10 (read from, or downloaded into, ``root``, default ``data/``) by
     :func:`build_cifar10_subset`; otherwise a ``ReprolibError`` says how to get it.
     """
     env = os.environ.get("REPROLIB_CIFAR10_SUBSET")
     if env:
         p = paths.resolve(env)
-        if not p.exists():
-            raise ReprolibError(f"REPROLIB_CIFAR10_SUBSET={env} does not exist (resolved to "
+        if not p.is_file():
+            raise ReprolibError(f"REPROLIB_CIFAR10_SUBSET={env} is not a file (resolved to "
                                 f"{p}); unset it to use or build the default copy")
         return p
-    for p in (paths.ROOT.parent / "shared" / "data" / "cifar10_subset.npz",
-              paths.data_root() / "cifar10_subset.npz"):
+    for p in _subset_candidates():
         if p.exists():
             return p
+    out = paths.data_root() / "cifar10_subset.npz"
     if not build:
-        raise ReprolibError("data set cifar10_subset is not built yet: it is made once from "
-                            "CIFAR-10 (downloaded into data/, or pass data_root=DIR holding "
-                            "cifar-10-batches-py), or set REPROLIB_CIFAR10_SUBSET to a copy")
-    return build_cifar10_subset(root, paths.data_root() / "cifar10_subset.npz",
-                                per_batch=SUBSET_PER_BATCH)
+        raise ReprolibError(
+            f"data set cifar10_subset is not built yet (looked for {_subset_candidates()[0]} "
+            f"and {out}): it is made once from CIFAR-10, found in or downloaded into "
+            f"{root_dir(root)} (--data-root DIR holding cifar-10-batches-py, --download), or "
+            "set REPROLIB_CIFAR10_SUBSET to a copy of the file")
+    from reprolib import io
+
+    with io.file_lock(out):            # two processes building at once: one builds
+        if out.exists():
+            return out
+        return build_cifar10_subset(root, out, per_batch=SUBSET_PER_BATCH, download=download)
 
 
 def build_cifar10_subset(root, out, per_batch: int = SUBSET_PER_BATCH,
-                         download: bool = True) -> Path:
+                         download: bool | None = True) -> Path:
     """Write ``out`` (.npz): the first ``per_batch`` images of each of CIFAR-10's five
     training batch files (in order, 5 x 1,017 = 5,085) and of its test batch (1,017), as
     uint8 HWC RGB with int64 labels and the class names -- the arrays of
-    ``../shared/data/cifar10_subset.npz``.  CIFAR-10 comes from torchvision (downloaded into
-    ``root``, default ``data/``, when ``download``)."""
+    ``../shared/data/cifar10_subset.npz``.  CIFAR-10 comes from torchvision (read from ``root``,
+    default ``data/``; downloaded there when ``download``, or, when ``download`` is None,
+    where :func:`may_download` allows it)."""
     import torchvision
 
-    root = Path(root) if root else paths.data_root()
-    tr = _torchvision(torchvision.datasets.CIFAR10, "cifar10", root, download, train=True)
-    te = _torchvision(torchvision.datasets.CIFAR10, "cifar10", root, download, train=False)
+    base = root_dir(root)
+    dl = may_download(root) if download is None else download
+    tr = _torchvision(torchvision.datasets.CIFAR10, "cifar10", base, dl, train=True)
+    te = _torchvision(torchvision.datasets.CIFAR10, "cifar10", base, dl, train=False)
     # torchvision concatenates data_batch_1..5 in order; each file holds len(train) / 5 images
     per_file = len(tr.targets) // len(tr.train_list)
     idx = np.concatenate([np.arange(b * per_file, b * per_file + per_batch)
@@ -331,14 +456,71 @@ def build_cifar10_subset(root, out, per_batch: int = SUBSET_PER_BATCH,
     return Path(out)
 
 
-def _torchvision(cls, name: str, root: Path, download: bool, **kw):
+# --------------------------------------------------------------------------- where data lives
+
+
+def root_dir(root=None) -> Path:
+    """The folder torchvision data sets live in: ``root`` (relative to the project root) or
+    the project's ``data/`` (``REPROLIB_DATA``).  A path that exists but is not a folder is a
+    ``ReprolibError`` naming the whole path."""
+    base = paths.resolve(root) if root else paths.data_root()
+    if base.exists() and not base.is_dir():
+        raise ReprolibError(f"data root {base} is not a folder; pass --data-root (or "
+                            "-p data_root=) a folder that holds the data set or may receive it")
+    return base
+
+
+def may_download(root=None) -> bool:
+    """Whether a missing data set may be downloaded into ``root`` without being asked: yes
+    into the project's own data folder (``data/`` or ``REPROLIB_DATA``, also any folder
+    inside the project); elsewhere only with ``REPROLIB_DOWNLOAD=1`` (``--download``)."""
+    if os.environ.get("REPROLIB_DOWNLOAD", "") not in ("", "0"):
+        return True
+    base = root_dir(root).resolve()
+    return base == paths.data_root().resolve() or base.is_relative_to(paths.ROOT.resolve())
+
+
+def download_timeout() -> float:
+    """Seconds a download may wait for the server before giving up (REPROLIB_DOWNLOAD_TIMEOUT,
+    default 60)."""
     try:
-        return cls(str(root), download=download, **kw)
+        t = float(os.environ.get("REPROLIB_DOWNLOAD_TIMEOUT", "60"))
+    except ValueError:
+        raise ReprolibError("REPROLIB_DOWNLOAD_TIMEOUT must be a number of seconds, got "
+                            f"{os.environ['REPROLIB_DOWNLOAD_TIMEOUT']!r}") from None
+    return t if t > 0 else 60.0
+
+
+@contextmanager
+def _socket_timeout(seconds: float):
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(old)
+
+
+def _torchvision(cls, name: str, root: Path, download: bool, **kw):
+    """A torchvision data set from ``root``; a missing / corrupt / undownloadable one is one
+    ``ReprolibError`` with the whole path and what to do."""
+    try:
+        with _socket_timeout(download_timeout()):
+            return cls(str(root), download=download, **kw)
     except (RuntimeError, OSError) as e:  # torchvision: "not found or corrupted"; URLError
+        if not download:
+            raise ReprolibError(
+                f"data set {name} is not under {root} (no download: that folder is outside "
+                f"the project); pass --download (or set REPROLIB_DOWNLOAD=1) to download it "
+                f"there, or --data-root DIR (-p data_root=DIR) where it is") from None
+        text = str(e).splitlines()[0][:120] if str(e) else ""
+        why = (f"the server did not answer within {download_timeout():g} s "
+               "(REPROLIB_DOWNLOAD_TIMEOUT)" if isinstance(e, TimeoutError)
+               or "timed out" in text else f"{type(e).__name__}: {text}")
         raise ReprolibError(
-            f"data set {name} is missing under {paths.rel(root)} and could not be downloaded "
-            f"({type(e).__name__}: {str(e).splitlines()[0][:120]}); download it on a machine "
-            f"with internet into that folder, or pass --data-root / data_root") from None
+            f"data set {name} is missing under {root} and could not be downloaded ({why}); "
+            f"download it on a machine with internet into that folder (see data/README.md), "
+            f"or pass --data-root DIR (-p data_root=DIR) where it is") from None
 
 
 def _array_dataset(name: str, image_size: int, root) -> ArrayDataset:
@@ -352,14 +534,113 @@ def _array_dataset(name: str, image_size: int, root) -> ArrayDataset:
 
 
 def check_dataset(dataset: str) -> None:
-    """Fail early (ReprolibError) on an unknown data set name or a missing .npz file."""
+    """Fail early (ReprolibError) on an unknown data set name or a missing .npz file; reads
+    nothing (see :func:`prepare_data` for the full check)."""
+    if not isinstance(dataset, str):
+        raise ReprolibError(f"dataset={dataset!r} must be a data set name; valid data sets: "
+                            f"{', '.join(DATASETS)}")
     if dataset.startswith("npz:"):
         p = paths.resolve(dataset[4:])
-        if not p.exists():
-            raise ReprolibError(f"data set file {dataset[4:]} does not exist; pass an existing .npz "
-                                "(e.g. the CIFAR-10 subset, see data/README.md)")
-    elif dataset not in DATASETS:
+        if not p.is_file():
+            raise ReprolibError(f"data set file {dataset[4:]} does not exist (resolved to {p}); "
+                                "pass an existing .npz (e.g. the CIFAR-10 subset, see "
+                                "data/README.md)")
+    elif dataset not in DATASETS or dataset == "npz:PATH":
         raise ReprolibError(f"unknown data set {dataset!r}; valid data sets: {', '.join(DATASETS)}")
+
+
+def is_present(dataset: str, root=None) -> bool:
+    """Whether ``dataset`` is on disk (nothing to download or build); reads no image."""
+    check_dataset(dataset)
+    if dataset == "digits" or dataset.startswith("npz:"):
+        return True
+    if dataset == "cifar10_subset":
+        try:
+            cifar10_subset_file(build=False)
+            return True
+        except ReprolibError:
+            return False
+    if dataset == "imagenet":
+        return root is not None and all((paths.resolve(root) / s).is_dir()
+                                        for s in ("train", "val"))
+    base = root_dir(root)
+    return all((base / f).exists() for f in _ON_DISK[dataset])
+
+
+def prepare_data(dataset: str, root=None, *, download: bool | None = None) -> str:
+    """Make sure ``dataset`` can be read before any work starts; returns a one-line note of
+    what was done.
+
+    An ``.npz`` (``npz:PATH``, ``cifar10_subset``) is read and checked (:func:`load_npz`).  A
+    torchvision data set must be in ``root`` (default ``data/``); when it is not, it is
+    downloaded now -- into the project's data folder by default, into any other folder only
+    when ``download`` is true -- and ``cifar10_subset`` is built from CIFAR-10.  Anything
+    missing that may not or cannot be fetched is one ``ReprolibError`` naming the whole path
+    and the options.  Nothing is created outside the project unless ``download`` is true.
+    """
+    check_dataset(dataset)
+    if download:
+        os.environ["REPROLIB_DOWNLOAD"] = "1"   # the notebook's kernel inherits it
+
+    def root_exists():
+        base = root_dir(root)
+        if root is not None and not base.exists() and not may_download(root):
+            raise ReprolibError(f"data root {base} does not exist; pass --data-root (or "
+                                f"-p data_root=) the folder that holds {dataset}, or add "
+                                f"--download to download it there")
+        return base
+
+    if dataset == "digits":
+        return "digits: bundled with scikit-learn"
+    if dataset.startswith("npz:"):
+        load_npz(dataset[4:])
+        return f"{dataset}: checked"
+    if dataset == "imagenet":
+        if root is None:
+            raise ReprolibError("data set imagenet needs a folder: pass --data-root "
+                                "/path/to/imagenet (-p data_root=...) holding train/ and val/ "
+                                "class folders")
+        base = paths.resolve(root)
+        for split in ("train", "val"):
+            if not (base / split).is_dir():
+                raise ReprolibError(f"data set imagenet: {base / split} is not a folder; the "
+                                    "data root must hold train/ and val/ class folders")
+        return f"imagenet: {base}"
+    if dataset == "cifar10_subset":
+        present = is_present(dataset)
+        if not present:
+            root_exists()
+            if not (may_download(root) or is_present("cifar10", root)):
+                cifar10_subset_file(root, build=False)       # raises, naming the options
+        try:
+            f = cifar10_subset_file(root, download=None)
+        except ReprolibError as e:
+            raise ReprolibError(f"data set cifar10_subset is built from CIFAR-10, and {e}; or "
+                                "set REPROLIB_CIFAR10_SUBSET to a copy of cifar10_subset.npz"
+                                ) from None
+        load_npz(f)
+        return f"cifar10_subset: {'found' if present else 'built'} at {f}"
+    base = root_exists()
+    if is_present(dataset, root):
+        return f"{dataset}: {base}"
+    if not may_download(root):
+        raise ReprolibError(
+            f"data set {dataset} is not under {base} (looked for {base / _ON_DISK[dataset][0]}); "
+            f"pass --download to download it there (~{_DOWNLOAD_MB[dataset]} MB), or "
+            f"--data-root DIR (-p data_root=DIR) where it is")
+    print(f"downloading {dataset} (~{_DOWNLOAD_MB[dataset]} MB) into {base} ...", flush=True)
+    import torchvision
+
+    from reprolib import io
+
+    cls = {"cifar10": torchvision.datasets.CIFAR10, "cifar100": torchvision.datasets.CIFAR100,
+           "flowers102": torchvision.datasets.Flowers102}[dataset]
+    with io.file_lock(base / f".{dataset}"):   # one download per data set at a time
+        if dataset == "flowers102":
+            _torchvision(cls, dataset, base, True, split="test")
+        else:
+            _torchvision(cls, dataset, base, True, train=False)
+    return f"{dataset}: downloaded into {base}"
 
 
 def get_data(dataset: str, image_size: int = 32, batch_size: int = 128, *, root=None,
@@ -377,6 +658,8 @@ def get_data(dataset: str, image_size: int = 32, batch_size: int = 128, *, root=
         for NAS rewards; Flowers-102 holds out its official val split instead.
     rank / world_size: the shard to read (default: from torch.distributed when initialised).
     """
+    import torch
+
     if rank is None or world_size is None:
         dist = torch.distributed.is_available() and torch.distributed.is_initialized()
         rank = torch.distributed.get_rank() if dist else 0
@@ -413,6 +696,7 @@ def get_data(dataset: str, image_size: int = 32, batch_size: int = 128, *, root=
 
 def _folder_data(name, image_size, batch_size, eval_bs, root, device, augment, seed, workers,
                  rank, world_size, val_fraction=0.0) -> Data:
+    import torch
     import torchvision
     from torchvision import transforms as T
 
@@ -424,16 +708,16 @@ def _folder_data(name, image_size, batch_size, eval_bs, root, device, augment, s
                          T.ToTensor(), norm])
     val = None
     if name == "flowers102":
-        base = Path(root) if root else paths.data_root()
+        base, dl = root_dir(root), may_download(root)
         cls = torchvision.datasets.Flowers102
         # The paper trains on train + val (2,040 images) and tests on the 6,149 test images;
         # with val_fraction > 0 the official val split is held out as Data.val instead.
         splits = ("train",) if val_fraction > 0 else ("train", "val")
         tr = torch.utils.data.ConcatDataset(
-            [_torchvision(cls, name, base, True, split=s, transform=train_tf) for s in splits])
-        te = _torchvision(cls, name, base, True, split="test", transform=test_tf)
+            [_torchvision(cls, name, base, dl, split=s, transform=train_tf) for s in splits])
+        te = _torchvision(cls, name, base, dl, split="test", transform=test_tf)
         if val_fraction > 0:
-            val = _torchvision(cls, name, base, True, split="val", transform=test_tf)
+            val = _torchvision(cls, name, base, dl, split="val", transform=test_tf)
         classes = [str(i) for i in range(102)]
     else:
         if root is None:
@@ -442,7 +726,7 @@ def _folder_data(name, image_size, batch_size, eval_bs, root, device, augment, s
         base = paths.resolve(root)
         for split in ("train", "val"):
             if not (base / split).is_dir():
-                raise ReprolibError(f"data set imagenet: {paths.rel(base / split)} is not a folder; "
+                raise ReprolibError(f"data set imagenet: {base / split} is not a folder; "
                                     "data_root must hold train/ and val/ class folders")
         tr = torchvision.datasets.ImageFolder(str(base / "train"), train_tf)
         te = torchvision.datasets.ImageFolder(str(base / "val"), test_tf)

@@ -5,6 +5,10 @@ Writing is atomic: the content goes to a uniquely named temporary file in the ta
 half a file and two processes writing the same file never collide on the temporary name.
 JSON is strict (``NaN`` / ``Infinity`` are written as ``null``), so any JSON parser reads it.
 
+Two processes that would make the same file take turns: :func:`file_lock` holds an exclusive
+lock (``fcntl.flock`` on a lock file) for as long as one of them works on it; the results
+store uses it so that a stage runs once when two runs share a results folder.
+
 Reading never runs code from a file: training checkpoints load with
 ``torch.load(..., weights_only=True)`` (tensors, numbers, strings, lists, dicts only) and model
 weights are safetensors.  A missing, corrupt or refused file is one ``ReprolibError`` that
@@ -17,8 +21,9 @@ import json
 import math
 import os
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from reprolib import paths
 from reprolib.errors import ReprolibError
@@ -43,6 +48,56 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+@contextmanager
+def file_lock(target: str | os.PathLike, lock: str | os.PathLike | None = None,
+              waiting: Callable[[str], None] | None = None) -> Iterator[bool]:
+    """Hold an exclusive lock on ``target`` while the ``with`` block runs; yields whether
+    another process held it first (this one waited for it).
+
+    The lock is ``fcntl.flock`` on the lock file ``lock`` (default ``.<name>.lock`` beside
+    ``target``), which holds the owner's pid and is removed on release; the kernel releases a
+    killed process's lock, so a crash never leaves the target locked.  ``waiting(pid)`` is
+    called once before blocking on a lock another process holds.  Without ``fcntl`` (Windows)
+    it does not lock.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield False
+        return
+    target = Path(target)
+    lock = Path(lock) if lock else target.with_name(f".{target.name}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    waited = False
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting is not None and not waited:
+                waiting(os.pread(fd, 32, 0).decode(errors="replace").strip() or "?")
+            waited = True
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        try:  # the previous owner removes the file on release: then lock the new one
+            same = os.stat(lock).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield waited
+    finally:
+        try:
+            os.unlink(lock)
+        except FileNotFoundError:
+            pass
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 def to_strict_json(obj: Any) -> Any:

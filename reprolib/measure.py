@@ -26,6 +26,7 @@ from torch.utils import flop_counter as _fc
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from reprolib.device import resolve_device
+from reprolib.errors import ReprolibError
 
 _aten = torch.ops.aten
 
@@ -68,9 +69,11 @@ def count_flops(model: nn.Module, input_size=(3, 224, 224), batch_size: int = 1)
     """
     was = model.training
     model.eval()
-    with _flop_mode() as fc:
-        model(_input(model, input_size, batch_size))
-    model.train(was)
+    try:
+        with _flop_mode() as fc:
+            model(_input(model, input_size, batch_size))
+    finally:                      # a forward that fails leaves the model as it was
+        model.train(was)
     return fc.get_total_flops() // 2
 
 
@@ -79,9 +82,11 @@ def count_flops_by_module(model: nn.Module, input_size=(3, 224, 224)) -> dict[st
     """FLOPs (1 MAC = 1 FLOP) of every submodule, keyed by its qualified name ("" = total)."""
     was = model.training
     model.eval()
-    with _flop_mode() as fc:
-        model(_input(model, input_size, 1))
-    model.train(was)
+    try:
+        with _flop_mode() as fc:
+            model(_input(model, input_size, 1))
+    finally:
+        model.train(was)
     root = type(model).__name__
     out = {}
     for name, ops in fc.get_flop_counts().items():
@@ -96,21 +101,30 @@ def latency(model: nn.Module, input_size=(3, 224, 224), batch_size: int = 1, dev
     """Median wall time of one forward pass (eval mode, inference mode).
 
     Returns ``{"ms": median, "ms_iqr": interquartile range, "batch_size", "device", "threads",
-    "repeats"}``; on CUDA each pass is synchronised.  The model is moved to ``device``.
+    "repeats"}``; on CUDA each pass is synchronised.  The model is moved to ``device`` and
+    left in the mode it was in.  ``repeats`` >= 1, ``warmup`` >= 0.
     """
+    for name, v, lo in (("repeats", repeats, 1), ("warmup", warmup, 0),
+                        ("batch_size", batch_size, 1)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise ReprolibError(f"latency: {name}={v!r} must be an integer >= {lo}")
     dev = resolve_device(device)
+    was = model.training
     model = model.to(dev).eval()
     x = torch.randn(batch_size, *input_size, device=dev)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    for _ in range(warmup):
-        model(x)
-    sync()
     times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        model(x)
+    try:
+        for _ in range(warmup):
+            model(x)
         sync()
-        times.append((time.perf_counter() - t) * 1e3)
+        for _ in range(repeats):
+            t = time.perf_counter()
+            model(x)
+            sync()
+            times.append((time.perf_counter() - t) * 1e3)
+    finally:
+        model.train(was)
     q = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
     return {"ms": statistics.median(times), "ms_iqr": q[2] - q[0], "batch_size": batch_size,

@@ -7,10 +7,18 @@ time.  ``run_cached`` reuses a record whose config matches instead of recomputin
 ``force``); the run's checkpoints go to ``results/<paper>/<profile>/ckpt/<name>-<hash>/`` so
 a killed run resumes there.  Records are written atomically (temp file + rename), so a
 crash never leaves half a record.
+
+Two processes that need the same record at once (two runs of one profile, a grid spread over
+machines sharing a results folder) take turns: the first computes it while holding a lock
+(``ckpt/.<run id>.lock``, :func:`reprolib.io.file_lock`), the second waits and then reuses its
+record; so a stage's checkpoints are never written by two processes.  :data:`ACTIVITY`
+counts what this process did (``computed``, ``reused``, ``waited``).
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import datetime as _dt
 import hashlib
 import json
@@ -69,6 +77,11 @@ def device_info() -> str:
     return f"cpu:{platform.processor() or platform.machine()} x{os.cpu_count()} threads={torch.get_num_threads()}"
 
 
+#: What run_cached did in this process: ``computed`` / ``reused`` records, and how many of
+#: those it ``waited`` for because another process was computing them.
+ACTIVITY: collections.Counter = collections.Counter()
+
+
 def record_path(paper: str, profile: str, name: str, config: dict, root=None) -> Path:
     base = Path(root) if root else paths.results_root()
     return base / paper / profile / f"{name}-{config_hash(config)}.json"
@@ -85,23 +98,63 @@ def run_cached(paper: str, profile: str, name: str, config: dict,
     """
     path = record_path(paper, profile, name, config, root)
     if path.exists() and not force:
+        ACTIVITY["reused"] += 1
         return load_record(path)
     ckpt = path.parent / "ckpt" / path.stem
-    if force:  # start over: rank 0 removes the old checkpoints, every rank waits for it
-        if world()[0] == 0 and ckpt.exists():
-            shutil.rmtree(ckpt, ignore_errors=True)
-        if world()[1] > 1:
-            torch.distributed.barrier()
-    t0, started = time.perf_counter(), _dt.datetime.now(_dt.timezone.utc).isoformat()
-    metrics = fn(ckpt)
-    rec = {"paper": paper, "profile": profile, "name": name, "run_id": path.stem,
-           "config": config, "metrics": metrics, "seed": config.get("seed"),
-           "versions": versions(), "device": device_info(), "git": git_revision(),
-           "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:500],
-           "started": started, "wall_time_s": round(time.perf_counter() - t0, 3)}
-    if world()[0] == 0:
-        io.write_json(rec, path)
-    return io.to_strict_json(rec)
+    seen = _mtime(path)
+    with _stage_lock(path, f"{paper}/{profile}/{name}") as waited:
+        # another process may have written the record while this one waited for the lock
+        if _agree(path.exists() and (not force or _mtime(path) != seen)):
+            ACTIVITY["reused"] += 1
+            ACTIVITY["waited"] += waited
+            return load_record(path)
+        if force:  # start over: rank 0 removes the old checkpoints, every rank waits for it
+            if world()[0] == 0 and ckpt.exists():
+                shutil.rmtree(ckpt, ignore_errors=True)
+            if world()[1] > 1:
+                torch.distributed.barrier()
+        t0, started = time.perf_counter(), _dt.datetime.now(_dt.timezone.utc).isoformat()
+        metrics = fn(ckpt)
+        rec = {"paper": paper, "profile": profile, "name": name, "run_id": path.stem,
+               "config": config, "metrics": metrics, "seed": config.get("seed"),
+               "versions": versions(), "device": device_info(), "git": git_revision(),
+               "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:500],
+               "started": started, "wall_time_s": round(time.perf_counter() - t0, 3)}
+        if world()[0] == 0:
+            io.write_json(rec, path)
+        ACTIVITY["computed"] += 1
+        return io.to_strict_json(rec)
+
+
+def _mtime(path: Path):
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return None
+
+
+@contextlib.contextmanager
+def _stage_lock(path: Path, what: str):
+    """The per-record lock (rank 0 only under torchrun: the other ranks follow its decision)."""
+    if world()[0] != 0:
+        yield False
+        return
+
+    def waiting(pid: str) -> None:
+        print(f"[{what}] another process (pid {pid}) is computing this stage; waiting for "
+              "its record", file=sys.stderr, flush=True)
+
+    with io.file_lock(path, path.parent / "ckpt" / f".{path.stem}.lock", waiting) as waited:
+        yield waited
+
+
+def _agree(flag: bool) -> bool:
+    """Rank 0's ``flag`` on every rank (itself outside torchrun)."""
+    if world()[1] == 1:
+        return flag
+    box = [flag]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return bool(box[0])
 
 
 def load_record(path) -> dict:

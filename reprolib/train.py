@@ -181,7 +181,7 @@ def fit(model: nn.Module, data, cfg: TrainConfig, *,
     desc: label of the progress bar.
     Returns a :class:`FitResult`; the model holds the final weights.
     """
-    from tqdm.std import tqdm  # text bars: no ipywidgets needed, fine in Jupyter too
+    from reprolib.progress import tqdm  # text bars, tidy in Jupyter (no ipywidgets needed)
 
     device = resolve_device(device)
     rank, nproc = world()

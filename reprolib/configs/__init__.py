@@ -12,16 +12,26 @@ A paper config nests its training recipes as :class:`TrainConfig` fields (``sear
     reprolib run sidt -p finetune.epochs=3                           # the same, from a shell
 
 An unknown paper, profile or key (``finetune.epoch``) raises ``ReprolibError`` naming the
-valid ones.  This package imports no torch: the command line validates before any work.
+valid ones, and so does a value of the wrong type or out of its range: every field is
+type-checked (a bool only where a bool is meant, finite numbers), every recipe range-checked
+(:class:`TrainConfig`), and each paper config checks its own values and whole grids (every
+width, ratio, model of a tuple) in its ``check()`` before anything runs.  The message names
+the key as the user typed it (``finetune.epochs=-1 ...``).  :func:`describe` lists every key
+of a paper with its type, its value in each profile and its meaning (the field's comment).
+This package imports no torch: the command line validates before any work.
 """
 
 from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
 import importlib
+import inspect
+import io as _io
 import math
 import pkgutil
+import tokenize
 import types
 import typing
 from dataclasses import dataclass, field
@@ -31,6 +41,63 @@ from reprolib.errors import ReprolibError, choose
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "step", "multistep", "constant")
+DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+
+
+# --------------------------------------------------------------------------- value checks
+# Each raises ReprolibError with a message that starts with the key: "lr=inf must be ...".
+
+
+def check_number(key: str, value, lo=None, hi=None, *, lo_open=False, hi_open=False,
+                 integer=False):
+    """``value`` must be a finite number (an int when ``integer``; never a bool) within the
+    bounds given (closed unless ``lo_open`` / ``hi_open``).  Returns it."""
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+        raise ReprolibError(f"{key}={value!r} must be {kind}")
+    if not math.isfinite(value):
+        raise ReprolibError(f"{key}={value!r} must be a finite number")
+    bad = ((lo is not None and (value <= lo if lo_open else value < lo))
+           or (hi is not None and (value >= hi if hi_open else value > hi)))
+    if bad:
+        if hi is None:
+            need = f"{'>' if lo_open else '>='} {lo}"
+        elif lo is None:
+            need = f"{'<' if hi_open else '<='} {hi}"
+        else:
+            need = f"in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+        raise ReprolibError(f"{key}={value!r} must be {need}")
+    return value
+
+
+def check_choice(key: str, value, valid) -> None:
+    """``value`` must be one of ``valid``."""
+    valid = list(valid)
+    if value not in valid:
+        raise ReprolibError(f"{key}={value!r} is not one of: {', '.join(map(str, valid))}")
+
+
+def check_each(key: str, values, check, *, allow_empty: bool = False) -> None:
+    """Run ``check(item_key, item)`` on every element of the tuple ``values`` (a whole grid is
+    validated before its first run); ``item_key`` is ``key[i]``."""
+    if not isinstance(values, (tuple, list)):
+        raise ReprolibError(f"{key}={values!r} must be a tuple")
+    if not values and not allow_empty:
+        raise ReprolibError(f"{key}=() is empty; give at least one value")
+    for i, v in enumerate(values):
+        try:
+            check(f"{key}[{i}]", v)
+        except ReprolibError as e:
+            raise ReprolibError(f"{key}={tuple(values)!r}: {e}") from None
+    if len(set(map(repr, values))) != len(values):
+        raise ReprolibError(f"{key}={tuple(values)!r} repeats a value")
+
+
+def check_model(key: str, name) -> None:
+    """``name`` must be a registered model (reprolib.list_models(); imports no torch)."""
+    from reprolib.registry import check_model as _check
+
+    _check(name, key)
 
 
 # --------------------------------------------------------------------------- the recipe
@@ -70,12 +137,32 @@ class TrainConfig:
     progress: bool = True            # tqdm bars (always off under CI / nbval)
 
     def __post_init__(self):
-        choose("optimizer", self.optimizer, OPTIMIZERS)
-        choose("schedule", self.schedule, SCHEDULES)
-        if self.epochs < 0 or self.batch_size < 1 or self.lr < 0 or self.lr_ref_batch < 0:
-            raise ReprolibError(f"epochs={self.epochs}, batch_size={self.batch_size}, "
-                                f"lr={self.lr}: need epochs >= 0, batch_size >= 1, lr >= 0")
-        self.milestones = tuple(self.milestones)
+        _typecheck(self)
+        n = check_number
+        n("epochs", self.epochs, 0, integer=True)
+        n("batch_size", self.batch_size, 1, integer=True)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        n("lr", self.lr, 0)
+        n("lr_ref_batch", self.lr_ref_batch, 0, integer=True)
+        n("momentum", self.momentum, 0, 1)
+        n("weight_decay", self.weight_decay, 0)
+        check_choice("schedule", self.schedule, SCHEDULES)
+        n("warmup_epochs", self.warmup_epochs, 0)
+        n("warmup_start", self.warmup_start, 0, 1)
+        n("min_lr", self.min_lr, 0)
+        check_each("milestones", self.milestones,
+                   lambda k, v: check_number(k, v, 1, integer=True), allow_empty=True)
+        if list(self.milestones) != sorted(self.milestones):
+            raise ReprolibError(f"milestones={self.milestones!r} must be in increasing order")
+        n("step_size", self.step_size, 1, integer=True)
+        n("lr_decay", self.lr_decay, 0, 1, lo_open=True)
+        n("label_smoothing", self.label_smoothing, 0, 1, hi_open=True)
+        n("mixup", self.mixup, 0)
+        n("cutmix", self.cutmix, 0)
+        if self.clip_grad is not None:
+            n("clip_grad", self.clip_grad, 0, lo_open=True)
+        n("seed", self.seed, 0, 2**63 - 1, integer=True)
+        n("eval_every", self.eval_every, 1, integer=True)
 
 
 #: Recipe fields that do not change a run's result (left out of record keys).
@@ -110,7 +197,26 @@ class BaseConfig:
     data_root: str | None = None     # torchvision data sets live / download here (default data/)
     image_size: int = 32             # input resolution fed to the model (pixels)
     seed: int = 0                    # seeds weights, data order and augmentation of every stage
-    device: str = "auto"             # "auto" (cuda if available), "cpu" or "cuda"
+    device: str = "auto"             # "auto" (cuda if available), "cpu", "cuda", "cuda:N" or "mps"
+
+    def __post_init__(self):
+        _typecheck(self)
+        self.check()
+
+    def check(self) -> None:
+        """Range checks of the common fields; a paper config extends it (``super().check()``
+        first) with its own values and grids.  Runs on construction and in ``get_config``."""
+        from reprolib.data import check_dataset
+
+        check_dataset(self.dataset)
+        if self.data_root is not None and not self.data_root.strip():
+            raise ReprolibError("data_root='' is empty; leave it unset for data/")
+        check_number("image_size", self.image_size, 1, integer=True)
+        check_number("seed", self.seed, 0, 2**63 - 1, integer=True)
+        dev = self.device
+        if not (dev in ("auto", "cpu", "cuda", "mps")
+                or (dev.startswith("cuda:") and dev[5:].isdigit())):
+            raise ReprolibError(f"device={dev!r} is not one of: {', '.join(DEVICES)}")
 
 
 def register_paper(name: str, title: str, config_cls: type, presets: dict[str, dict]) -> Paper:
@@ -172,8 +278,9 @@ def get_config(paper: str, profile: str = "smoke", /, **overrides):
 
 
 def build_config(cls, values: dict[str, Any], profile: str = "smoke"):
-    """An instance of ``cls`` from normalised (dotted) ``values``, types converted."""
-    hints = typing.get_type_hints(cls)
+    """An instance of ``cls`` from normalised (dotted) ``values``, types converted, every
+    value checked (the recipes', then the config's ``check()``)."""
+    hints = _hints(cls)
     nested = _nested(cls)
     top = {k: _coerce(k, v, hints[k]) for k, v in values.items() if "." not in k}
     cfg = cls(**top, profile=profile) if "profile" in hints else cls(**top)
@@ -181,13 +288,61 @@ def build_config(cls, values: dict[str, Any], profile: str = "smoke"):
     for k, v in values.items():
         if "." in k:
             r, sub = k.split(".", 1)
-            groups.setdefault(r, {})[sub] = _coerce(k, v, typing.get_type_hints(nested[r])[sub])
+            groups.setdefault(r, {})[sub] = _coerce(k, v, _hints(nested[r])[sub])
     for r in nested:
         sub = {**groups.get(r, {})}
-        if "seed" in typing.get_type_hints(nested[r]) and hasattr(cfg, "seed"):
+        if "seed" in _hints(nested[r]) and hasattr(cfg, "seed"):
             sub["seed"] = cfg.seed
-        setattr(cfg, r, dataclasses.replace(getattr(cfg, r), **sub))
+        try:
+            setattr(cfg, r, dataclasses.replace(getattr(cfg, r), **sub))
+        except ReprolibError as e:       # name the key as typed: "finetune.epochs=-1 ..."
+            raise ReprolibError(f"{r}.{e}") from None
+    if hasattr(cfg, "check"):
+        cfg.check()
     return cfg
+
+
+def with_overrides(cfg, overrides: dict, what: str = "override"):
+    """A copy of the config ``cfg`` with ``overrides`` (field names or dotted recipe keys, as
+    in presets) applied, types converted and every value checked; errors name ``what``."""
+    cls = type(cfg)
+    over = _normalise(cls, overrides, what)
+    hints = _hints(cls)
+    nested = _nested(cls)
+    try:
+        top = {k: _coerce(k, v, hints[k]) for k, v in over.items() if "." not in k}
+        new = dataclasses.replace(cfg, **top)
+        for k, v in over.items():
+            if "." in k:
+                r, sub = k.split(".", 1)
+                v = _coerce(k, v, _hints(nested[r])[sub])
+                try:
+                    rec = dataclasses.replace(getattr(new, r), **{sub: v})
+                except ReprolibError as e:
+                    raise ReprolibError(f"{r}.{e}") from None
+                new = dataclasses.replace(new, **{r: rec})
+    except ReprolibError as e:
+        raise ReprolibError(f"{what}: {e}") from None
+    return new
+
+
+@functools.cache
+def _hints(cls) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _typecheck(obj) -> None:
+    """Check (and normalise: int -> float, one value -> 1-tuple) the type of every field of
+    the dataclass ``obj`` against its annotation; strings are not parsed here."""
+    hints = _hints(type(obj))
+    for f in dataclasses.fields(obj):
+        hint = hints[f.name]
+        v = getattr(obj, f.name)
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(v, hint):
+                raise ReprolibError(f"{f.name} must be a {hint.__name__}, got {v!r}")
+            continue
+        setattr(obj, f.name, _coerce(f.name, v, hint, parse=False))
 
 
 def _nested(cls) -> dict[str, type]:
@@ -261,9 +416,9 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-def _coerce(name: str, value, hint):
-    """Convert ``value`` (possibly a command-line string) to the field type ``hint``."""
-    if isinstance(value, str) and hint is not str:
+def _coerce(name: str, value, hint, parse: bool = True):
+    """Convert ``value`` (a command-line string when ``parse``) to the field type ``hint``."""
+    if parse and isinstance(value, str) and hint is not str:
         value = parse_value(value)
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
@@ -275,7 +430,7 @@ def _coerce(name: str, value, hint):
             if a is type(None):
                 continue
             try:
-                return _coerce(name, value, a)
+                return _coerce(name, value, a, parse)
             except ReprolibError as e:
                 errors.append(str(e))
         raise ReprolibError(errors[0] if errors else f"{name}={value!r} is not valid")
@@ -328,3 +483,144 @@ def config_dict(cfg) -> dict[str, Any]:
 def recipe_dict(tc: TrainConfig) -> dict[str, Any]:
     """A recipe as it enters a record key: every field that can change the result."""
     return {k: v for k, v in config_dict(tc).items() if k not in NOT_HASHED}
+
+
+# --------------------------------------------------------------------------- documentation
+
+
+@functools.cache
+def field_docs(cls) -> dict[str, str]:
+    """The meaning of each field of the config dataclass ``cls`` (and of its bases): the
+    comment after the field's definition with its continuation lines (comment lines indented
+    past ``#``), or else the comment block just above the field."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass) or klass is object:
+            continue
+        try:
+            src = inspect.getsource(klass)
+        except (OSError, TypeError):
+            continue
+        docs.update(_comments(src, {f.name for f in dataclasses.fields(klass)}))
+    return docs
+
+
+def _comments(src: str, names: set[str]) -> dict[str, str]:
+    out: dict[str, list[str]] = {}
+    above: list[str] = []
+    current = None        # the field whose trailing comment may continue on the next lines
+    depth = 0             # bracket depth: a field's definition may span lines
+    line_start = True
+    body_indent = None
+    for tok in tokenize.generate_tokens(_io.StringIO(src).readline):
+        if tok.type == tokenize.OP and tok.string in "([{":
+            depth += 1
+        elif tok.type == tokenize.OP and tok.string in ")]}":
+            depth -= 1
+        if tok.type == tokenize.COMMENT:
+            text = tok.string[1:]
+            if line_start:                     # a comment on a line of its own
+                if current and text.startswith("  ") and text.strip():
+                    out[current].append(text.strip())
+                else:
+                    current = None
+                    if text.strip() and not text.strip().startswith("-"):
+                        above.append(text.strip())
+            elif current:
+                out[current].append(text.strip())
+            continue
+        if tok.type in (tokenize.NL, tokenize.NEWLINE):
+            line_start = depth == 0 or line_start
+            if tok.type == tokenize.NL and depth == 0 and tok.line.strip() == "":
+                above = []
+            continue
+        if tok.type in (tokenize.INDENT, tokenize.DEDENT):
+            continue
+        if line_start and depth == 0 and tok.type == tokenize.NAME:
+            if body_indent is None and tok.start[1] > 0:
+                body_indent = tok.start[1]
+            if tok.start[1] == body_indent and tok.string in names:
+                current = tok.string
+                out[current] = []
+                if above:
+                    out[current + "\0above"] = above
+            else:
+                current = None
+            above = []
+        line_start = False
+    docs = {}
+    for k, lines in out.items():
+        if k.endswith("\0above"):
+            continue
+        docs[k] = " ".join(lines) or " ".join(out.get(k + "\0above", []))
+    return docs
+
+
+def _show(v) -> str:
+    if isinstance(v, tuple):
+        return "(" + ", ".join(_show(x) for x in v) + ("," if len(v) == 1 else "") + ")"
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{_show(k)}: {_show(x)}" for k, x in v.items()) + "}"
+    return repr(v) if isinstance(v, str) and v == "" else str(v)
+
+
+def _type_name(hint) -> str:
+    if hint is type(None):
+        return "None"
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(hint))
+    return getattr(hint, "__name__", str(hint))
+
+
+def describe(paper: str, width: int = 100) -> str:
+    """Every override key of ``paper``: its type, its value in each profile (one value where
+    all profiles agree) and its meaning, taken from the config's field comments.  What
+    ``reprolib list PAPER`` and ``reprolib run PAPER --help`` print."""
+    import textwrap
+
+    p = get_paper(paper)
+    cls = p.config_cls
+    cfgs = {prof: get_config(paper, prof) for prof in p.presets}
+    docs, hints, nested = field_docs(cls), _hints(cls), _nested(cls)
+    tdocs = field_docs(TrainConfig)
+    rows = []   # (key, type, values, meaning)
+
+    def values(get) -> str:
+        vals = {prof: _show(get(c)) for prof, c in cfgs.items()}
+        if len(set(vals.values())) == 1:
+            return next(iter(vals.values()))
+        groups: dict[str, list[str]] = {}
+        for prof, v in vals.items():
+            groups.setdefault(v, []).append(prof)
+        return " · ".join(f"{'/'.join(ps)} {v}" for v, ps in groups.items())
+
+    for f in dataclasses.fields(cls):
+        if f.name == "profile":
+            continue
+        if f.name in nested:
+            rows.append((f"{f.name}.*", "recipe", "", docs.get(f.name, "") +
+                         " (a training recipe: set its values with the keys below)"))
+            for g in dataclasses.fields(nested[f.name]):
+                if g.name == "seed":
+                    continue
+                rows.append((f"{f.name}.{g.name}", _type_name(_hints(nested[f.name])[g.name]),
+                             values(lambda c, r=f.name, k=g.name: getattr(getattr(c, r), k)),
+                             tdocs.get(g.name, "")))
+            continue
+        rows.append((f.name, _type_name(hints[f.name]),
+                     values(lambda c, k=f.name: getattr(c, k)), docs.get(f.name, "")))
+    kw = max(len(r[0]) for r in rows) + 2
+    head = [f"{paper}: {p.title}",
+            f"profiles: {', '.join(p.presets)} (--profile NAME; default smoke)",
+            "override keys (-p KEY=VALUE, repeatable; a tuple key takes one value or a tuple, "
+            "e.g. -p \"widths=(0.5, 1.0)\"): type, value per profile (one value where all "
+            "agree), meaning.  A recipe's seed follows `seed`.", ""]
+    lines = []
+    for key, typ, val, doc in rows:
+        lines.append(f"  {key:<{kw}}{typ}" + (f"   {val}" if val else ""))
+        if doc:
+            lines += textwrap.wrap(doc, width, initial_indent=" " * (kw + 4),
+                                   subsequent_indent=" " * (kw + 4))
+    return "\n".join(head + lines)

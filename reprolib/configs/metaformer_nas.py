@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from reprolib.configs import BaseConfig, TrainConfig, recipe, register_paper
+from reprolib.configs import (BaseConfig, TrainConfig, check_choice, check_each, check_model,
+                              check_number, recipe, register_paper)
 
 # The paper's Table 1 (§4.1), as printed: search wall time (hours, Quadro RTX 8000) and the
 # number of architectures of the search space, for N = 4 and N = 7 nodes.
@@ -29,6 +30,7 @@ PAPER_TABLE2 = {"pooling": 64.9, "mlp": 65.1, "attention": 64.7, "nas4": 64.5, "
 TABLE2_LABELS = {"pooling": "MetaFormer-s12 + Pooling", "mlp": "MetaFormer-s12 + SpatialMLP",
                  "attention": "MetaFormer-s12 + MHSA", "nas4": "MetaFormer-s12 + 4 Node NAS",
                  "nas7": "MetaFormer-s12 + 7 Node NAS"}
+BASE_MIXERS = ("pooling", "mlp", "attention")   # reprolib.models.metaformer.BASE_MIXERS
 TABLE2_MIXERS = {"pooling": "Pooling", "mlp": "SpatialMLP", "attention": "MHSA",
                  "nas4": "4 Node NAS", "nas7": "7 Node NAS"}
 
@@ -64,6 +66,38 @@ class MetaFormerNASConfig(BaseConfig):
     # ---- the toy-reward REINFORCE check
     toy_samples: int = 800               # controller updates of the toy-reward REINFORCE check
     toy_lr: float = 1.5e-3               # Adam lr of the toy-reward check (its own; 3e-3 left 1 of 3 N = 7 seeds stuck)
+
+    def check(self) -> None:
+        super().check()
+        n = check_number
+        check_model("model", self.model)
+        check_each("node_counts", self.node_counts, lambda k, v: n(k, v, 2, integer=True))
+        check_each("baselines", self.baselines, lambda k, b: check_choice(k, b, BASE_MIXERS),
+                   allow_empty=True)
+        n("layer_scale_init", self.layer_scale_init, 0, lo_open=True)
+        n("batch_size", self.batch_size, 1, integer=True)
+        n("val_fraction", self.val_fraction, 0, 1, lo_open=True, hi_open=True)
+        n("rounds", self.rounds, 1, integer=True)
+        n("shared_epochs", self.shared_epochs, 1, integer=True)
+        check_choice("arch_per", self.arch_per, ("step", "epoch"))
+        n("shared_lr", self.shared_lr, 0, lo_open=True)
+        n("shared_wd", self.shared_wd, 0)
+        if self.max_train_batches is not None:
+            n("max_train_batches", self.max_train_batches, 1, integer=True)
+        n("controller_samples", self.controller_samples, 1, integer=True)
+        n("controller_lr", self.controller_lr, 0, lo_open=True)
+        n("controller_hidden", self.controller_hidden, 1, integer=True)
+        n("controller_clip", self.controller_clip, 0, lo_open=True)
+        for key in ("temperature", "tanh_c"):
+            if getattr(self, key) is not None:
+                n(key, getattr(self, key), 0, lo_open=True)
+        n("entropy_weight", self.entropy_weight, 0)
+        n("baseline_decay", self.baseline_decay, 0, 1, hi_open=True)
+        n("derive_samples", self.derive_samples, 1, integer=True)
+        n("derive_batches", self.derive_batches, 1, integer=True)
+        n("retrain.epochs", self.retrain.epochs, 1, integer=True)
+        n("toy_samples", self.toy_samples, 1, integer=True)
+        n("toy_lr", self.toy_lr, 0, lo_open=True)
 
 
 SMOKE = {"dataset": "digits", "model": "test_metaformer", "image_size": 16, "batch_size": 64,

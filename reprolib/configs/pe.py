@@ -11,7 +11,9 @@ cutmix; 300 and 600 epochs, 224 px); torchvision for ResNet50-PE (SGD lr 0.1, wd
 
 from dataclasses import dataclass
 
-from reprolib.configs import BaseConfig, TrainConfig, recipe, register_paper
+from reprolib.configs import (BaseConfig, TrainConfig, check_each, check_model, check_number,
+                              recipe, register_paper)
+from reprolib.errors import ReprolibError
 
 
 @dataclass
@@ -38,6 +40,26 @@ class PEConfig(BaseConfig):
     resnet_train: TrainConfig = recipe(epochs=2, batch_size=64, optimizer="sgd", lr=0.1,
                                        momentum=0.9, weight_decay=1e-4, schedule="cosine",
                                        warmup_epochs=0.0, label_smoothing=0.0)
+
+    def check(self) -> None:
+        super().check()
+        for key in ("vit_model", "vit_twin", "resnet_model", "resnet_twin"):
+            if getattr(self, key):
+                check_model(key, getattr(self, key))
+
+        def stage_set(key, v):
+            if not (isinstance(v, str) and v and set(v) <= set("1234") and len(set(v)) == len(v)):
+                raise ReprolibError(f"{key}={v!r} must name distinct stages 1-4, e.g. '1234' "
+                                    "(PE^1) or '34' (PE^2)")
+
+        check_each("resnet_variants", self.resnet_variants, stage_set)
+        check_number("table_image_size", self.table_image_size, 1, integer=True)
+        check_number("table_num_classes", self.table_num_classes, 1, integer=True)
+        check_number("vit_drop_path", self.vit_drop_path, 0, 1, hi_open=True)
+        if self.vit_model or self.vit_twin:
+            check_number("vit_train.epochs", self.vit_train.epochs, 1, integer=True)
+        if self.resnet_model or self.resnet_twin:
+            check_number("resnet_train.epochs", self.resnet_train.epochs, 1, integer=True)
 
 
 # Table 1 of the paper (ImageNet-1k val, 224 px): params (M), FLOPs (G), top-1 (%), as printed.

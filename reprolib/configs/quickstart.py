@@ -2,7 +2,8 @@
 
 from dataclasses import dataclass
 
-from reprolib.configs import BaseConfig, TrainConfig, recipe, register_paper
+from reprolib.configs import (BaseConfig, TrainConfig, check_each, check_model, check_number,
+                              recipe, register_paper)
 
 
 @dataclass
@@ -12,6 +13,13 @@ class QuickstartConfig(BaseConfig):
     train: TrainConfig = recipe(epochs=3, batch_size=128, optimizer="sgd", lr=0.05,
                                 weight_decay=5e-4, schedule="cosine")  # SGD, cosine schedule
     latency_batch: int = 1            # batch size of the latency measurement
+
+    def check(self) -> None:
+        super().check()
+        check_model("model", self.model)
+        check_each("widths", self.widths, lambda k, w: check_number(k, w, 0, lo_open=True))
+        check_number("train.epochs", self.train.epochs, 1, integer=True)
+        check_number("latency_batch", self.latency_batch, 1, integer=True)
 
 
 register_paper(

@@ -9,7 +9,9 @@ both, so the presets set each value on both (``-p finetune.epochs=3`` changes on
 
 from dataclasses import dataclass
 
-from reprolib.configs import BaseConfig, TrainConfig, recipe, register_paper
+from reprolib.configs import (BaseConfig, TrainConfig, check_choice, check_each, check_model,
+                              check_number, recipe, register_paper)
+from reprolib.errors import ReprolibError
 
 # Swin's recipe as SiDT uses it in both stages: AdamW, cosine, no weight decay on norms,
 # biases and scores, label smoothing 0.1, gradient norm clipped at 5.
@@ -31,6 +33,22 @@ class SiDTConfig(BaseConfig):
     reference_size: int = 224             # its input resolution (pixels)
     latency_batch: int = 1                # batch size of the CPU latency measurement
     latency_repeats: int = 20             # timed forward passes per latency measurement
+
+    def check(self) -> None:
+        super().check()
+        check_model("model", self.model)
+        check_each("ratios", self.ratios, lambda k, r: check_number(k, r, 0, 1, hi_open=True))
+        if len({round(100 * r) for r in self.ratios}) != len(self.ratios):
+            raise ReprolibError(f"ratios={self.ratios!r}: two ratios round to the same percent")
+        check_choice("scope", self.scope, ("global", "layer"))
+        check_number("l1_strength", self.l1_strength, 0)
+        check_number("search.epochs", self.search.epochs, 1, integer=True)
+        check_number("finetune.epochs", self.finetune.epochs, 1, integer=True)
+        check_model("reference_model", self.reference_model)
+        check_number("reference_classes", self.reference_classes, 1, integer=True)
+        check_number("reference_size", self.reference_size, 1, integer=True)
+        check_number("latency_batch", self.latency_batch, 1, integer=True)
+        check_number("latency_repeats", self.latency_repeats, 1, integer=True)
 
 
 def _both(**values) -> dict:

@@ -11,11 +11,14 @@ model x template.
 
 from dataclasses import dataclass
 
-from reprolib.configs import BaseConfig, TrainConfig, recipe, register_paper
+from reprolib.configs import (BaseConfig, TrainConfig, check_choice, check_each, check_model,
+                              check_number, recipe, register_paper)
+from reprolib.errors import ReprolibError
 
 TEMPLATES = ("base", "reverse", "uniform", "quadratic", "negative_quadratic")
 MODELS = ("vgg19_cifar", "resnet50_cifar", "googlenet_cifar", "mobilenet_cifar")
 PAPER_WIDTHS = (1.6, 1.3, 1.0, 0.8, 0.5, 0.25, 0.1, 0.05)
+WIDTH_MAX = 4.0   # widths lie in (0, WIDTH_MAX] (reprolib.methods.templates.WIDTH_MAX)
 
 
 @dataclass
@@ -48,6 +51,46 @@ class TemplatesConfig(BaseConfig):
     latency_batch: int = 1            # images per timed forward pass
     latency_repeats: int = 10         # timed forward passes (median reported)
     table1_width: float = 1.0         # width whose accuracies fill Table 1
+
+    def check(self) -> None:
+        super().check()
+        from reprolib.data import check_dataset
+
+        def width(k, w):
+            check_number(k, w, 0, WIDTH_MAX, lo_open=True)
+
+        check_each("models", self.models, check_model)
+        check_each("templates", self.templates, lambda k, t: check_choice(k, t, TEMPLATES))
+        check_each("widths", self.widths, width)
+
+        def per_model(k, entry):
+            if not (isinstance(entry, (tuple, list)) and len(entry) == 2):
+                raise ReprolibError(f"{k}={entry!r} must be a pair (model, (width, ...))")
+            check_model(f"{k}[0]", entry[0])
+            check_each(f"{k}[1]", tuple(entry[1]) if isinstance(entry[1], (tuple, list))
+                       else (entry[1],), width)
+
+        check_each("model_widths", self.model_widths, per_model, allow_empty=True)
+        check_each("extra_datasets", self.extra_datasets,
+                   lambda k, d: check_dataset(d), allow_empty=True)
+        check_number("train.epochs", self.train.epochs, 1, integer=True)
+        check_each("table2_models", self.table2_models, check_model, allow_empty=True)
+        check_each("table2_templates", self.table2_templates,
+                   lambda k, t: check_choice(k, t, TEMPLATES), allow_empty=True)
+        check_number("memory_batch", self.memory_batch, 1, integer=True)
+        check_each("memory_probe", self.memory_probe,
+                   lambda k, b: check_number(k, b, 1, integer=True), allow_empty=True)
+        check_number("memory_limit_gb", self.memory_limit_gb, 0)
+        check_number("table2_memory_limit_gb", self.table2_memory_limit_gb, 0)
+        check_number("latency_batch", self.latency_batch, 1, integer=True)
+        check_number("latency_repeats", self.latency_repeats, 1, integer=True)
+        trained = {float(w) for w in self.widths} | {
+            float(w) for _, ws in self.model_widths
+            for w in (ws if isinstance(ws, (tuple, list)) else (ws,))}
+        check_number("table1_width", self.table1_width, 0, WIDTH_MAX, lo_open=True)
+        if float(self.table1_width) not in trained:
+            raise ReprolibError(f"table1_width={self.table1_width!r} is not a trained width; "
+                                f"trained: {', '.join(f'{w:g}' for w in sorted(trained))}")
 
 
 register_paper(

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from reprolib.configs import BaseConfig, TrainConfig, recipe, register_paper
+from reprolib.configs import (BaseConfig, TrainConfig, check_choice, check_each, check_model,
+                              check_number, recipe, register_paper, with_overrides)
+from reprolib.errors import ReprolibError
 
 # The paper's printed Table 2 (accuracy, %), as printed.  Row "CIFAR-10" is the paper's
 # fourth row; its VTP entry (93%) and the VTP column (80 / 80 / 30) are the numbers of the
@@ -35,6 +37,10 @@ PAPER_TABLE2 = {
 PAPER_TABLE1 = {"accuracy": "normal equations < QR < SVD", "speed": "normal equations > QR > SVD"}
 # Table 2 column -> decomposition method of reprolib.methods.decompose
 TABLE2_METHODS = {"VTP+SVD": "svd", "VTP+QR": "qr", "VTP+LU": "lu"}
+#: reprolib.methods.decompose.METHODS (named here so that a config is checked without torch)
+DECOMPOSITIONS = ("svd", "qr", "qr_reduced", "qr_pivoted", "cod", "lu")
+#: Keys a ``patch_overrides`` entry may not change (they are not per-patch settings).
+NOT_PER_PATCH = ("profile", "seed", "patch_sizes", "patch_overrides", "sweep_patch")
 
 
 def _adamw(epochs: int, lr: float):
@@ -72,6 +78,43 @@ class VtpSvdConfig(BaseConfig):
     merits_repeats: int = 5              # timed repeats per least-squares solve (median kept)
     patch_overrides: dict = field(default_factory=dict)  # {patch: {key: value}}: per-patch
     #                                      model / epochs, dotted keys ({2: {"pretrain.epochs": 6}})
+
+    def check(self) -> None:
+        super().check()
+        check_model("model", self.model)
+
+        def patch(k, p):
+            check_number(k, p, 1, integer=True)
+            if self.image_size % p:
+                raise ReprolibError(f"{k}={p} does not divide image_size={self.image_size}")
+
+        check_each("patch_sizes", self.patch_sizes, patch)
+        check_choice("attn_scale", self.attn_scale, ("dim", "head"))
+        check_number("dropout", self.dropout, 0, 1, hi_open=True)
+        check_number("l1_strength", self.l1_strength, 0)
+        check_choice("l1_mode", self.l1_mode, ("grad", "loss"))
+        check_number("prune_rate", self.prune_rate, 0, 1, hi_open=True)
+        check_each("methods", self.methods, lambda k, m: check_choice(k, m, DECOMPOSITIONS))
+        check_number("rank_ratio", self.rank_ratio, 0, 1, lo_open=True)
+        patch("sweep_patch", self.sweep_patch)
+        check_each("sweep_methods", self.sweep_methods,
+                   lambda k, m: check_choice(k, m, DECOMPOSITIONS), allow_empty=True)
+        check_each("sweep_ratios", self.sweep_ratios,
+                   lambda k, r: check_number(k, r, 0, 1, lo_open=True), allow_empty=True)
+        check_number("merits_repeats", self.merits_repeats, 1, integer=True)
+        for p, over in self.patch_overrides.items():
+            what = f"patch_overrides[{p!r}]"
+            # an entry for a size outside patch_sizes is unused, not wrong: a profile's
+            # entries must survive `-p patch_sizes=(4,)`
+            check_number(f"{what} key", p, 1, integer=True)
+            if not isinstance(over, dict):
+                raise ReprolibError(f"{what}={over!r} must be a dict of per-patch settings")
+            fixed = [k for k in over if str(k).split(".")[0] in NOT_PER_PATCH
+                     or str(k).endswith(".seed")]
+            if fixed:
+                raise ReprolibError(f"{what} key {fixed[0]!r} is not a per-patch setting")
+            # the patch's own config, checked like any other (its overrides applied once)
+            with_overrides(self.__class__(**{**vars(self), "patch_overrides": {}}), over, what)
 
 
 def _all(key: str, value) -> dict:

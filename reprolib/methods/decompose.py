@@ -76,8 +76,7 @@ def factorize(w: np.ndarray, method: str, rank: int) -> tuple[np.ndarray, np.nda
     choose("decomposition method", method, METHODS)
     w = np.asarray(w, dtype=np.float64)
     m, n = w.shape
-    check_range("rank", rank, 1, min(m, n))
-    r = int(rank)
+    r = _whole_rank(rank, min(m, n))
     if method == "svd":
         u, s, vh = torch.linalg.svd(torch.from_numpy(w), full_matrices=False)
         return (u[:, :r] * s[:r]).numpy(), vh[:r].numpy()
@@ -99,6 +98,17 @@ def factorize(w: np.ndarray, method: str, rank: int) -> tuple[np.ndarray, np.nda
     return pl[:, :r], u[:r]
 
 
+def _whole_rank(rank, full: int) -> int:
+    """``rank`` as an int in 1 .. ``full``; a fraction (2.5) or a bool is an error, not
+    truncated."""
+    if isinstance(rank, bool) or not isinstance(rank, (int, float, np.integer, np.floating)) \
+            or rank != int(rank):
+        raise ReprolibError(f"rank={rank!r} must be a whole number of factors, 1 .. {full} "
+                            "(for a fraction of the full rank use rank_ratio)")
+    check_range("rank", int(rank), 1, full)
+    return int(rank)
+
+
 def decompose_linear(layer: nn.Linear, method: str = "svd", rank: int | None = None) -> LowRankLinear:
     """Replace-ready two-factor module computing the rank-``rank`` approximation of ``layer``.
 
@@ -110,9 +120,9 @@ def decompose_linear(layer: nn.Linear, method: str = "svd", rank: int | None = N
     if not isinstance(layer, nn.Linear):
         raise ReprolibError(f"decompose_linear needs an nn.Linear, got {type(layer).__name__}")
     out_f, in_f = layer.weight.shape
-    rank = min(out_f, in_f) if rank is None else rank
+    rank = min(out_f, in_f) if rank is None else _whole_rank(rank, min(out_f, in_f))
     a, b = factorize(layer.weight.detach().cpu().double().numpy(), method, rank)
-    new = LowRankLinear(in_f, out_f, int(rank), layer.bias is not None, method)
+    new = LowRankLinear(in_f, out_f, rank, layer.bias is not None, method)
     dt, dev = layer.weight.dtype, layer.weight.device
     with torch.no_grad():
         new.first.weight.copy_(torch.from_numpy(b).to(dev, dt))
@@ -143,10 +153,18 @@ def choose_rank(weight: torch.Tensor, rank_ratio: float | None = None,
 
 
 def target_layers(model: nn.Module, layers: Iterable[str] = DEFAULT_LAYERS) -> list[tuple[str, nn.Linear]]:
-    """The ``nn.Linear`` modules of ``model`` whose qualified names match a glob in ``layers``."""
+    """The ``nn.Linear`` modules of ``model`` whose qualified names match a glob in ``layers``;
+    none matching is a ``ReprolibError`` naming the model's linear layers (a wrong glob would
+    otherwise decompose nothing, silently)."""
     pats = list(layers)
-    return [(n, m) for n, m in model.named_modules()
-            if isinstance(m, nn.Linear) and any(fnmatch.fnmatchcase(n, p) for p in pats)]
+    found = [(n, m) for n, m in model.named_modules()
+             if isinstance(m, nn.Linear) and any(fnmatch.fnmatchcase(n, p) for p in pats)]
+    if not found:
+        linear = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+        raise ReprolibError(f"no nn.Linear layer of this {type(model).__name__} matches "
+                            f"layers={pats}; its linear layers: {', '.join(linear[:8]) or 'none'}"
+                            f"{' ...' if len(linear) > 8 else ''}")
+    return found
 
 
 def decompose_model(model: nn.Module, method: str = "svd", rank_ratio: float | None = 0.25, *,

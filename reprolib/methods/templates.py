@@ -80,6 +80,23 @@ def check_width(width: float) -> float:
     return float(width)
 
 
+def check_filters(filters) -> list[int]:
+    """``filters`` as a list of ints: a non-empty sequence of positive whole counts (a
+    fractional count such as 2.7, or a bool, is an error, not truncated)."""
+    try:
+        f = list(filters)
+    except TypeError:
+        raise ReprolibError(f"filters={filters!r} must be a list of per-layer counts") from None
+    bad = [x for x in f if isinstance(x, bool) or not isinstance(x, (int, float, np.integer,
+                                                                          np.floating))
+           or not np.isfinite(x) or x != int(x) or x < 1]
+    if not f or bad:
+        raise ReprolibError(f"filters must be a non-empty list of positive whole counts, got "
+                            f"{bad[0]!r} in {list(filters)[:8]!r}" if bad else
+                            "filters must be a non-empty list of positive whole counts, got []")
+    return [int(x) for x in f]
+
+
 def quadratic_coefficients(filters: Sequence[int], template: str) -> tuple[float, float, float]:
     """Solve the paper's 3x3 linear system for ``(a, b, c)`` of ``f'_l = a l^2 + b l + c``.
 
@@ -115,7 +132,7 @@ def real_distribution(filters: Sequence[int], template: str) -> list[float]:
         template: one of ``TEMPLATES``.
     """
     check_template(template)
-    f = [int(x) for x in filters]
+    f = check_filters(filters)
     D = len(f)
     if template == "base":
         return [float(x) for x in f]
@@ -145,9 +162,7 @@ def redistribute(filters: list[int], template: str) -> list[int]:
         The new per-layer counts ``f'_1..f'_D`` (a list of ints summing to ``F``).
     """
     check_template(template)
-    f = [int(x) for x in filters]
-    if not f or min(f) < 1:
-        raise ReprolibError(f"filters must be a non-empty list of positive counts, got {filters!r}")
+    f = check_filters(filters)
     if template == "base":
         return list(f)
     if template == "reverse":
@@ -164,7 +179,7 @@ def apply_width(filters: Sequence[int], width: float = 1.0) -> list[int]:
             uses 1.6, 1.3, 1.0, 0.8, 0.5, 0.25, 0.1, 0.05.
     """
     w = check_width(width)
-    return [max(1, int(round(w * int(x)))) for x in filters]
+    return [max(1, int(round(w * x))) for x in check_filters(filters)]
 
 
 def distribution(filters: Sequence[int], template: str = "base", width: float = 1.0) -> list[int]:

@@ -118,15 +118,35 @@ def round_preserving_sum(values: Sequence[float], total: int, minimum: int = 1) 
     elif rest < 0:  # float error only: take the excess from the largest layers
         for i in sorted(range(len(v)), key=lambda i: (-out[i], i))[:-rest]:
             out[i] -= 1
+    if total < minimum * len(out):
+        raise ReprolibError(f"{total} filters cannot give {len(out)} layers {minimum} each")
     # Keep every layer at >= minimum filters, taking the deficit from the largest layers.
-    while (out < minimum).any():
-        i = int(np.argmin(out))
-        need = minimum - int(out[i])
-        out[i] = minimum
-        for _ in range(need):
-            j = int(np.argmax(out))
-            out[j] -= 1
+    low = out < minimum
+    if low.any():
+        need = int((minimum - out[low]).sum())
+        out[low] = minimum
+        out = _take_from_largest(out, need)
     return [int(x) for x in out]
+
+
+def _take_from_largest(out: np.ndarray, need: int) -> np.ndarray:
+    """``out`` after ``need`` times "one filter less in the largest layer (the earlier one on
+    ties)", in O(D log need) instead of O(need D): every layer above a level T is cut to T,
+    then the first remaining ones at T lose one more."""
+    def removed(t):              # filters taken when every layer is cut to at most t
+        return int(np.maximum(out - t, 0).sum())
+
+    lo, hi = int(out.min()) - need, int(out.max())   # removed(lo) >= need >= removed(hi) = 0
+    while lo < hi:                                   # smallest t with removed(t) <= need
+        mid = (lo + hi) // 2
+        if removed(mid) <= need:
+            hi = mid
+        else:
+            lo = mid + 1
+    new = np.minimum(out, lo)
+    k = need - removed(lo)
+    new[np.flatnonzero(new == lo)[:k]] -= 1
+    return new
 
 
 def scale_group(counts: Sequence[int], target: int) -> list[int]:

@@ -113,6 +113,8 @@ def test_patch_overrides_use_dotted_keys():
             2: {"model": "vit_cifar_small_d2", "pretrain.epochs": 3}}))
     cpu = configs.get_config("vtp_svd", "cpu")
     assert vtp_svd.patch_cfg(cpu, 2).sparsity.epochs == 2 and cpu.sparsity.epochs == 3
-    for bad in ({"pretrain_epochs": 3}, {"seed": 1}, {"pretrain.seed": 1}):
+    with pytest.raises(ReprolibError, match=r"unknown patch_overrides\[2\] key 'pretrain_epochs'"):
+        configs.get_config("vtp_svd", "smoke", patch_overrides={2: {"pretrain_epochs": 3}})
+    for bad in ({"seed": 1}, {"pretrain.seed": 1}):
         with pytest.raises(ReprolibError, match="not a per-patch setting"):
             vtp_svd.patch_cfg(configs.get_config("vtp_svd", "smoke", patch_overrides={2: bad}), 2)

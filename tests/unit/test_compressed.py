@@ -73,7 +73,7 @@ def test_bad_files_are_one_clear_error(tmp_path):
     spec["kwargs"]["width"] = 0.5                                      # widths that do not fit
     spec["builder"] = "small_cnn"
     (tmp_path / "m.json").write_text(json.dumps(spec))
-    with pytest.raises(ReprolibError, match="size mismatch for features.0.weight"):
+    with pytest.raises(ReprolibError, match=r"layer features.0 \(features.0.weight\): the weights hold shape \(8, 3, 3, 3\)"):
         reprolib.load_compressed(tmp_path / "m")
 
 

@@ -117,6 +117,7 @@ def http_dir(tmp_path):
 
 def test_cifar10_download_path_offline(tmp_path, monkeypatch, http_dir):
     """torchvision's own download_and_extract_archive, against a loopback server."""
+    monkeypatch.setenv("REPROLIB_DOWNLOAD", "1")   # a folder outside the project
     import torchvision
 
     tgz, md5 = _write_cifar_archive(tmp_path)
@@ -186,6 +187,7 @@ def test_cifar10_subset_equals_the_shared_copy(cifar10_subset):
 
 
 def test_missing_cifar_is_a_clear_error(tmp_path, monkeypatch, http_dir):
+    monkeypatch.setenv("REPROLIB_DOWNLOAD", "1")   # a folder outside the project
     import torchvision
 
     monkeypatch.setattr(torchvision.datasets.CIFAR100, "url", f"{http_dir}/nowhere.tgz")
@@ -248,3 +250,105 @@ def test_manifest_checksums_agree_with_torchvision():
     fl = torchvision.datasets.Flowers102._file_dict
     assert man["flowers102"]["md5"] == fl["image"][1]
     assert man["flowers102"]["files"] == {fl["label"][0]: fl["label"][1], fl["setid"][0]: fl["setid"][1]}
+
+
+def _npz(path, **over):
+    rng = np.random.default_rng(0)
+    arrays = dict(train_images=rng.integers(0, 255, (20, 8, 8, 3), dtype=np.uint8),
+                  train_labels=np.arange(20) % 4,
+                  test_images=rng.integers(0, 255, (6, 8, 8, 3), dtype=np.uint8),
+                  test_labels=np.arange(6) % 4)
+    arrays.update(over)
+    np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
+    return f"npz:{path}"
+
+
+@pytest.mark.parametrize("over, message", [
+    (dict(train_labels=np.arange(15) % 4), "train_images holds 20 images but train_labels 15"),
+    (dict(test_labels=np.array([0, 1, 2, 3, 9, 1])), "test_labels holds the label 9, but its training labels give 4"),
+    (dict(train_labels=np.array([0] * 19 + [10**9])), "train_labels holds the label 1000000000 but there are only 20"),
+    (dict(train_labels=np.arange(20) % 4, classes=np.array(["a", "b"])), "train_labels holds the label 3, but its classes array names 2"),
+    (dict(train_labels=np.arange(20) % 4 - 1), "negative label -1"),
+    (dict(train_labels=np.linspace(0, 3, 20)), "must hold integer class indices"),
+    (dict(train_images=np.zeros((0, 8, 8, 3), np.uint8), train_labels=np.zeros(0, np.int64)), "train_images is empty"),
+    (dict(test_images=np.array([None] * 6, dtype=object)), "test_images cannot be read without unpickling"),
+    (dict(train_images=np.full((20, 8, 8, 3), np.nan)), "train_images holds NaN"),
+    (dict(train_images=np.zeros((20, 8, 8, 4), np.uint8)), "must have 1 or 3 channels"),
+    (dict(test_labels=None), "lacks arrays ['test_labels']"),
+])
+def test_npz_arrays_are_checked_before_use(tmp_path, over, message):
+    """Counts agree, labels are integers in range, no empty or pickled arrays: one clear error
+    naming the array, from the check that runs before any stage (prepare_data)."""
+    spec = _npz(tmp_path / "d.npz", **over)
+    with pytest.raises(ReprolibError) as e:
+        data.prepare_data(spec)
+    assert message in str(e.value) and "d.npz" in str(e.value)
+
+
+def test_whole_number_float_labels_are_accepted(tmp_path):
+    spec = _npz(tmp_path / "d.npz", train_labels=(np.arange(20) % 4).astype(np.float32))
+    d = data.get_data(spec, 8, 4)
+    assert d.num_classes == 4 and d.train.labels.dtype == torch.int64
+
+
+def test_a_stalled_download_gives_up_with_a_clear_error(tmp_path, monkeypatch):
+    """A server that accepts and never answers: the download stops after
+    REPROLIB_DOWNLOAD_TIMEOUT seconds and says so (it used to block for ever)."""
+    import socket
+    import threading
+    import time
+
+    import torchvision
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    held = []
+    threading.Thread(target=lambda: held.append(srv.accept()), daemon=True).start()
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "url",
+                        f"http://127.0.0.1:{srv.getsockname()[1]}/cifar.tgz")
+    monkeypatch.setenv("REPROLIB_DOWNLOAD_TIMEOUT", "1")
+    monkeypatch.setenv("REPROLIB_DOWNLOAD", "1")
+    t0 = time.perf_counter()
+    with pytest.raises(ReprolibError, match="did not answer within 1 s"):
+        data.prepare_data("cifar10", tmp_path / "dl")
+    assert time.perf_counter() - t0 < 30
+    srv.close()
+
+
+def test_data_roots_are_checked_and_nothing_is_created_outside_the_project(tmp_path, monkeypatch):
+    monkeypatch.delenv("REPROLIB_DOWNLOAD", raising=False)
+    afile = tmp_path / "file"
+    afile.write_text("x")
+    with pytest.raises(ReprolibError, match=f"data root {afile} is not a folder"):
+        data.prepare_data("cifar100", afile)
+    missing = tmp_path / "datasets"
+    with pytest.raises(ReprolibError, match=f"data root {missing} does not exist.*--download"):
+        data.prepare_data("flowers102", missing)
+    assert not missing.exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ReprolibError, match=f"cifar10 is not under {empty}.*--download"):
+        data.prepare_data("cifar10", empty)
+    assert list(empty.iterdir()) == []
+    with pytest.raises(ReprolibError, match="imagenet needs a folder: pass --data-root"):
+        data.prepare_data("imagenet")
+    assert data.may_download(None) and not data.may_download(empty)
+    monkeypatch.setenv("REPROLIB_DOWNLOAD", "1")
+    assert data.may_download(empty)
+
+
+def test_a_clone_without_the_subset_and_without_internet_says_what_to_do(tmp_path, monkeypatch,
+                                                                        http_dir):
+    """`reprolib run quickstart --profile cpu` in a fresh clone with no file beside it and no
+    CIFAR-10 reachable: one error before any stage, naming the paths and the options."""
+    import torchvision
+
+    monkeypatch.delenv("REPROLIB_CIFAR10_SUBSET", raising=False)
+    monkeypatch.setenv("REPROLIB_DATA", str(tmp_path / "clone" / "repo" / "data"))
+    monkeypatch.setattr(data.paths, "ROOT", tmp_path / "clone" / "repo")
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "url", f"{http_dir}/nowhere.tgz")
+    with pytest.raises(ReprolibError, match="data set cifar10 is missing under .*could not be "
+                                            "downloaded.*--data-root"):
+        data.prepare_data("cifar10_subset")
+    assert not (tmp_path / "clone" / "repo" / "data" / "cifar10_subset.npz").exists()

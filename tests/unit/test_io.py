@@ -66,3 +66,85 @@ def test_plain_checkpoints_load(tmp_path):
     with pytest.raises(ReprolibError, match="g.pt is corrupt"):
         io.load_torch(tmp_path / "g.pt")
     assert not math.isnan(back["hist"][0]["acc"])
+
+
+def test_resuming_from_a_planted_checkpoint_runs_no_code(tmp_path):
+    """A crafted last.pt in a stage's checkpoint folder (results shared between machines):
+    fit refuses it with one clear error before touching the model, and the code never runs."""
+    from reprolib.configs import TrainConfig
+    from reprolib.data import get_data
+    from reprolib.registry import create_model
+    from reprolib.train import fit
+
+    target = tmp_path / "pwned"
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    torch.save({"model": _Evil(str(target)), "epoch": 1, "optimizer": {}, "scheduler": {},
+                "history": []}, ckpt / "last.pt")
+    data = get_data("digits", 8, 64)
+    with pytest.raises(ReprolibError, match="checkpoint .*last.pt was refused"):
+        fit(create_model("test_small_cnn", num_classes=10), data, TrainConfig(epochs=1),
+            ckpt_dir=ckpt)
+    assert not target.exists()
+
+
+def _lock_worker(args):
+    """One process of the lock test: hold the lock 0.3 s and log when."""
+    import time
+
+    target, log, i = args
+    with io.file_lock(target) as waited:
+        t0 = time.time()
+        time.sleep(0.3)
+        with open(log, "a") as f:
+            f.write(f"{i} {t0:.4f} {time.time():.4f} {int(waited)}\n")
+
+
+def test_file_lock_serialises_real_processes(tmp_path):
+    import multiprocessing as mp
+
+    log = tmp_path / "log"
+    with mp.get_context("fork").Pool(4) as pool:
+        pool.map(_lock_worker, [(tmp_path / "x", log, i) for i in range(4)])
+    spans = sorted(tuple(map(float, ln.split()[1:3])) for ln in log.read_text().splitlines())
+    assert len(spans) == 4
+    for (_, end), (start, _) in zip(spans, spans[1:]):
+        assert start >= end, "two processes held the lock at once"
+    assert sum(int(ln.split()[3]) for ln in log.read_text().splitlines()) >= 1   # some waited
+    assert list(tmp_path.glob(".*.lock")) == []                                   # cleaned up
+
+
+def _stage_worker(args):
+    """One process of the run_cached test: ask for the same record as the others."""
+    import time
+
+    from reprolib import results
+
+    root, log, i = args
+    results.ACTIVITY.clear()          # a forked copy of the parent's counts
+
+    def fn(ckpt):
+        with open(log, "a") as f:
+            f.write(f"computed by {i}\n")
+        time.sleep(0.5)
+        return {"value": 42, "by": i}
+
+    rec = results.run_cached("lockpaper", "smoke", "stage", {"seed": 0}, fn, root=root)
+    return i, rec["metrics"]["by"], dict(results.ACTIVITY)
+
+
+def test_run_cached_computes_a_record_once_across_processes(tmp_path):
+    """N processes ask for the same missing record at once: one computes it, the others wait
+    for its lock and reuse its record (what two `reprolib run`s of one profile do)."""
+    import multiprocessing as mp
+
+    log = tmp_path / "log"
+    with mp.get_context("fork").Pool(4) as pool:
+        out = pool.map(_stage_worker, [(tmp_path / "results", log, i) for i in range(4)])
+    assert len(log.read_text().splitlines()) == 1
+    who = {by for _, by, _ in out}
+    assert len(who) == 1                              # every process got the same record
+    computed = [i for i, _, act in out if act.get("computed")]
+    reused = [i for i, _, act in out if act.get("reused")]
+    assert len(computed) == 1 and len(reused) == 3 and computed[0] in who
+    assert not list((tmp_path / "results").rglob(".*.lock"))

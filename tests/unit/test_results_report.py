@@ -97,3 +97,32 @@ def test_corrupt_record_is_a_clear_error(tmp_path):
     again = results.run_cached("p", "cpu", "x", {"a": 1}, lambda _: {"acc": 2.0}, root=tmp_path,
                                force=True)
     assert again["metrics"]["acc"] == 2.0
+
+
+def test_a_record_of_the_wrong_shape_is_a_clear_error(tmp_path):
+    """Valid JSON that is not a record (no 'metrics' / 'config' objects): a ReprolibError
+    naming the file, from run_cached and load_results alike, never a KeyError."""
+    import pytest
+
+    from reprolib.errors import ReprolibError
+
+    rec = results.run_cached("p", "cpu", "x", {"a": 1}, lambda _: {"acc": 1.0}, root=tmp_path)
+    path = tmp_path / "p" / "cpu" / f"{rec['run_id']}.json"
+    for text in ('{"config": {"a": 1}}', '[1, 2]', '{"config": {}, "metrics": 3}'):
+        path.write_text(text)
+        with pytest.raises(ReprolibError, match=r"x-.*\.json is not a reprolib record"):
+            results.run_cached("p", "cpu", "x", {"a": 1}, lambda _: {"acc": 1.0}, root=tmp_path)
+        with pytest.raises(ReprolibError, match="is not a reprolib record"):
+            results.load_results("p", "cpu", root=tmp_path)
+
+
+def test_records_are_strict_json_with_null_for_missing_values(tmp_path):
+    import json
+
+    rec = results.run_cached("p", "cpu", "nan", {"a": 1},
+                             lambda _: {"loss": float("nan"), "lr": float("inf"), "acc": 1.0},
+                             root=tmp_path)
+    text = (tmp_path / "p" / "cpu" / f"{rec['run_id']}.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    stored = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict {c}"))
+    assert stored["metrics"]["loss"] is None and stored["metrics"]["acc"] == 1.0
