@@ -24,6 +24,7 @@ The width rules themselves are ``reprolib.methods.templates``; the networks are
 from __future__ import annotations
 
 import math
+import textwrap
 
 import pandas as pd
 import torch
@@ -506,7 +507,9 @@ def plot_figure(df: pd.DataFrame, cfg, which: str, title: str = ""):
             ax.grid(alpha=0.3, which="both")
             ax.legend(fontsize=7)
     if title:
-        fig.suptitle(title, fontsize=8)
+        width = int(fig.get_figwidth() * 17)          # characters of 8-pt text per figure row
+        fig.suptitle("\n".join(textwrap.fill(line, width) for line in title.split("\n")),
+                     fontsize=8)
     fig.tight_layout()
     return fig
 
