@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import textwrap
 import time
 from pathlib import Path
 
@@ -724,10 +725,17 @@ def claims(cfg) -> pd.DataFrame:
     return df
 
 
+def _wrapped(fig, text: str) -> str:
+    """``text`` broken into lines that fit ``fig``'s width (less the margins) in 8-pt type."""
+    width = int(fig.get_figwidth() * 15)
+    return "\n".join(textwrap.fill(line, width) for line in text.split("\n"))
+
+
 def plot_search_seeds(cfg, ax=None, title: str = ""):
     """Per N and round, mean ± std over seeds: the reward of the cells the controller samples
     and of uniformly drawn cells (left), the policy entropy and the uniform policy's (right)."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
     import numpy as np
 
     if ax is None:
@@ -770,7 +778,8 @@ def plot_search_seeds(cfg, ax=None, title: str = ""):
         a.title.set_fontsize(9)
         a.legend(fontsize=7)
         a.grid(alpha=0.3)
-    fig.suptitle(title, fontsize=8)
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))     # rounds are whole numbers
+    fig.suptitle(_wrapped(fig, title), fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -791,13 +800,13 @@ def plot_evidence(cfg, ax=None, title: str = ""):
         col = "C3" if k.startswith("nas") else "C7" if k.startswith("random") else "C0"
         ax.errorbar([i], [m], yerr=[s], fmt="o", color=col, ms=8, capsize=6, lw=2, zorder=3)
         ax.scatter([i + 0.15] * len(accs[k]), accs[k], color=col, s=14, alpha=0.6, zorder=2)
-        ax.annotate(f"{m:.1f} ± {s:.1f}", (i, m), xytext=(-40, 0), textcoords="offset points",
-                    fontsize=7, va="center")
+        ax.annotate(f"{m:.1f} ± {s:.1f}", (i, m), xytext=(-12, 0), textcoords="offset points",
+                    fontsize=7, va="center", ha="right")
     ax.set_xticks(range(len(keys)), [_mixer_label(k) for k in keys], fontsize=8, rotation=15)
-    ax.set_xlim(-0.8, len(keys) - 0.4)
+    ax.set_xlim(-1.0, len(keys) - 0.4)
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3, axis="y")
-    ax.set_title(title, fontsize=8)
+    ax.set_title(_wrapped(fig, title), fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -822,7 +831,7 @@ def evidence_figures(cfg) -> dict:
     for ax, (n, s, r) in zip(axes[:, 0], cells):
         draw_architecture(r["metrics"]["arch"], ax,
                           f"searched {n}-node mixer, seed {s}: {r['metrics']['arch_str']}")
-    fig.suptitle(prov, fontsize=8)
+    fig.suptitle(_wrapped(fig, prov), fontsize=8)
     fig.tight_layout()
     out["searched_cells"] = fig
     toys = _toys(cfg)
@@ -831,7 +840,7 @@ def evidence_figures(cfg) -> dict:
         h = r["metrics"]
         plot_toy(h, ax, f"toy reward, N = {n}: converged = {h['converged']} "
                         f"({len(h['p_target'])} updates, seed {cfg.seed})")
-    fig.suptitle(prov, fontsize=8)
+    fig.suptitle(_wrapped(fig, prov), fontsize=8)
     fig.tight_layout()
     out["toy_reinforce"] = fig
     return out
