@@ -96,21 +96,21 @@ CPU = {"dataset": "cifar10_subset", "model": "metaformer_tiny",
 # uniform): each reward averages `reward_batches` validation batches (256 images) instead of
 # one, so it ranks cells rather than batches; entropy weight 1e-4 instead of 1e-2 (with rewards
 # that differ by a few points the 1e-2 bonus outweighs the policy gradient); a controller lr
-# for the 400 updates it gets (20 rounds x 20).  `uniform_samples` cells drawn uniformly per
+# for the 600 updates it gets (30 rounds x 20).  `uniform_samples` cells drawn uniformly per
 # round give the uniform policy's reward on the same shared weights.  Random search: 8 cells x
-# 2 proxy epochs, about the search's wall time.  Retraining: 10 epochs of AdamW 2e-3, cosine
-# (a 20-epoch pilot of pooling levelled off from epoch 14; the cosine tail flattens a 10-epoch
-# run, and the plateau rule says whether it did).  Budget, from the committed cpu records on
-# this machine (one thread: a shared-weight training batch ~0.44 s, a reward batch ~0.15 s, a
-# retraining epoch 7-18 s per mixer): ~1,150 s per seed, ~58 core-minutes for three seeds, so
-# ~30 min on 2 cores with one process per seed (`-p "seeds=(s,)"`, OMP_NUM_THREADS=1): every
-# seed's stages are their own records, so the three runs fill one evidence profile.
+# 3 proxy epochs, about the search's wall time.  Retraining: 15 epochs of AdamW 2e-3, cosine
+# (a 20-epoch pilot of pooling levelled off from epoch 14; the plateau rule says whether each
+# run did).  Budget, timed on this machine (a shrunk run of this profile, one thread, at 48 %
+# of a core under the shared load): a search round 13 s, a proxy / retraining epoch 7-16 s per
+# mixer, ~1,650 s per seed at that load, ~800 s on an idle core; three seeds in three
+# processes (`-p "seeds=(s,)"`, OMP_NUM_THREADS=1: each seed's stages are their own records,
+# so the runs fill one evidence profile) ~20 min on 2 idle cores.
 EVIDENCE = {"dataset": "cifar10_subset", "model": "metaformer_tiny", "image_size": 32,
-            "node_counts": (4,), "seeds": (0, 1, 2), "layer_scale_init": 1.0, "rounds": 20,
+            "node_counts": (4,), "seeds": (0, 1, 2), "layer_scale_init": 1.0, "rounds": 30,
             "max_train_batches": 12, "controller_samples": 20, "reward_batches": 2,
             "uniform_samples": 6, "controller_lr": 5e-3, "entropy_weight": 1e-4,
             "derive_samples": 30, "derive_batches": 2, "random_samples": 8,
-            "proxy.epochs": 2, "proxy.lr": 2e-3, "retrain.epochs": 10, "retrain.lr": 2e-3,
+            "proxy.epochs": 3, "proxy.lr": 2e-3, "retrain.epochs": 15, "retrain.lr": 2e-3,
             "margin": 1.0}
 GPU = {"dataset": "cifar10", "model": "metaformer_s12", "image_size": 32, "rounds": 20,
        "retrain.epochs": 60, "device": "cuda"}

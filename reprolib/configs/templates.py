@@ -85,17 +85,18 @@ register_paper(
         # evidence (issue 13): real CIFAR-10 images (the subset), all five templates at width
         # 0.05 x three seeds, each cell x seed one stage, 10 epochs of SGD 0.1 cosine at batch
         # 128, memory and latency measured per stage.  VGG-19 and MobileNet only, one width:
-        # the budget (~30 min on 2 CPU cores) allows no more.  Timed on one core, the five
-        # templates of VGG-19 / MobileNet at widths 0.05 + 0.1 cost ~140 / ~185 s per epoch,
-        # ~30 % of it at width 0.05 (the committed cpu records: base 2.6 vs 5.0 s, uniform 7.4
-        # vs 19 s per epoch), so ~100 s per epoch and seed at 0.05, ~50 core-minutes for 10
-        # epochs x 3 seeds: ~25 min with one process per seed (`-p "seeds=(s,)"`, each stage
-        # one thread).  Width 0.1 doubles that; widths 0.25 / 0.5 cost ~6-25x more, and
-        # ResNet-50 / Inception ~300-900 s per epoch for their five templates at width 0.05
-        # alone (bottlenecks / branches at 32x32 are overhead-bound): hours for three seeds, so
-        # they are left to a GPU: -p "models=('vgg19_cifar', 'resnet50_cifar',
-        # 'googlenet_cifar', 'mobilenet_cifar')" -p "widths=(0.25, 0.5)".  A 12-epoch pilot
-        # of the base models at width 0.05 levelled off at ~28 % after epoch 9.
+        # the budget (~30 min on 2 CPU cores) allows no more.  Timed on this machine (a shrunk
+        # run of this profile, one epoch, one thread at 46 % of a core under the shared load):
+        # the ten cells of one seed cost 179 s per epoch at that load (base 5 s, reverse /
+        # quadratic 25-35 s: they put the wide layers at 32x32), ~85 s on an idle core, so
+        # ~2,600 core-seconds for 10 epochs x 3 seeds: ~22 min on 2 idle cores with one
+        # process per seed (`-p "seeds=(s,)"`; each stage trains on one thread).  Width 0.1
+        # costs ~2-3x more, widths 0.25 / 0.5 ~6-25x, and ResNet-50 / Inception ~300-900 s per
+        # epoch for their five templates at width 0.05 alone (bottlenecks / branches at 32x32
+        # are overhead-bound): hours for three seeds, so they are left to a GPU:
+        # -p "models=('vgg19_cifar', 'resnet50_cifar', 'googlenet_cifar', 'mobilenet_cifar')"
+        # -p "widths=(0.25, 0.5)".  A 12-epoch pilot of the base models at width 0.05 levelled
+        # off at ~28 % after epoch 9.
         "evidence": {"dataset": "cifar10_subset", "models": ("vgg19_cifar", "mobilenet_cifar"),
                      "templates": TEMPLATES, "widths": (0.05,), "seeds": (0, 1, 2),
                      "train.epochs": 10, "train.batch_size": 128, "train.lr": 0.1,
