@@ -17,6 +17,7 @@ a margin on a confidence interval, a claim of "better than" with Welch's t-test.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Iterable, Sequence
 
@@ -119,3 +120,47 @@ def claim_row(claim: str, ours: str, paper: str, verdict: str, reason: str) -> d
 def claims_frame(rows: Iterable[dict]) -> pd.DataFrame:
     """The claims table: one row per claim, columns :data:`CLAIM_COLUMNS`."""
     return pd.DataFrame(list(rows), columns=list(CLAIM_COLUMNS))
+
+
+def seeded(cfg, seed: int):
+    """A copy of the config ``cfg`` whose ``seed`` (and every nested recipe's, as
+    ``get_config`` sets them) is ``seed``: one seed of an evidence run."""
+    new = dataclasses.replace(cfg, seed=int(seed))
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(v) and any(g.name == "seed" for g in dataclasses.fields(v)):
+            setattr(new, f.name, dataclasses.replace(v, seed=int(seed)))
+    return new
+
+
+def seed_suffix(seed: int) -> str:
+    """``"-s<seed>"``: what an evidence stage's name ends with."""
+    return f"-s{int(seed)}"
+
+
+def split_seed(name: str) -> tuple[str, int | None]:
+    """``"retrain-mlp-s2"`` -> ``("retrain-mlp", 2)``: a stage name without its
+    :func:`seed_suffix` and the seed; ``(name, None)`` for a name without one."""
+    head, sep, tail = name.rpartition("-s")
+    return (head, int(tail)) if sep and head and tail.isdigit() else (name, None)
+
+
+def claims_markdown(paper: str, cfg=None, profile: str = "evidence") -> str:
+    """What a paper notebook ends with: its claims table as Markdown (caption, then the
+    table), from ``cfg`` when that is an evidence run (``profile`` or seeds), else from the
+    paper's ``profile`` once every one of its stages has a record; otherwise one sentence
+    saying how to make them."""
+    from reprolib.configs import get_config, get_paper
+    from reprolib.experiments import get_experiment
+    from reprolib.report import to_markdown
+
+    exp = get_experiment(paper)
+    if cfg is None or not (cfg.profile == profile or getattr(cfg, "seeds", ())):
+        if profile not in get_paper(paper).presets:
+            return f"{paper} has no `{profile}` profile."
+        cfg = get_config(paper, profile)
+    if not all(s.done for s in exp.stages(cfg)):
+        return (f"No claims yet: the `{cfg.profile}` records of {paper} are not all there "
+                f"(`reprolib run {paper} --profile {cfg.profile}` makes them).")
+    table = exp.claims(cfg)
+    return f"{table.attrs.get('caption', '')}\n\n{to_markdown(table)}\n"

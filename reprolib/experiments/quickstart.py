@@ -59,13 +59,24 @@ def tables(cfg) -> dict[str, pd.DataFrame]:
 
 
 def figures(cfg) -> dict:
-    """``acc_vs_params``: test accuracy vs parameters over the widths."""
+    """``acc_vs_params``: test accuracy vs parameters over the widths, one marker per trained
+    width labelled with its multiplier (one seed, so no error bars)."""
     import matplotlib.pyplot as plt
 
     df = _frame(cfg)
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    report.plot_tradeoff(df, "params_M", "acc", ax=ax, xlabel="parameters (M)",
-                         ylabel="test accuracy (%)", title=df.attrs["provenance"])
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    ep = "/".join(str(int(e)) for e in sorted(set(df["epochs"])))
+    ax.plot(df["params_M"], df["acc"], marker="o", ms=6, lw=1.5, color="C0",
+            label=f"{cfg.model}, {ep} epochs, seed {cfg.seed} (one run per width)")
+    for x, y, w in zip(df["params_M"], df["acc"], df["width"]):
+        ax.annotate(f"width {w:g}", (x, y), xytext=(5, -11), textcoords="offset points",
+                    fontsize=7, color="C0")
+    ax.set(xlabel="parameters (M)", ylabel="test accuracy (%)")
+    ax.margins(x=0.15, y=0.15)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(df.attrs["provenance"], fontsize=8)
+    fig.tight_layout()
     return {"acc_vs_params": fig}
 
 

@@ -12,6 +12,11 @@ Stages (``stages(cfg)``, in run order):
   it and save it (``stage.save_model``; ``stage.model()`` loads it back).  Table 1 and
   Figures 3-5 read these records.
 
+With ``cfg.seeds`` (the ``evidence`` profile) every grid cell is trained once per seed
+(``<model>-<template>-w<width>-<data>-s<seed>``), the tables and Figures 3-5 show mean ± std
+over the seeds, and ``claims(cfg)`` tests the paper's claim that templates cut parameters,
+memory and time with little or no accuracy loss.
+
 The width rules themselves are ``reprolib.methods.templates``; the networks are
 ``reprolib.models.templates_cifar``.
 """
@@ -19,11 +24,14 @@ The width rules themselves are ``reprolib.methods.templates``; the networks are
 from __future__ import annotations
 
 import math
+import textwrap
 
 import pandas as pd
 
 from reprolib import report
 from reprolib.configs.templates import PAPER_BASE_PARAMS_M, PAPER_TABLE1, PAPER_TABLE2
+from reprolib.errors import check_range
+from reprolib.experiments import evidence as ev
 from reprolib.experiments.common import (Stage, key_of, load_data, profile_note, records,
                                          run_stages, train_and_measure)
 from reprolib.measure import count_params, measure_model, peak_memory
@@ -35,10 +43,18 @@ from reprolib.results import records_frame
 
 PAPER = "templates"
 README_FIGURE = "fig3_acc_vs_params"
+#: The evidence profile's figure in the README: Figure 3 over the seeds (mean ± std).
+README_EVIDENCE_FIGURE = "fig3_acc_vs_params"
 
 #: The paper's names of the templates (its table headers).
 LABELS = {"base": "Base", "reverse": "Reverse-Base", "uniform": "Uniform",
           "quadratic": "Quadratic", "negative_quadratic": "Negative-Quadratic"}
+
+#: One colour and marker per template, the same in every figure (tab10 colours).
+COLORS = {"base": "#1f77b4", "reverse": "#d62728", "uniform": "#2ca02c",
+          "quadratic": "#9467bd", "negative_quadratic": "#ff7f0e"}
+MARKERS = {"base": "o", "reverse": "v", "uniform": "s", "quadratic": "D",
+           "negative_quadratic": "^"}
 
 #: The paper's names of the models (its text and tables).
 MODEL_LABELS = {"vgg19_cifar": "VGG-19", "resnet50_cifar": "ResNet-50",
@@ -167,7 +183,12 @@ def table2_stages(cfg) -> list[Stage]:
 
 
 def grid_stages(cfg) -> list[Stage]:
-    """``<model>-<template>-w<width>-<data>``: one per cell of :func:`grid`."""
+    """``<model>-<template>-w<width>-<data>``: one per cell of :func:`grid`; with
+    ``cfg.seeds`` one per cell and seed (``-s<seed>``), seed by seed."""
+    check_range("margin", cfg.margin, 0.0, 100.0)
+    if cfg.seeds:
+        return [_cell_stage(ev.seeded(cfg, s), *cell, suffix=ev.seed_suffix(s))
+                for s in cfg.seeds for cell in grid(cfg)]
     return [_cell_stage(cfg, *cell) for cell in grid(cfg)]
 
 
@@ -185,8 +206,9 @@ def _measure_stage(cfg, model: str, template: str) -> Stage:
     return Stage(cfg, f"measure-{model}-{template}", key, fn)
 
 
-def _cell_stage(cfg, dataset: str, model: str, template: str, width: float) -> Stage:
-    name = run_name(model, template, width, dataset)
+def _cell_stage(cfg, dataset: str, model: str, template: str, width: float,
+                suffix: str = "") -> Stage:
+    name = run_name(model, template, width, dataset) + suffix
 
     def fn(stage: Stage) -> dict:
         data = load_data(cfg, cfg.train.batch_size, dataset=dataset, augment=cfg.augment)
@@ -361,7 +383,13 @@ def runs_table(cfg) -> pd.DataFrame:
 
 def tables(cfg) -> dict[str, pd.DataFrame]:
     """``table2`` (params / memory / time at width 1.0), ``table1`` (accuracy per template)
-    and ``runs`` (every trained cell), all read back from the records."""
+    and ``runs`` (every trained cell), all read back from the records; with ``cfg.seeds``
+    Table 1 and the runs as mean ± std over the seeds (Table 2 when it has cells) and the
+    ``claims``."""
+    if cfg.seeds:
+        out = {"table2": table2(cfg)} if table2_stages(cfg) else {}
+        return {**out, "table1": evidence_table1(cfg), "runs": evidence_runs(cfg),
+                "claims": claims(cfg)}
     return {"table2": table2(cfg), "table1": table1(cfg), "runs": runs_table(cfg)}
 
 
@@ -377,44 +405,100 @@ FIGURES = {
 }
 
 
+def _log_ticks(ax, xs) -> None:
+    """Readable ticks on a log x axis: at 1, 2 and 5 x 10^k, labelled as plain numbers, the
+    limits padded so that at least two of them fall inside (a single point included)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    xs = [x for x in xs if x and x > 0 and math.isfinite(x)]
+    if not xs:
+        return
+    lo, hi = min(xs) / 1.5, max(xs) * 1.5
+    ticks = [m * 10.0 ** k for k in range(math.floor(math.log10(lo)) - 1,
+                                          math.ceil(math.log10(hi)) + 2) for m in (1, 2, 5)]
+    while sum(lo <= t <= hi for t in ticks) < 2:   # LogLocator falls back to linear ticks
+        lo, hi = lo / 1.25, hi * 1.25
+    ax.set_xlim(lo, hi)
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def cell_stats(df: pd.DataFrame) -> pd.DataFrame:
+    """The training grid's records (one row per cell and seed) as one row per cell: accuracy,
+    parameters, FLOPs, memory and latency as mean and std over the seeds (``<col>`` and
+    ``<col>_std``), ``n`` seeds, ``plateaued`` (how many of them ended on a plateau,
+    ``evidence.plateaued``), epochs and training time."""
+    keys = ["config.dataset", "config.model", "config.template", "config.width"]
+    rows = []
+    for (ds, m, t, w), g in df.groupby(keys, sort=False):
+        row = {"dataset": ds, "model": m, "template": t, "width": float(w), "n": len(g)}
+        for col in ("acc", "params", "flops", "peak_memory_bytes", "latency_us_per_image",
+                    "train_time_s"):
+            mean, std, _ = ev.mean_std(_col(g, col).astype(float))
+            row[col], row[f"{col}_std"] = mean, std
+        row["epochs"] = int(g["epochs"].max())
+        row["plateaued"] = int(sum(ev.plateaued(h)["plateau"] for h in _col(g, "history")
+                                   if isinstance(h, list)))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def plot_figure(df: pd.DataFrame, cfg, which: str, title: str = ""):
     """One of Figures 3-5: accuracy vs params / memory / inference time, one curve per
-    template over the widths, one panel per model, one row per data set; dashed lines
-    through the base model at the largest trained width <= 1.0 (the paper: width 1.0).
+    template over the widths (the same colour and marker per template in every figure), one
+    panel per model, one row per data set; error bars = std over the seeds (accuracy, and
+    latency on the x axis); dashed lines through the base model at the largest trained width
+    <= 1.0 (the paper: width 1.0); each point labelled with its width.
 
     Args:
-        df: the training grid's records (:func:`grid_frame`).
+        df: the training grid's records (:func:`grid_frame`), one row per cell and seed.
         cfg: a ``TemplatesConfig`` (its models and data sets give the panels).
         which: ``"params"``, ``"memory"`` or ``"latency"``.
         title: the figure's suptitle (give it the provenance).
     """
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import NullFormatter
 
     col, xlabel, _, scale = FIGURES[which]
+    stats = cell_stats(df) if len(df) else pd.DataFrame()
     dss = datasets(cfg)
-    fig, axes = plt.subplots(len(dss), len(cfg.models), figsize=(4 * len(cfg.models),
-                             3.4 * len(dss)), squeeze=False)
+    fig, axes = plt.subplots(len(dss), len(cfg.models), figsize=(4.2 * len(cfg.models),
+                             3.6 * len(dss)), squeeze=False)
     for i, ds in enumerate(dss):
         for j, m in enumerate(cfg.models):
             ax = axes[i][j]
-            sub = df[(df["config.dataset"] == ds) & (df["config.model"] == m)].copy()
-            if col not in sub or sub[col].isna().all():
-                ax.set_title(f"{m} ({_short(ds)}): {which} not measured", fontsize=8)
+            sub = (stats[(stats["dataset"] == ds) & (stats["model"] == m)]
+                   if len(stats) else stats)
+            if not len(sub) or sub[col].isna().all():
+                ax.set_title(f"{_label(m)} ({_short(ds)}): {which} not measured", fontsize=8)
                 continue
-            sub["x"] = sub[col] * scale
-            sub["template"] = sub["config.template"].map(LABELS)
-            base = sub[(sub["config.template"] == "base") & (sub["config.width"] <= 1.0)]
-            ref = None
+            for t in TEMPLATES:
+                c = sub[sub["template"] == t].sort_values(col)
+                if not len(c):
+                    continue
+                x = c[col] * scale
+                xerr = c[f"{col}_std"] * scale if which == "latency" else None
+                ax.errorbar(x, c["acc"], yerr=c["acc_std"], xerr=xerr, color=COLORS[t],
+                            marker=MARKERS[t], ms=5, capsize=3, lw=1.3, label=LABELS[t])
+                for xv, yv, w in zip(x, c["acc"], c["width"]):
+                    ax.annotate(f"w{w:g}", (xv, yv), xytext=(4, 3), textcoords="offset points",
+                                fontsize=6, color=COLORS[t])
+            base = sub[(sub["template"] == "base") & (sub["width"] <= 1.0)]
             if len(base):
-                b = base.sort_values("config.width").iloc[-1]
-                ref = (b["x"], b["acc"])
-            report.plot_tradeoff(sub, "x", "acc", hue="template", style="template",
-                                 baseline=ref, ax=ax, logx=True, title=f"{m} · {_short(ds)}",
-                                 xlabel=xlabel, ylabel="accuracy (%)")
-            ax.xaxis.set_minor_formatter(NullFormatter())  # one-width panels: no label clutter
+                b = base.sort_values("width").iloc[-1]
+                ax.axvline(b[col] * scale, ls="--", lw=0.8, color="grey")
+                ax.axhline(b["acc"], ls="--", lw=0.8, color="grey")
+            ax.set_xscale("log")
+            _log_ticks(ax, list(sub[col] * scale))
+            ax.margins(y=0.12)
+            ax.set(xlabel=xlabel, ylabel="test accuracy (%)")
+            ax.set_title(f"{_label(m)} · {_short(ds)}", fontsize=9)
+            ax.grid(alpha=0.3, which="both")
+            ax.legend(fontsize=7)
     if title:
-        fig.suptitle(title, fontsize=9)
+        width = int(fig.get_figwidth() * 17)          # characters of 8-pt text per figure row
+        fig.suptitle("\n".join(textwrap.fill(line, width) for line in title.split("\n")),
+                     fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -434,7 +518,7 @@ def plot_fig2():
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for t, fs in fig2_frame().items():
-        ax.plot(fs.index, fs.values, marker="o", label=LABELS[t])
+        ax.plot(fs.index, fs.values, marker=MARKERS[t], color=COLORS[t], label=LABELS[t])
     ax.set_xlabel("layer")
     ax.set_ylabel("filters")
     ax.legend(fontsize=7)
@@ -449,10 +533,13 @@ def figures(cfg) -> dict:
     ``fig4_acc_vs_memory``, ``fig5_acc_vs_time``) from the training grid's records."""
     df = grid_frame(cfg)
     prov = report.provenance(cfg, df) + profile_note(cfg)
+    seeds = (f" · mean ± std over seeds {', '.join(map(str, cfg.seeds))}" if cfg.seeds
+             else " · one seed")
     out = {"fig2_vgg19_templates": plot_fig2()}
     for which, (_, _, name, _) in FIGURES.items():
-        out[name] = plot_figure(df, cfg, which, title=f"{name}: accuracy vs {which} · {prov} "
-                                "(dashed: base model at the largest trained width <= 1)")
+        out[name] = plot_figure(df, cfg, which, title=f"{name}: accuracy vs {which} · {prov}"
+                                f"{seeds}\n(dashed: base model at the largest trained width "
+                                "<= 1; labels: width multiplier)")
     return out
 
 
@@ -465,12 +552,14 @@ def grid_summary(cfg) -> str:
     n = len(grid(cfg))
     ep = cfg.train.epochs
     ep_txt = f"{ep} epoch{'s' if ep != 1 else ''}"
+    seeds = (f" x seeds {', '.join(map(str, cfg.seeds))} ({n * len(cfg.seeds)} runs in all)"
+             if cfg.seeds else "")
     widths = ", ".join(f"{w:g}" for w in cfg.widths) + "".join(
         f" ({m}: {', '.join(f'{w:g}' for w in ws)} only)" for m, ws in (cfg.model_widths or ()))
     lines = [f"profile {cfg.profile!r}: {n} training runs of {ep_txt} = "
              f"{len(datasets(cfg))} data set(s) ({', '.join(_short(d) for d in datasets(cfg))})"
              f" x {len(cfg.models)} models x {len(cfg.templates)} templates "
-             f"({', '.join(cfg.templates)}) x widths {widths}.",
+             f"({', '.join(cfg.templates)}) x widths {widths}{seeds}.",
              "The paper's grid: 2 data sets (CIFAR-10, CIFAR-100) x 4 models x 5 templates x "
              "8 widths = 320 runs of 160 epochs."]
     tiny = [m for m in cfg.models if m.endswith("_tiny")]
@@ -563,7 +652,10 @@ def _matching(ok: pd.DataFrame, tab: pd.DataFrame) -> str:
 
 def summary(cfg) -> str:
     """The paragraph about this run: base parameters vs the paper's, how many Table 2
-    parameter cells match, the trained grid's accuracies; every number from the records."""
+    parameter cells match, the trained grid's accuracies; every number from the records
+    (with ``cfg.seeds``: :func:`evidence_summary`)."""
+    if cfg.seeds:
+        return evidence_summary(cfg)
     t2 = table2_frame(cfg)
     parts = []
     base = t2[t2["config.template"] == "base"]
@@ -642,3 +734,214 @@ def summary(cfg) -> str:
                      f"`{_short(cfg.dataset)}` — {'; '.join(cells)} % top-1 "
                      f"({_rng([lo, hi])} %{paper_rng}).{verdict}{scope}")
     return f"`reprolib run templates --profile {cfg.profile}`: " + " ".join(parts)
+
+
+# --------------------------------------------------------------------------- evidence
+
+
+#: Figures 3-5's resources as the claims name them: (metric column, words, unit scale, unit).
+RESOURCES = (("params", "parameters", 1e-6, "M"),
+             ("peak_memory_bytes", "training memory (batch 64)", 1e-6, "MB"),
+             ("latency_us_per_image", "inference time", 1.0, "us/image"))
+
+
+def seed_accuracies(cfg) -> dict[tuple[str, str, float], list[float]]:
+    """Test accuracy (%) of every grid cell of ``cfg.dataset``, one value per seed (seed
+    order): ``{(model, template, width): [acc, ...]}``."""
+    df = grid_frame(cfg)
+    df = df[df["config.dataset"] == cfg.dataset].sort_values("config.seed", kind="stable")
+    return {(m, t, float(w)): list(g["acc"])
+            for (m, t, w), g in df.groupby(["config.model", "config.template", "config.width"],
+                                           sort=False)}
+
+
+def _stats(cfg) -> pd.DataFrame:
+    st = cell_stats(grid_frame(cfg))
+    return st[st["dataset"] == cfg.dataset].reset_index(drop=True)
+
+
+def _wall_minutes(cfg) -> float:
+    return sum(float(s.record().get("wall_time_s", 0.0)) for s in grid_stages(cfg)) / 60
+
+
+def evidence_caption(cfg) -> str:
+    """Profile, data, models, templates, widths, seeds, recipe, the plateau rule's outcome,
+    wall time and device of the evidence run."""
+    df = grid_frame(cfg)
+    st = cell_stats(df)
+    n_plat, n_runs = int(st["plateaued"].sum()), int(st["n"].sum())
+    widths = ", ".join(f"{w:g}" for w in sorted({float(w) for w in df["config.width"]}))
+    r = cfg.train
+    return (f"{report.provenance(cfg, df)} · {len(cfg.models)} models × {len(cfg.templates)} "
+            f"templates × widths {widths} × seeds {', '.join(map(str, cfg.seeds))} "
+            f"({n_runs} runs; {r.optimizer} lr {r.lr:g}, {r.schedule}, batch {r.batch_size}) · "
+            f"plateau reached in {n_plat} of {n_runs} runs (mean test accuracy of the last 3 "
+            "epochs < 1 point above the 3 before; evidence.plateaued) · memory: peak of one "
+            f"training step at batch {cfg.memory_batch} on the CPU; time: median of "
+            f"{cfg.latency_repeats} batch-{cfg.latency_batch} CPU passes (the paper: Titan X) "
+            f"· wall time {_wall_minutes(cfg):.0f} min (sum of the stages){profile_note(cfg)}")
+
+
+def evidence_table1(cfg) -> pd.DataFrame:
+    """Table 1 over the seeds: per model and width, the test accuracy of every template
+    (mean ± std, n seeds) beside the paper's (width 1.0, 160 epochs)."""
+    accs = seed_accuracies(cfg)
+    rows = []
+    for m in cfg.models:
+        ppr = PAPER_TABLE1.get(_paper_key(cfg.dataset), {}).get(_paper_model(m), {})
+        for w in model_widths(cfg, m):
+            row = {"model": m, "width": float(w)}
+            for t in TEMPLATES:
+                row[f"{LABELS[t]} ours"] = ev.fmt(accs[(m, t, float(w))], 2) \
+                    if (m, t, float(w)) in accs else ""
+                row[f"{LABELS[t]} paper"] = ppr.get(t, math.nan)
+            rows.append(row)
+    out = pd.DataFrame(rows)
+    out.attrs["caption"] = (f"Table 1 (mean ± std over seeds): test accuracy (%) · "
+                            f"{evidence_caption(cfg)} · paper columns: width 1.0, 160 epochs, "
+                            "full CIFAR-10")
+    return out
+
+
+def evidence_runs(cfg) -> pd.DataFrame:
+    """Every grid cell over the seeds: accuracy (mean ± std), params, FLOPs, memory, latency
+    (mean ± std), the ratio of each to the base model at the same width, epochs, plateaus."""
+    st = _stats(cfg)
+    rows = []
+    for _, r in st.iterrows():
+        b = st[(st["model"] == r["model"]) & (st["template"] == "base")
+               & (st["width"] == r["width"])]
+        b = b.iloc[0] if len(b) else None
+        ratio = (lambda c: r[c] / b[c] if b is not None and b[c] else math.nan)
+        rows.append({"model": r["model"], "template": r["template"], "width": r["width"],
+                     "acc (%)": f"{r['acc']:.2f} ± {r['acc_std']:.2f}", "seeds": int(r["n"]),
+                     "params_M": r["params"] / 1e6, "MFLOPs": r["flops"] / 1e6,
+                     "memory_MB": r["peak_memory_bytes"] / 1e6,
+                     "latency_us": f"{r['latency_us_per_image']:.0f} ± "
+                                   f"{r['latency_us_per_image_std']:.0f}",
+                     "params / base": ratio("params"),
+                     "memory / base": ratio("peak_memory_bytes"),
+                     "time / base": ratio("latency_us_per_image"),
+                     "epochs": r["epochs"], "plateaued": f"{r['plateaued']}/{int(r['n'])}",
+                     "train_time_s": f"{r['train_time_s']:.0f} ± {r['train_time_s_std']:.0f}"})
+    out = pd.DataFrame(rows)
+    out.attrs["caption"] = ("Training grid over the seeds (ratios: to the base model at the "
+                            f"same width) · {evidence_caption(cfg)} · {report.FLOPS_NOTE}")
+    return out
+
+
+def _paper_best(model: str) -> tuple[str, float, float]:
+    """The paper's best redistributed template for ``model`` (Table 1, CIFAR-10, width 1.0),
+    its accuracy and the base model's."""
+    ppr = PAPER_TABLE1["cifar10"][_paper_model(model)]
+    t = max((t for t in TEMPLATES if t != "base"), key=lambda t: ppr[t])
+    return t, ppr[t], ppr["base"]
+
+
+def _resource_row(cfg, m: str, st: pd.DataFrame, accs, col: str, words: str, scale: float,
+                  unit: str) -> dict:
+    """Claim row: some redistributed template cell reaches the accuracy of the base model at
+    the largest width with less of one resource (non-inferiority, Bonferroni over the cells
+    that use less)."""
+    w_hi, w_lo = max(model_widths(cfg, m)), min(model_widths(cfg, m))
+    sub = st[st["model"] == m]
+    base = sub[(sub["template"] == "base") & (sub["width"] == w_hi)].iloc[0]
+    ref = accs[(m, "base", w_hi)]
+    cheaper = sub[(sub["template"] != "base") & (sub[col] < base[col])].sort_values(col)
+    k = len(cheaper)
+    claim = (f"{_label(m)}: a template reaches the base model's accuracy (width {w_hi:g}; no "
+             f"worse than {cfg.margin:g} point{'s' if cfg.margin != 1 else ''}) with less "
+             f"{words}")
+    lo_b = sub[(sub["template"] == "base") & (sub["width"] == w_lo)]
+    control = ""
+    if w_lo != w_hi and len(lo_b):
+        c = ev.compare(accs[(m, "base", w_lo)], ref)
+        control = (f"; control, base at width {w_lo:g}: ×{lo_b.iloc[0][col] / base[col]:.2f} "
+                   f"{words}, accuracy {c['diff']:+.2f}")
+    paper = "Figures 3–5 (160 ep, widths 0.05–1.6)"
+    if not k:
+        return ev.claim_row(claim, f"base w{w_hi:g}: {base[col] * scale:.3g} {unit}; no "
+                            "template cell uses less", paper, "does not hold",
+                            f"every trained template cell uses at least as much {words}"
+                            + control)
+    tests = []
+    for _, r in cheaper.iterrows():
+        c = ev.compare(accs[(m, r["template"], r["width"])], ref, margin=cfg.margin,
+                       alpha=0.05 / k)
+        tests.append((r, c))
+    good = [(r, c) for r, c in tests if c["verdict"] == "holds"]
+    verdict = ("holds" if good else "does not hold"
+               if all(c["verdict"] == "does not hold" for _, c in tests) else "inconclusive")
+    r, c = good[0] if good else tests[0]
+    ours = (f"{LABELS[r['template']]} w{r['width']:g}: ×{r[col] / base[col]:.2f} {words}, "
+            f"{ev.fmt(accs[(m, r['template'], r['width'])], 1, ' %')} vs base "
+            f"{ev.fmt(ref, 1, ' %')}")
+    return ev.claim_row(claim, ours, paper, verdict,
+                        f"{'cheapest passing' if good else 'cheapest'} of {k} cheaper cells: "
+                        f"{c['reason']} (Bonferroni over {k}){control}")
+
+
+def claims(cfg) -> pd.DataFrame:
+    """The claims table (``evidence.CLAIM_COLUMNS``): per model, (1) the paper's best
+    template against the base model at equal width (better where the paper's Table 1 has it
+    better, else no worse than ``cfg.margin``), (2-4) a template reaching the base model's
+    accuracy with fewer parameters / less training memory / less inference time, and (5)
+    the paper's "less than 5 % variation across templates".  Caption in ``attrs``."""
+    if not cfg.seeds:
+        from reprolib.errors import ReprolibError
+
+        raise ReprolibError("claims need seeds: run the evidence profile "
+                            f"(reprolib run {PAPER} --profile evidence)")
+    accs = seed_accuracies(cfg)
+    st = _stats(cfg)
+    rows, spreads = [], []
+    for m in cfg.models:
+        w_hi = max(model_widths(cfg, m))
+        base = accs.get((m, "base", w_hi), [])
+        t, p_t, p_b = _paper_best(m)
+        if (m, t, w_hi) in accs:
+            if p_t > p_b:
+                c = ev.compare(accs[(m, t, w_hi)], base)
+                claim = (f"{_label(m)}: {LABELS[t]} (the paper's best template) is more "
+                         f"accurate than the base model at equal width {w_hi:g}")
+            else:
+                c = ev.compare(accs[(m, t, w_hi)], base, margin=cfg.margin)
+                claim = (f"{_label(m)}: {LABELS[t]} (the paper's best template, below base "
+                         f"in the paper) is as accurate as the base model at width {w_hi:g} "
+                         f"(no worse than {cfg.margin:g} point{'s' if cfg.margin != 1 else ''})")
+            rows.append(ev.claim_row(
+                claim, f"{ev.fmt(accs[(m, t, w_hi)], 1, ' %')} vs {ev.fmt(base, 1, ' %')}",
+                f"{p_t:g} vs {p_b:g} % (width 1.0, 160 ep)", c["verdict"], c["reason"]))
+        for col, words, scale, unit in RESOURCES:
+            if col in st and st[st["model"] == m][col].notna().all() and base:
+                rows.append(_resource_row(cfg, m, st, accs, col, words, scale, unit))
+        means = {tt: ev.mean_std(accs[(m, tt, w_hi)])[0] for tt in TEMPLATES
+                 if (m, tt, w_hi) in accs}
+        if len(means) > 1:
+            hi, lo = max(means, key=means.get), min(means, key=means.get)
+            spreads.append((m, w_hi, means[hi] - means[lo],
+                            ev.compare(accs[(m, hi, w_hi)], accs[(m, lo, w_hi)])))
+    if spreads:
+        big = [(m, w, d, c) for m, w, d, c in spreads if d >= 5]
+        verdict = ("holds" if not big else "does not hold"
+                   if any(c["verdict"] == "holds" for *_, c in big) else "inconclusive")
+        ours = "; ".join(f"{_label(m)} w{w:g}: {d:.1f}" for m, w, d, _ in spreads) + " points"
+        why = ("the largest gap between template means is below 5 points for every model"
+               if not big else "; ".join(f"{_label(m)}: {c['reason']}" for m, _, _, c in big))
+        rows.append(ev.claim_row(
+            "Accuracy varies by less than 5 points across the five templates (range of the "
+            "template means at the largest width, per model)", ours,
+            "< 5 % for all models (conclusions)", verdict, why))
+    df = ev.claims_frame(rows)
+    df.attrs["caption"] = "Claims (filter redistribution templates): " + evidence_caption(cfg)
+    return df
+
+
+def evidence_summary(cfg) -> str:
+    """The evidence paragraph: what ran, then every claim with its verdict, from the records."""
+    cl = claims(cfg)
+    parts = [f"Evidence run (`reprolib run {PAPER} --profile {cfg.profile}`): "
+             f"{evidence_caption(cfg)}."]
+    for _, r in cl.iterrows():
+        parts.append(f"{r['claim']}: {r['ours']} — **{r['verdict']}** ({r['reason']}).")
+    return " ".join(parts)

@@ -27,6 +27,9 @@ Search (§3.2, §4.1).  Rounds alternate
       one validation batch, REINFORCE with baseline:
           loss = -(R - b) log pi(m; theta) - beta H(pi),   b <- d b + (1 - d) R
       Adam lr 3.5e-4, controller gradients clipped to ``controller_clip``.
+Optionally (``uniform_samples`` > 0) each round also scores that many uniformly sampled
+architectures on the same shared weights and the same kind of reward: the mean reward of a
+uniform policy, the reference a learning controller's sampled cells must rise above.
 The state after each round is checkpointed (``search.pt``, written with
 ``reprolib.io.save_torch`` and read with ``weights_only=True``: tensors and plain data only),
 so a killed search resumes at the next round with the same random streams.  Derive: sample
@@ -58,7 +61,7 @@ from reprolib.models.metaformer import (OPS, Architecture, MetaFormer,
 __all__ = ["Architecture", "Controller", "NASConfig", "batch_accuracy", "count_architectures",
            "decision_space", "decode", "derive", "encode", "enumerate_architectures",
            "load_architecture", "paper_space_size", "reinforce_step", "save_architecture",
-           "search", "toy_reinforce"]
+           "search", "toy_reinforce", "uniform_architecture", "uniform_entropy"]
 
 
 # --------------------------------------------------------------------------- search space
@@ -128,6 +131,20 @@ def count_architectures(n_nodes: int, max_enumerate: int = 7) -> int:
 def paper_space_size(n_nodes: int) -> int:
     """The paper's closed form 2^N (N-1)! (§4.1)."""
     return 2 ** n_nodes * math.factorial(n_nodes - 1)
+
+
+def uniform_architecture(n_nodes: int, generator: torch.Generator | None = None) -> Architecture:
+    """One architecture drawn uniformly from the ``n_nodes`` search space: every decision of
+    ``decision_space`` uniform over its choices (decision sequences and architectures are in
+    one-to-one correspondence, so every architecture has probability 1 / 2^N (N-1)!)."""
+    return decode(n_nodes, [int(torch.randint(n, (1,), generator=generator))
+                            for _, _, n in decision_space(n_nodes)])
+
+
+def uniform_entropy(n_nodes: int) -> float:
+    """The summed per-decision entropy (nats) of the uniform policy = ln 2^N (N-1)!, the
+    largest value the controller's ``entropy`` can take."""
+    return sum(math.log(n) for _, _, n in decision_space(n_nodes))
 
 
 # --------------------------------------------------------------------------- controller
@@ -294,11 +311,16 @@ class NASConfig:
     baseline_decay: float = 0.95        # d: EMA decay of the REINFORCE baseline
     derive_samples: int = 100           # K: architectures sampled when deriving the result
     derive_batches: int = 1             # validation batches scoring each derived candidate
+    reward_batches: int = 1             # validation batches averaged into one reward (paper 1)
+    uniform_samples: int = 0            # per round, uniformly sampled cells scored alike (the
+    #                                     uniform policy's reward, a reference; 0 = none)
 
     def __post_init__(self):
         check_range("n_nodes", self.n_nodes, 1, 64)
         choose("arch_per", self.arch_per, ("step", "epoch"))
         check_range("baseline_decay", self.baseline_decay, 0.0, 1.0)
+        check_range("reward_batches", self.reward_batches, 1, 10_000)
+        check_range("uniform_samples", self.uniform_samples, 0, 1_000_000)
 
 
 @torch.no_grad()
@@ -311,6 +333,11 @@ def batch_accuracy(model: MetaFormer, arch: Architecture, batch) -> float:
     acc = (model(x).argmax(1) == y).float().mean().item()
     model.train(was)
     return acc
+
+
+def _reward(model, arch, next_batch, n_batches: int) -> float:
+    """Mean accuracy of ``arch`` on the next ``n_batches`` validation batches."""
+    return sum(batch_accuracy(model, arch, next_batch()) for _ in range(n_batches)) / n_batches
 
 
 class _Cycle:
@@ -422,11 +449,16 @@ def search(model: MetaFormer, data, cfg: NASConfig, *, ckpt_dir=None, device="cp
         for e in range(cfg.shared_epochs):
             rec.update(_shared_epoch(model, controller, data, shared_opt, cfg,
                                      rnd * cfg.shared_epochs + e, gen))
+        if cfg.uniform_samples:
+            uni = [_reward(model, uniform_architecture(cfg.n_nodes, gen), next_val,
+                           cfg.reward_batches) for _ in range(cfg.uniform_samples)]
+            rec.update(uniform_reward=sum(uni) / len(uni), uniform_reward_max=max(uni))
         rewards, ents, b = [], [], state["baseline"]
         controller.train()
         for _ in range(cfg.controller_samples):
             _, r, ent, b = reinforce_step(
-                controller, ctrl_opt, lambda a: batch_accuracy(model, a, next_val()), b,
+                controller, ctrl_opt,
+                lambda a: _reward(model, a, next_val, cfg.reward_batches), b,
                 baseline_decay=cfg.baseline_decay, entropy_weight=cfg.entropy_weight,
                 clip=cfg.controller_clip, generator=gen)
             rewards.append(r)
@@ -436,7 +468,7 @@ def search(model: MetaFormer, data, cfg: NASConfig, *, ckpt_dir=None, device="cp
         rec.update(reward=sum(rewards) / len(rewards), reward_max=max(rewards),
                    entropy=sum(ents) / len(ents), baseline=b, most_likely=best.to_json(),
                    most_likely_str=str(best),
-                   most_likely_reward=batch_accuracy(model, best, next_val()),
+                   most_likely_reward=_reward(model, best, next_val, cfg.reward_batches),
                    time_s=time.perf_counter() - t0)
         state["history"].append(rec)
         state["round"] = rnd + 1

@@ -46,3 +46,23 @@ def test_claims_frame_columns():
     assert list(df.columns) == list(E.CLAIM_COLUMNS) and len(df) == 1
     with pytest.raises(ValueError):
         E.claim_row("c", "", "", "maybe", "")
+
+
+def test_seeded_config_and_seed_suffix():
+    from reprolib.configs import get_config
+
+    cfg = get_config("quickstart", "smoke")
+    s3 = E.seeded(cfg, 3)
+    assert s3.seed == 3 and s3.train.seed == 3 and cfg.seed == 0 and cfg.train.seed == 0
+    assert s3.widths == cfg.widths and s3.train.epochs == cfg.train.epochs
+    assert E.split_seed("retrain-mlp" + E.seed_suffix(12)) == ("retrain-mlp", 12)
+    assert E.split_seed("vgg19_cifar-base-w0.25-cifar10_subset") == \
+        ("vgg19_cifar-base-w0.25-cifar10_subset", None)
+    assert E.split_seed("toy-nas4") == ("toy-nas4", None)
+
+
+def test_claims_markdown_without_records_says_how_to_make_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPROLIB_RESULTS", str(tmp_path))
+    text = E.claims_markdown("templates")
+    assert "No claims yet" in text and "reprolib run templates --profile evidence" in text
+    assert "has no `evidence` profile" in E.claims_markdown("quickstart")

@@ -305,3 +305,56 @@ def test_base_mixer_models_roundtrip(tmp_path):
 def test_bad_architecture_json_is_a_clear_error():
     with pytest.raises(ReprolibError, match="cannot read an architecture"):
         Architecture.parse('{"nodes": [[0, "identity"]')
+
+
+def test_uniform_architecture_is_uniform_over_the_space():
+    """Every one of the 16 three-node cells is drawn with probability 1/16 (chi-square, 4,800
+    draws), and the uniform policy's entropy is ln |space|."""
+    from scipy import stats
+
+    g = torch.Generator().manual_seed(0)
+    counts = {}
+    for _ in range(4800):
+        a = M.uniform_architecture(3, g)
+        counts[a.nodes] = counts.get(a.nodes, 0) + 1
+    assert len(counts) == 16
+    assert stats.chisquare(list(counts.values())).pvalue > 1e-3
+    for n in (1, 4, 7):
+        assert M.uniform_entropy(n) == pytest.approx(math.log(M.count_architectures(n)))
+
+
+def test_search_rewards_average_batches_and_log_the_uniform_policy(monkeypatch):
+    """reward_batches = k: each controller reward is the mean accuracy over k validation
+    batches; uniform_samples: the uniform policy's mean reward is logged every round."""
+    torch.set_num_threads(1)
+    seen = []
+    real = M.batch_accuracy
+
+    def spy(model, arch, batch):
+        seen.append(len(batch[1]))
+        return real(model, arch, batch)
+
+    monkeypatch.setattr(M, "batch_accuracy", spy)
+    model = reprolib.create_model("test_metaformer", mixer={"shared": 3}, num_classes=10)
+    cfg = M.NASConfig(n_nodes=3, rounds=2, max_train_batches=1, controller_samples=2,
+                      reward_batches=3, uniform_samples=2, derive_samples=2)
+    out = M.search(model, _digits(), cfg, seed=0)
+    # per round: 2 uniform + 2 controller rewards + the most likely cell, 3 batches each
+    assert len(seen) == 2 * (2 + 2 + 1) * 3 + 2 * 1      # + derive: 2 samples x 1 batch
+    for h in out["history"]:
+        assert 0 <= h["uniform_reward"] <= 1 and h["uniform_reward_max"] >= h["uniform_reward"]
+
+
+def test_new_search_options_keep_earlier_record_keys(monkeypatch):
+    """reward_batches / uniform_samples at their defaults leave a search stage's key as it was
+    (the committed cpu records stay found); changed, they enter it."""
+    from reprolib import paths
+    from reprolib.configs import get_config
+
+    monkeypatch.setenv("REPROLIB_RESULTS", str(paths.ROOT / "results"))   # the committed ones
+    cpu = get_config("metaformer_nas", "cpu")
+    key = E.search_run_config(cpu, 4)
+    assert "reward_batches" not in key and "uniform_samples" not in key
+    more = get_config("metaformer_nas", "cpu", reward_batches=4)
+    assert E.search_run_config(more, 4)["reward_batches"] == 4
+    assert all(s.done for s in E.stages(cpu))

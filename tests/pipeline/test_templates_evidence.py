@@ -1,0 +1,81 @@
+"""The templates evidence machinery at smoke size (2 seeds, 1 epoch, digits): every cell x seed
+one stage, Table 1 / runs as mean ± std, Figures 3-5 with error bars and one colour per
+template in every panel and figure, and a claims table whose verdicts come from
+evidence.compare."""
+
+import matplotlib
+import pytest
+
+from reprolib.configs import get_config
+from reprolib.experiments import evidence as ev
+from reprolib.experiments import templates as E
+
+TINY = {"dataset": "digits", "models": ("vgg19_cifar_tiny",),
+        "templates": ("base", "uniform", "quadratic"), "widths": (0.125, 0.25),
+        "seeds": (0, 1), "train.epochs": 1, "latency_repeats": 2, "memory_limit_gb": 0.0}
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    c = get_config("templates", "evidence", **TINY)
+    E.run(c)
+    return c
+
+
+def test_every_cell_and_seed_is_one_stage(cfg):
+    st = E.stages(cfg)
+    assert len(st) == 3 * 2 * 2 and all(s.done for s in st)
+    names = [s.name for s in st]
+    assert names[0] == "vgg19_cifar_tiny-base-w0.125-digits-s0"
+    assert names[-1] == "vgg19_cifar_tiny-quadratic-w0.25-digits-s1"
+    by = {s.name: s for s in st}
+    a, b = by["vgg19_cifar_tiny-base-w0.125-digits-s0"], by["vgg19_cifar_tiny-base-w0.125-digits-s1"]
+    assert (a.seed, b.seed) == (0, 1) and a.config["train"]["seed"] == 0
+    assert b.config["train"]["seed"] == 1 and a.run_id != b.run_id
+
+
+def test_tables_and_claims(cfg):
+    tabs = E.tables(cfg)
+    assert list(tabs) == ["table1", "runs", "claims"]          # no Table 2 cells here
+    t1 = tabs["table1"]
+    assert len(t1) == 2 and all("(n = 2)" in v for v in t1["Base ours"])
+    assert t1.loc[0, "Base paper"] == 93.7
+    runs = tabs["runs"]
+    assert len(runs) == 6 and (runs["seeds"] == 2).all()
+    assert (runs[runs["template"] == "base"]["params / base"] == 1).all()
+    cl = tabs["claims"]
+    assert list(cl.columns) == list(ev.CLAIM_COLUMNS)
+    assert set(cl["verdict"]) <= set(ev.VERDICTS)
+    # per model: the paper's best template (VGG-19: quadratic) + params / memory / time; one
+    # spread row over the models
+    assert len(cl) == (1 + 3) + 1
+    assert cl["claim"].str.contains("Quadratic \\(the paper's best template\\)").any()
+    assert cl["claim"].iloc[-1].startswith("Accuracy varies by less than 5 points")
+    for df in tabs.values():
+        assert "seeds 0, 1" in df.attrs["caption"] and "plateau" in df.attrs["caption"]
+
+
+def test_figures_one_colour_per_template_and_error_bars(cfg):
+    figs = E.figures(cfg)
+    colours = {}
+    for name in ("fig3_acc_vs_params", "fig4_acc_vs_memory", "fig5_acc_vs_time"):
+        fig = figs[name]
+        assert "mean ± std over seeds 0, 1" in fig._suptitle.get_text()
+        for ax in fig.axes:
+            bars = [c for c in ax.containers
+                    if isinstance(c, matplotlib.container.ErrorbarContainer)]
+            assert len(bars) == 3
+            for h, label in zip(*ax.get_legend_handles_labels()):
+                c = matplotlib.colors.to_hex(h.lines[0].get_color())
+                assert colours.setdefault(label, c) == c, (name, label)
+            assert [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    assert len(set(colours.values())) == 3
+    import matplotlib.pyplot as plt
+    plt.close("all")
+
+
+def test_summary_and_claims_markdown(cfg):
+    text = E.summary(cfg)
+    assert text.startswith("Evidence run (`reprolib run templates --profile evidence`)")
+    assert ev.claims_markdown("templates", cfg).startswith("Claims (filter redistribution")
+    assert "x seeds 0, 1 (12 runs in all)" in E.grid_summary(cfg)
