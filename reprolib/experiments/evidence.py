@@ -119,3 +119,116 @@ def claim_row(claim: str, ours: str, paper: str, verdict: str, reason: str) -> d
 def claims_frame(rows: Iterable[dict]) -> pd.DataFrame:
     """The claims table: one row per claim, columns :data:`CLAIM_COLUMNS`."""
     return pd.DataFrame(list(rows), columns=list(CLAIM_COLUMNS))
+
+
+# --------------------------------------------------------------------------- seeds, spread, notes
+# General helpers of the evidence pipelines: a config per seed, per-group spread, a combined
+# verdict, the plateau sentence, the run-cost sentence, error-bar plots, the notebook's section.
+
+
+def with_seed(cfg, seed: int):
+    """A copy of the paper config ``cfg`` with ``seed``, copied into every nested recipe
+    (as :func:`reprolib.configs.get_config` does), so a stage built from it is keyed,
+    initialised and shuffled by that seed."""
+    import dataclasses
+
+    new = dataclasses.replace(cfg, seed=int(seed))
+    for f in dataclasses.fields(new):
+        v = getattr(new, f.name)
+        if dataclasses.is_dataclass(v) and hasattr(v, "seed"):
+            setattr(new, f.name, dataclasses.replace(v, seed=int(seed)))
+    return new
+
+
+def seed_suffix(seed: int, base_seed: int) -> str:
+    """The stage-name suffix of a replicate: "" for the config's own seed (its stages keep
+    the names the profile's other tables read), ``-s<seed>`` for every other seed."""
+    return "" if int(seed) == int(base_seed) else f"-s{int(seed)}"
+
+
+def spread(df: pd.DataFrame, by: Sequence[str], value: str) -> pd.DataFrame:
+    """Per group of ``by``: ``mean``, ``std`` (ddof=1, 0 for one value), ``n`` of ``value``
+    and ``shown`` (:func:`fmt`), in the groups' first-seen order."""
+    rows = []
+    for key, g in df.groupby(list(by), sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        m, s, n = mean_std(g[value])
+        rows.append({**dict(zip(by, key)), "mean": m, "std": s, "n": n, "shown": fmt(g[value])})
+    return pd.DataFrame(rows, columns=[*by, "mean", "std", "n", "shown"])
+
+
+def all_of(results: Iterable[dict]) -> dict:
+    """One verdict for a claim made of several :func:`compare` results (e.g. "SVD beats QR
+    and LU"): ``holds`` when every part holds, ``does not hold`` when any part does not,
+    else ``inconclusive``; ``reason`` joins the parts' reasons."""
+    results = list(results)
+    vs = [r["verdict"] for r in results]
+    verdict = ("holds" if vs and all(v == "holds" for v in vs) else
+               "does not hold" if "does not hold" in vs else "inconclusive")
+    return {"verdict": verdict, "reason": "; ".join(r["reason"] for r in results)}
+
+
+def plateau_note(histories: Sequence[Sequence[dict]], window: int = 3, tol: float = 1.0,
+                 what: str = "the dense baseline") -> str:
+    """How the plateau was decided, in one sentence, over the histories of several seeds
+    (:func:`plateaued` on each)."""
+    res = [plateaued(h, window, tol) for h in histories]
+    k = sum(r["plateau"] for r in res)
+    gains = " / ".join("n/a" if math.isnan(r["gain"]) else f"{r['gain']:+.1f}" for r in res)
+    return (f"plateau rule (mean test accuracy of the last {window} epochs of {what} rose by "
+            f"less than {tol:g} pp over the {window} before): met in {k} of {len(res)} seeds "
+            f"(rise {gains} pp)")
+
+
+def cost_note(records: Iterable[dict]) -> str:
+    """"N stage records, X min of recorded stage time on DEVICE": the cost of an evidence run
+    from its records (``wall_time_s``, ``device``)."""
+    from reprolib.report import device_label
+
+    recs = [r for r in records if r]
+    secs = sum(float(r.get("wall_time_s") or 0.0) for r in recs)
+    took = f"{secs / 60:.0f} min" if secs >= 120 else f"{secs:.0f} s"
+    return f"{len(recs)} stage records, {took} of recorded stage time on {device_label(recs)}"
+
+
+def plot_mean_std(ax, df: pd.DataFrame, x: str, y: str, hue: str, *, order=None, styles=None,
+                  offset: float = 0.0, label_fmt: str = "{}"):
+    """Mean ± standard deviation of ``y`` per (``hue``, ``x``) as error bars joined by lines,
+    one series per ``hue`` value (``order``); ``styles``: ``{hue value: matplotlib kwargs}``
+    (colour, marker, linestyle); ``offset``: shift each series by this fraction of the x
+    spacing so coinciding bars stay visible.  Returns the per-group :func:`spread` frame."""
+    order = list(order if order is not None else dict.fromkeys(df[hue]))
+    sp = spread(df, [hue, x], y)
+    xs = sorted(df[x].unique())
+    step = (min(b - a for a, b in zip(xs, xs[1:])) if len(xs) > 1 else 1.0) * offset
+    for i, h in enumerate(order):
+        g = sp[sp[hue] == h].sort_values(x)
+        if not len(g):
+            continue
+        kw = {"marker": "o", "capsize": 3, "lw": 1.2, "ms": 5, **(styles or {}).get(h, {})}
+        shift = (i - (len(order) - 1) / 2) * step
+        ax.errorbar(g[x] + shift, g["mean"], yerr=g["std"], label=label_fmt.format(h), **kw)
+    return sp
+
+
+def claims_markdown(paper: str, cfg) -> str:
+    """The notebook's closing "Claims" section: at a profile with seeds, the claims table of
+    ``cfg``; at any other profile, the claims table of the paper's ``evidence`` profile when
+    every one of its stages has a record, else how to make it."""
+    from reprolib.configs import get_config, get_paper
+    from reprolib.experiments import get_experiment
+    from reprolib.report import to_markdown
+
+    exp = get_experiment(paper)
+    if getattr(cfg, "seeds", ()):
+        ev = cfg
+    elif "evidence" in get_paper(paper).presets:
+        ev = get_config(paper, "evidence")
+        if not all(s.done for s in exp.stages(ev)):
+            return (f"The claims are tested by the `evidence` profile, which has no records "
+                    f"here yet: `reprolib run {paper} --profile evidence`.")
+    else:
+        return "This paper has no `evidence` profile."
+    df = exp.claims(ev)
+    head = "" if ev is cfg else "From the records of the `evidence` profile (not this run). "
+    return f"{head}{df.attrs.get('caption', '')}\n\n{to_markdown(df)}\n"

@@ -233,7 +233,8 @@ def l1_penalty(model: nn.Module, strength: float = 1e-4) -> torch.Tensor:
     return strength * sum(a.abs().sum() for a in s)
 
 
-def keep_indices(model: nn.Module, ratio: float, scope: str = "global") -> dict[str, torch.Tensor]:
+def keep_indices(model: nn.Module, ratio: float, scope: str = "global",
+                 ranking: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """Which dimensions survive pruning, per scored layer (sorted index tensors).
 
     Args:
@@ -247,12 +248,22 @@ def keep_indices(model: nn.Module, ratio: float, scope: str = "global") -> dict[
             deterministically.
         scope: ``"global"`` (default; one ranking over all layers, attention and MLP scores
             together) or ``"layer"`` (one ranking per layer).
+        ranking: values ranked instead of ``|alpha|``, one tensor per scored layer with the
+            shape of its scores (default None: the learned scores), e.g. random values for
+            a random-pruning control; the kept scores are still folded in by :func:`prune`.
     """
     check_range("ratio", ratio, 0.0, 1.0, hi_open=True)
     choose("pruning scope", scope, SCOPES)
     s = {n: a.detach().abs().float().cpu() for n, a in scores(model).items()}
     if not s:
         raise ReprolibError("the model has no SiDT scores: call attach_scores(model) first")
+    if ranking is not None:
+        bad = [n for n in s if n not in ranking or tuple(ranking[n].shape) != tuple(s[n].shape)]
+        if bad or set(ranking) - set(s):
+            raise ReprolibError(f"ranking must give one value per score of every scored layer "
+                                f"(layers {', '.join(list(s)[:3])}, ...); mismatched: "
+                                f"{(bad or sorted(set(ranking) - set(s)))[:3]}")
+        s = {n: ranking[n].detach().abs().float().cpu() for n in s}
     keep: dict[str, torch.Tensor] = {}
     if scope == "layer":
         for n, a in s.items():
@@ -277,7 +288,8 @@ def keep_indices(model: nn.Module, ratio: float, scope: str = "global") -> dict[
 
 
 @torch.no_grad()
-def prune(model: nn.Module, ratio: float, scope: str = "global") -> nn.Module:
+def prune(model: nn.Module, ratio: float, scope: str = "global",
+          ranking: dict[str, torch.Tensor] | None = None) -> nn.Module:
     """Physically prune a scored Swin: a new, smaller model (the input is left untouched).
 
     Args:
@@ -287,6 +299,7 @@ def prune(model: nn.Module, ratio: float, scope: str = "global") -> nn.Module:
             what ``model`` computes.
         scope: ``"global"`` (default, one ranking of ``|alpha|`` over all layers) or
             ``"layer"`` (each layer loses the same fraction); see :func:`keep_indices`.
+        ranking: rank these values instead of ``|alpha|`` (:func:`keep_indices`; a control).
 
     Returns:
         An ordinary ``nn.Module`` (the same timm ``SwinTransformer`` class) without scores:
@@ -298,7 +311,7 @@ def prune(model: nn.Module, ratio: float, scope: str = "global") -> nn.Module:
         ``{"kind": "sidt", "attn_dims", "mlp_dims", "kept", "ratio", "scope"}``, so
         ``reprolib.save_compressed`` writes it and ``load_compressed`` rebuilds it.
     """
-    keep = keep_indices(model, ratio, scope)
+    keep = keep_indices(model, ratio, scope, ranking)
     kwargs = swin_spec(model)
     new = copy.deepcopy(model)
     for name, blk in _blocks(new):

@@ -2,6 +2,7 @@
 
 import math
 
+import pandas as pd
 import pytest
 
 from reprolib.experiments import evidence as E
@@ -46,3 +47,51 @@ def test_claims_frame_columns():
     assert list(df.columns) == list(E.CLAIM_COLUMNS) and len(df) == 1
     with pytest.raises(ValueError):
         E.claim_row("c", "", "", "maybe", "")
+
+
+def test_with_seed_reseeds_the_config_and_its_recipes():
+    from reprolib.configs import get_config
+
+    cfg = get_config("sidt", "smoke")
+    c = E.with_seed(cfg, 3)
+    assert c.seed == 3 and c.search.seed == 3 and c.finetune.seed == 3 and c.baseline.seed == 3
+    assert cfg.seed == 0 and cfg.search.seed == 0                 # the original is untouched
+    assert E.seed_suffix(0, 0) == "" and E.seed_suffix(2, 0) == "-s2"
+
+
+def test_spread_and_combined_verdicts():
+    df = pd.DataFrame({"c": ["a", "a", "b", "b"], "x": [1, 1, 1, 1], "v": [1.0, 3.0, 5.0, 5.0]})
+    sp = E.spread(df, ["c", "x"], "v")
+    assert sp["mean"].tolist() == [2.0, 5.0] and sp["n"].tolist() == [2, 2]
+    assert sp["shown"].iloc[0] == "2.0 ± 1.4 (n = 2)"
+    h, n, i = ({"verdict": v, "reason": v} for v in ("holds", "does not hold", "inconclusive"))
+    assert E.all_of([h, h])["verdict"] == "holds"
+    assert E.all_of([h, i])["verdict"] == "inconclusive"
+    assert E.all_of([h, i, n])["verdict"] == "does not hold"
+    assert E.all_of([h, n])["reason"] == "holds; does not hold"
+
+
+def test_plateau_and_cost_notes():
+    flat = [{"test_acc": a} for a in (10, 30, 40, 41.0, 41.2, 41.1, 41.3, 41.0, 41.4)]
+    rising = [{"test_acc": a} for a in (10, 20, 30, 40, 50, 60)]
+    note = E.plateau_note([flat, rising], what="the baseline")
+    assert "met in 1 of 2 seeds" in note and "+0.1 / +30.0 pp" in note
+    assert "the baseline" in note
+    recs = [{"wall_time_s": 90.0, "device": "cpu:x86_64 x2 threads=2"},
+            {"wall_time_s": 60.0, "device": "cpu:x86_64 x2 threads=1"}]
+    assert E.cost_note(recs) == "2 stage records, 2 min of recorded stage time on cpu:x86_64 x2"
+
+
+def test_plot_mean_std_draws_one_errorbar_series_per_group():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    df = pd.DataFrame({"h": ["a"] * 4 + ["b"] * 4, "x": [1, 1, 2, 2] * 2,
+                       "y": [1.0, 2.0, 3.0, 4.0, 2.0, 2.0, 5.0, 5.0]})
+    fig, ax = plt.subplots()
+    sp = E.plot_mean_std(ax, df, "x", "y", "h", offset=0.1)
+    assert len(ax.containers) == 2 and len(sp) == 4
+    assert sp.set_index(["h", "x"]).loc[("a", 2), "mean"] == 3.5
+    plt.close(fig)
