@@ -214,7 +214,7 @@ def plot_mean_std(ax, df: pd.DataFrame, x: str, y: str, hue: str, *, order=None,
 def claims_markdown(paper: str, cfg) -> str:
     """The notebook's closing "Claims" section: at a profile with seeds, the claims table of
     ``cfg``; at any other profile, the claims table of the paper's ``evidence`` profile when
-    every one of its stages has a record, else how to make it."""
+    every one of its stages has a record; else (:func:`not_run`) how to make it."""
     from reprolib.configs import get_config, get_paper
     from reprolib.experiments import get_experiment
     from reprolib.report import to_markdown
@@ -224,11 +224,28 @@ def claims_markdown(paper: str, cfg) -> str:
         ev = cfg
     elif "evidence" in get_paper(paper).presets:
         ev = get_config(paper, "evidence")
-        if not all(s.done for s in exp.stages(ev)):
-            return (f"The claims are tested by the `evidence` profile, which has no records "
-                    f"here yet: `reprolib run {paper} --profile evidence`.")
     else:
         return "This paper has no `evidence` profile."
     df = exp.claims(ev)
+    if df.empty:                # not run (yet): the caption says how to make it
+        return df.attrs.get("caption", "")
     head = "" if ev is cfg else "From the records of the `evidence` profile (not this run). "
     return f"{head}{df.attrs.get('caption', '')}\n\n{to_markdown(df)}\n"
+
+
+def not_run(paper: str, cfg, stages) -> pd.DataFrame | None:
+    """None when ``cfg`` has seeds and every one of ``stages`` has a record; else an empty
+    claims table (columns :data:`CLAIM_COLUMNS`) whose caption says why there is nothing to
+    test and how to make it: a profile without seeds, or an evidence run not (fully) made."""
+    if not getattr(cfg, "seeds", ()):
+        why = (f"profile `{cfg.profile}` has no seeds: the claims are tested by the `evidence` "
+               f"profile (`reprolib run {paper} --profile evidence`)")
+    else:
+        missing = [s.name for s in stages if not s.done]
+        if not missing:
+            return None
+        why = (f"not run: {len(missing)} of {len(stages)} stages of profile `{cfg.profile}` "
+               f"have no record yet (`reprolib run {paper} --profile {cfg.profile}`)")
+    out = claims_frame([])
+    out.attrs["caption"] = f"{paper} claims: {why}."
+    return out

@@ -861,6 +861,9 @@ def claims(cfg) -> pd.DataFrame:
     equal parameters (PE vs the narrowed twin, Welch's t-test over the seeds), and sharing
     costs little against the twin (non-inferiority on the 95 % CI with the paper's own
     ImageNet gap as the margin)."""
+    empty = evidence.not_run(PAPER, cfg, stages(cfg))
+    if empty is not None:
+        return empty
     df = evidence_frame(cfg)
     rows = []
     for fam in ("vit", "resnet"):

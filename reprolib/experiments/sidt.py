@@ -709,6 +709,9 @@ def claims(cfg) -> pd.DataFrame:
     widths keep more accuracy than each control at equal parameters (Welch's t-test over the
     seeds); at 20 % and 40 %, the fine-tuned accuracy is within a margin of the unpruned
     model's (non-inferiority on the 95 % CI)."""
+    empty = evidence.not_run(PAPER, cfg, _plan(cfg)["stages"])
+    if empty is not None:
+        return empty
     df = evidence_frame(cfg)
     acc = {(c, r): g["acc"].tolist() for (c, r), g in df.groupby(["condition", "ratio"])}
     prm = df.groupby(["condition", "ratio"])["params"].mean()

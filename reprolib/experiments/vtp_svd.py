@@ -779,6 +779,9 @@ def claims(cfg) -> pd.DataFrame:
     """The paper's claims tested on the evidence records, at every rank ratio, right after
     decomposition and after its fine-tune: SVD keeps more accuracy than QR and than LU
     (Welch's t-test over the seeds, both must hold), and QR more than LU (Table 2's order)."""
+    empty = evidence.not_run(PAPER, cfg, _pipeline(cfg).stages)
+    if empty is not None:
+        return empty
     df = evidence_frame(cfg)
     acc = {(m, r, ph): g[ph].tolist() for (m, r), g in df.groupby(["method", "rank_ratio"])
            for ph in ("acc_no_ft", "acc")}

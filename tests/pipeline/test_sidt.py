@@ -152,5 +152,9 @@ def test_evidence_tables_figure_claims(ev):
     assert len(figs["evidence"].axes) == 3 and figs["evidence"].axes[0].containers
     md = E.claims_markdown("sidt", ev)
     assert md.startswith(cap) and "| claim | ours | paper | verdict | reason |" in md
-    with pytest.raises(Exception, match="evidence profile"):
-        sidt.claims(get_config("sidt", "smoke", **SMALL))
+    smoke = sidt.claims(get_config("sidt", "smoke", **SMALL))     # no seeds: an empty table
+    assert smoke.empty and list(smoke.columns) == list(E.CLAIM_COLUMNS)
+    assert "has no seeds" in smoke.attrs["caption"] and "--profile evidence" in smoke.attrs["caption"]
+    part = get_config("sidt", "evidence", **{**EVIDENCE, "ratios": (0.6,)})   # not run yet
+    assert sidt.claims(part).empty and "not run" in sidt.claims(part).attrs["caption"]
+    assert E.claims_markdown("sidt", part).startswith("sidt claims: not run: ")

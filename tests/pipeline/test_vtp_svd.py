@@ -121,9 +121,9 @@ def test_patch_overrides_use_dotted_keys():
 
 # ---- the evidence machinery at smoke size: 2 seeds, 1 epoch per phase
 
-EVIDENCE = {**TINY, "dataset": "digits", "seeds": (0, 1), "methods": ("svd",), "rank_ratio": 0.5,
-            "sweep_methods": ("svd", "qr", "lu"), "sweep_ratios": (0.5,),
-            "sweep_finetune.epochs": 1}
+EVIDENCE = {**TINY, "dataset": "digits", "model": "test_vit_cifar", "seeds": (0, 1),
+            "methods": ("svd",), "rank_ratio": 0.5, "sweep_methods": ("svd", "qr", "lu"),
+            "sweep_ratios": (0.5,), "sweep_finetune.epochs": 1}
 
 
 def test_evidence_machinery():

@@ -95,3 +95,21 @@ def test_plot_mean_std_draws_one_errorbar_series_per_group():
     assert len(ax.containers) == 2 and len(sp) == 4
     assert sp.set_index(["h", "x"]).loc[("a", 2), "mean"] == 3.5
     plt.close(fig)
+
+
+def test_not_run_is_an_empty_claims_table_saying_why():
+    class St:
+        def __init__(self, name, done):
+            self.name, self.done = name, done
+
+    class Cfg:
+        def __init__(self, profile, seeds):
+            self.profile, self.seeds = profile, seeds
+
+    none = E.not_run("p", Cfg("cpu", ()), [St("a", True)])
+    assert none.empty and list(none.columns) == list(E.CLAIM_COLUMNS)
+    assert "profile `cpu` has no seeds" in none.attrs["caption"]
+    half = E.not_run("p", Cfg("evidence", (0, 1)), [St("a", True), St("b", False)])
+    assert half.empty and "not run: 1 of 2 stages" in half.attrs["caption"]
+    assert "reprolib run p --profile evidence" in half.attrs["caption"]
+    assert E.not_run("p", Cfg("evidence", (0, 1)), [St("a", True)]) is None
