@@ -169,14 +169,14 @@ def all_of(results: Iterable[dict]) -> dict:
 
 
 def plateau_note(histories: Sequence[Sequence[dict]], window: int = 3, tol: float = 1.0,
-                 what: str = "the dense baseline") -> str:
+                 what: str = "the dense baseline", unit: str = "seeds") -> str:
     """How the plateau was decided, in one sentence, over the histories of several seeds
-    (:func:`plateaued` on each)."""
+    (:func:`plateaued` on each); ``unit`` names what the histories are ("seeds", "runs")."""
     res = [plateaued(h, window, tol) for h in histories]
     k = sum(r["plateau"] for r in res)
     gains = " / ".join("n/a" if math.isnan(r["gain"]) else f"{r['gain']:+.1f}" for r in res)
     return (f"plateau rule (mean test accuracy of the last {window} epochs of {what} rose by "
-            f"less than {tol:g} pp over the {window} before): met in {k} of {len(res)} seeds "
+            f"less than {tol:g} pp over the {window} before): met in {k} of {len(res)} {unit} "
             f"(rise {gains} pp)")
 
 

@@ -813,6 +813,12 @@ def _twin_histories(cfg) -> list:
     return [st[seed][twin["name"]].metrics()["history"] for _, twin in pairs for seed in st]
 
 
+def _plateau(cfg) -> str:
+    """The plateau sentence over the unshared twins' histories (one per family and seed)."""
+    return evidence.plateau_note(_twin_histories(cfg), what="the unshared twin",
+                                 unit="runs (family x seed)")
+
+
 def _evidence_note(cfg) -> str:
     recs = [s.record() for st in evidence_stages(cfg).values() for s in st.values()]
     fams = sorted({family(r["model"]) for r in training_runs(cfg)})
@@ -822,7 +828,7 @@ def _evidence_note(cfg) -> str:
     seeds = ", ".join(str(int(x)) for x in cfg.seeds)
     return (f"`{_data_name(cfg)}` at {cfg.image_size} px, {eps}" + (f" ({kws})" if kws else "")
             + f", seeds {seeds}; "
-            f"{evidence.plateau_note(_twin_histories(cfg), what='the unshared twin')}; "
+            f"{_plateau(cfg)}; "
             f"{evidence.cost_note(recs)}{profile_note(cfg)}")
 
 
@@ -942,9 +948,7 @@ def plot_evidence(cfg):
                           label=f"{twin['name']}, seed {seed}")
     axes[-1].set_xlabel("epoch")
     axes[-1].set_ylabel("test top-1 (%) of the unshared twin")
-    axes[-1].set_title(textwrap.fill(evidence.plateau_note(_twin_histories(cfg),
-                                                           what="the unshared twin"), 70),
-                       fontsize=8)
+    axes[-1].set_title(textwrap.fill(_plateau(cfg), 70), fontsize=8)
     axes[-1].legend(fontsize=6)
     axes[-1].grid(alpha=0.3)
     fig.suptitle(textwrap.fill(f"PE evidence — {_evidence_note(cfg)}", 200), fontsize=8)
