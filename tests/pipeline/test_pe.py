@@ -133,6 +133,7 @@ def test_compute_under_torchrun_two_processes(tmp_path, small_tables, monkeypatc
 
 # ---- the evidence machinery at smoke size: 2 seeds, 1 epoch, both families, narrowed twins
 
+@pytest.mark.slow   # ~1-6 min of one core: the evidence path at smoke size
 def test_evidence_machinery(small_tables):
     from reprolib.experiments import evidence as E
 

@@ -112,6 +112,7 @@ def ev():
     return c
 
 
+@pytest.mark.slow   # ~1-6 min of one core: the evidence path at smoke size
 def test_evidence_stages_resume_and_match_parameters(ev):
     from reprolib.experiments import evidence as E
 
@@ -132,6 +133,7 @@ def test_evidence_stages_resume_and_match_parameters(ev):
     assert E.plateau_note([st["baseline"].metrics()["history"]]).endswith("(rise n/a pp)")
 
 
+@pytest.mark.slow   # ~1-6 min of one core: the evidence path at smoke size
 def test_evidence_tables_figure_claims(ev):
     from reprolib.experiments import evidence as E
 

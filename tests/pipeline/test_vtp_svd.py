@@ -126,6 +126,7 @@ EVIDENCE = {**TINY, "dataset": "digits", "model": "test_vit_cifar", "seeds": (0,
             "sweep_ratios": (0.5,), "sweep_finetune.epochs": 1}
 
 
+@pytest.mark.slow   # ~1-6 min of one core: the evidence path at smoke size
 def test_evidence_machinery():
     from reprolib.experiments import evidence as E
 
