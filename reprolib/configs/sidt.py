@@ -7,7 +7,7 @@ The two training recipes are nested: ``search`` (weights + scores with the L1 te
 both, so the presets set each value on both (``-p finetune.epochs=3`` changes one).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from reprolib.configs import (BaseConfig, TrainConfig, check_choice, check_each, check_model,
                               check_number, recipe, register_paper)
@@ -23,9 +23,13 @@ _RECIPE = dict(batch_size=64, optimizer="adamw", lr=1e-3, weight_decay=0.05,
 @dataclass
 class SiDTConfig(BaseConfig):
     model: str = "swin_tiny_test"         # registered Swin trained, searched and pruned
+    model_kwargs: dict = field(default_factory=dict)  # extra builder arguments of `model`
+    #                                       ({"patch_size": 4, "embed_dim": 24}; {} = its defaults)
     ratios: tuple = (0.2, 0.4, 0.6, 0.8)  # pruning ratios PR = fraction of dimensions removed
     scope: str = "global"                 # ranking of |alpha|: "global" (all layers) or "layer"
     l1_strength: float = 1e-4             # L1 weight on the scores during search (gamma, section 4)
+    baseline: TrainConfig = recipe(epochs=0, **_RECIPE)  # dense model trained first; the search
+    #                                       starts from it (the paper's order); 0 = from scratch
     search: TrainConfig = recipe(epochs=2, **_RECIPE)    # search: weights + scores, L1 on scores
     finetune: TrainConfig = recipe(epochs=1, **_RECIPE)  # warm-started fine-tune per ratio, no L1
     reference_model: str = "swin_t"       # the full-size Swin-T whose Table I / II sizes we count
@@ -33,6 +37,14 @@ class SiDTConfig(BaseConfig):
     reference_size: int = 224             # its input resolution (pixels)
     latency_batch: int = 1                # batch size of the CPU latency measurement
     latency_repeats: int = 20             # timed forward passes per latency measurement
+    # evidence (the claims tests; reprolib.experiments.sidt.claims)
+    seeds: tuple = ()                     # replicate seeds of every condition; () = no evidence
+    controls: tuple = ("uniform", "random")  # pruning controls, each pruned to the learned
+    #                                       model's parameter count: "uniform" (every layer loses
+    #                                       the same fraction, ranked by the learned scores),
+    #                                       "random" (random scores, global ranking)
+    kept_margin: float = 0.0              # margin (pp) of "accuracy kept"; 0 = sqrt(2) x the
+    #                                       binomial standard error of the unpruned accuracy
 
     def check(self) -> None:
         super().check()
@@ -51,9 +63,9 @@ class SiDTConfig(BaseConfig):
         check_number("latency_repeats", self.latency_repeats, 1, integer=True)
 
 
-def _both(**values) -> dict:
+def _both(*, recipes=("search", "finetune"), **values) -> dict:
     """The same recipe values for search and fine-tune (section 4: "the same settings")."""
-    return {f"{r}.{k}": v for r in ("search", "finetune") for k, v in values.items()}
+    return {f"{r}.{k}": v for r in recipes for k, v in values.items()}
 
 
 # SiDT Table I (CIFAR-100, Swin-T): PR -> (Acc %, Params M, FLOPs G).  The 0% row is the
@@ -84,6 +96,15 @@ register_paper(
         # Swin-T's layout at 32 px on 5,085 real CIFAR-10 images, ~23 min on 2 CPU cores
         "cpu": {"dataset": "cifar10_subset", "model": "swin_cifar",
                 "search.epochs": 6, "finetune.epochs": 2, **_both(warmup_epochs=1.0)},
+        # the claims test: 3 seeds; per seed a dense baseline trained to a plateau, a search
+        # from it, then learned / uniform / random pruning at equal parameters, each
+        # fine-tuned alike (1 epoch).  Swin-T's layout at patch 4 with 2 blocks in stage 3
+        # (an 8x8 token grid: ~1/6 of swin_cifar's cost), batch 128; ~30 min on 2 CPU cores
+        "evidence": {"dataset": "cifar10_subset", "model": "swin_cifar",
+                     "model_kwargs": {"patch_size": 4, "depths": (2, 2, 2, 2)},
+                     "seeds": (0, 1, 2), "baseline.epochs": 15, "search.epochs": 3,
+                     "finetune.epochs": 1, "baseline.warmup_epochs": 1.0,
+                     **_both(recipes=("baseline", "search", "finetune"), batch_size=128)},
         # Swin-T at 224 px on CIFAR-100, short: 30 + 30 epochs on one GPU
         "gpu": {"dataset": "cifar100", "model": "swin_t", "image_size": 224,
                 "search.epochs": 30, "finetune.epochs": 30, "latency_repeats": 50,

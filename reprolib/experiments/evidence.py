@@ -122,20 +122,26 @@ def claims_frame(rows: Iterable[dict]) -> pd.DataFrame:
     return pd.DataFrame(list(rows), columns=list(CLAIM_COLUMNS))
 
 
+# --------------------------------------------------------------------------- seeds, spread, notes
+# General helpers of the evidence pipelines: a config per seed, per-group spread, a combined
+# verdict, the plateau sentence, the run-cost sentence, error-bar plots, the notebook's section.
+
+
 def seeded(cfg, seed: int):
     """A copy of the config ``cfg`` whose ``seed`` (and every nested recipe's, as
     ``get_config`` sets them) is ``seed``: one seed of an evidence run."""
     new = dataclasses.replace(cfg, seed=int(seed))
-    for f in dataclasses.fields(cfg):
-        v = getattr(cfg, f.name)
+    for f in dataclasses.fields(new):
+        v = getattr(new, f.name)
         if dataclasses.is_dataclass(v) and any(g.name == "seed" for g in dataclasses.fields(v)):
             setattr(new, f.name, dataclasses.replace(v, seed=int(seed)))
     return new
 
 
-def seed_suffix(seed: int) -> str:
-    """``"-s<seed>"``: what an evidence stage's name ends with."""
-    return f"-s{int(seed)}"
+def seed_suffix(seed: int, base_seed: int | None = None) -> str:
+    """The stage-name suffix of a replicate seed: ``-s<seed>``; "" when ``seed`` is
+    ``base_seed`` (a pipeline whose own-seed stages keep the names its other tables read)."""
+    return "" if base_seed is not None and int(seed) == int(base_seed) else f"-s{int(seed)}"
 
 
 def split_seed(name: str) -> tuple[str, int | None]:
@@ -145,22 +151,110 @@ def split_seed(name: str) -> tuple[str, int | None]:
     return (head, int(tail)) if sep and head and tail.isdigit() else (name, None)
 
 
+def spread(df: pd.DataFrame, by: Sequence[str], value: str) -> pd.DataFrame:
+    """Per group of ``by``: ``mean``, ``std`` (ddof=1, 0 for one value), ``n`` of ``value``
+    and ``shown`` (:func:`fmt`), in the groups' first-seen order."""
+    rows = []
+    for key, g in df.groupby(list(by), sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        m, s, n = mean_std(g[value])
+        rows.append({**dict(zip(by, key)), "mean": m, "std": s, "n": n, "shown": fmt(g[value])})
+    return pd.DataFrame(rows, columns=[*by, "mean", "std", "n", "shown"])
+
+
+def all_of(results: Iterable[dict]) -> dict:
+    """One verdict for a claim made of several :func:`compare` results (e.g. "SVD beats QR
+    and LU"): ``holds`` when every part holds, ``does not hold`` when any part does not,
+    else ``inconclusive``; ``reason`` joins the parts' reasons."""
+    results = list(results)
+    vs = [r["verdict"] for r in results]
+    verdict = ("holds" if vs and all(v == "holds" for v in vs) else
+               "does not hold" if "does not hold" in vs else "inconclusive")
+    return {"verdict": verdict, "reason": "; ".join(r["reason"] for r in results)}
+
+
+def plateau_note(histories: Sequence[Sequence[dict]], window: int = 3, tol: float = 1.0,
+                 what: str = "the dense baseline", unit: str = "seeds") -> str:
+    """How the plateau was decided, in one sentence, over the histories of several seeds
+    (:func:`plateaued` on each); ``unit`` names what the histories are ("seeds", "runs")."""
+    res = [plateaued(h, window, tol) for h in histories]
+    k = sum(r["plateau"] for r in res)
+    gains = " / ".join("n/a" if math.isnan(r["gain"]) else f"{r['gain']:+.1f}" for r in res)
+    return (f"plateau rule (mean test accuracy of the last {window} epochs of {what} rose by "
+            f"less than {tol:g} pp over the {window} before): met in {k} of {len(res)} {unit} "
+            f"(rise {gains} pp)")
+
+
+def cost_note(records: Iterable[dict]) -> str:
+    """"N stage records, X min of recorded stage time on DEVICE": the cost of an evidence run
+    from its records (``wall_time_s``, ``device``)."""
+    from reprolib.report import device_label
+
+    recs = [r for r in records if r]
+    secs = sum(float(r.get("wall_time_s") or 0.0) for r in recs)
+    took = f"{secs / 60:.0f} min" if secs >= 120 else f"{secs:.0f} s"
+    return f"{len(recs)} stage records, {took} of recorded stage time on {device_label(recs)}"
+
+
+def plot_mean_std(ax, df: pd.DataFrame, x: str, y: str, hue: str, *, order=None, styles=None,
+                  offset: float = 0.0, label_fmt: str = "{}"):
+    """Mean ± standard deviation of ``y`` per (``hue``, ``x``) as error bars joined by lines,
+    one series per ``hue`` value (``order``); ``styles``: ``{hue value: matplotlib kwargs}``
+    (colour, marker, linestyle); ``offset``: shift each series by this fraction of the x
+    spacing so coinciding bars stay visible.  Returns the per-group :func:`spread` frame."""
+    order = list(order if order is not None else dict.fromkeys(df[hue]))
+    sp = spread(df, [hue, x], y)
+    xs = sorted(df[x].unique())
+    step = (min(b - a for a, b in zip(xs, xs[1:])) if len(xs) > 1 else 1.0) * offset
+    for i, h in enumerate(order):
+        g = sp[sp[hue] == h].sort_values(x)
+        if not len(g):
+            continue
+        kw = {"marker": "o", "capsize": 3, "lw": 1.2, "ms": 5, **(styles or {}).get(h, {})}
+        shift = (i - (len(order) - 1) / 2) * step
+        ax.errorbar(g[x] + shift, g["mean"], yerr=g["std"], label=label_fmt.format(h), **kw)
+    return sp
+
+
 def claims_markdown(paper: str, cfg=None, profile: str = "evidence") -> str:
-    """What a paper notebook ends with: its claims table as Markdown (caption, then the
-    table), from ``cfg`` when that is an evidence run (``profile`` or seeds), else from the
-    paper's ``profile`` once every one of its stages has a record; otherwise one sentence
-    saying how to make them."""
+    """What a paper notebook ends with, its "Claims" section: the claims table (caption, then
+    the table as Markdown) of ``cfg`` when that is an evidence run (``profile`` or seeds),
+    else of the paper's ``profile`` once every one of its stages has a record; otherwise the
+    sentence of :func:`not_run` saying how to make them."""
     from reprolib.configs import get_config, get_paper
     from reprolib.experiments import get_experiment
     from reprolib.report import to_markdown
 
     exp = get_experiment(paper)
-    if cfg is None or not (cfg.profile == profile or getattr(cfg, "seeds", ())):
-        if profile not in get_paper(paper).presets:
-            return f"{paper} has no `{profile}` profile."
-        cfg = get_config(paper, profile)
-    if not all(s.done for s in exp.stages(cfg)):
-        return (f"No claims yet: the `{cfg.profile}` records of {paper} are not all there "
-                f"(`reprolib run {paper} --profile {cfg.profile}` makes them).")
-    table = exp.claims(cfg)
-    return f"{table.attrs.get('caption', '')}\n\n{to_markdown(table)}\n"
+    if cfg is not None and (cfg.profile == profile or getattr(cfg, "seeds", ())):
+        ev = cfg
+    elif profile in get_paper(paper).presets:
+        ev = get_config(paper, profile)
+    else:
+        return f"{paper} has no `{profile}` profile."
+    empty = not_run(paper, ev, exp.stages(ev))
+    if empty is not None:
+        return empty.attrs["caption"]
+    df = exp.claims(ev)
+    if df.empty:
+        return df.attrs.get("caption", "")
+    head = "" if ev is cfg else f"From the records of the `{profile}` profile (not this run). "
+    return f"{head}{df.attrs.get('caption', '')}\n\n{to_markdown(df)}\n"
+
+
+def not_run(paper: str, cfg, stages) -> pd.DataFrame | None:
+    """None when ``cfg`` has seeds and every one of ``stages`` has a record; else an empty
+    claims table (columns :data:`CLAIM_COLUMNS`) whose caption says why there is nothing to
+    test and how to make it: a profile without seeds, or an evidence run not (fully) made."""
+    if not getattr(cfg, "seeds", ()):
+        why = (f"profile `{cfg.profile}` has no seeds: the claims are tested by the `evidence` "
+               f"profile (`reprolib run {paper} --profile evidence`)")
+    else:
+        missing = [s.name for s in stages if not s.done]
+        if not missing:
+            return None
+        why = (f"not run: {len(missing)} of {len(stages)} stages of profile `{cfg.profile}` "
+               f"have no record yet (`reprolib run {paper} --profile {cfg.profile}`)")
+    out = claims_frame([])
+    out.attrs["caption"] = f"{paper} claims: {why}."
+    return out

@@ -235,7 +235,8 @@ def l1_penalty(model: nn.Module, strength: float = 1e-4) -> torch.Tensor:
 
 
 def keep_indices(model: nn.Module, ratio: float, scope: str = "global",
-                 round_to: int = 1) -> dict[str, torch.Tensor]:
+                 round_to: int = 1, *, ranking: dict[str, torch.Tensor] | None = None
+                 ) -> dict[str, torch.Tensor]:
     """Which dimensions survive pruning, per scored layer (sorted index tensors).
 
     Args:
@@ -253,6 +254,9 @@ def keep_indices(model: nn.Module, ratio: float, scope: str = "global",
             the nearest multiple of ``round_to`` (``reprolib.methods.round_width``) and that
             many dimensions of largest ``|alpha|`` are kept; 1 (default) = the paper's rule,
             8 = hardware-aligned widths.
+        ranking: values ranked instead of ``|alpha|``, one tensor per scored layer with the
+            shape of its scores (default None: the learned scores), e.g. random values for
+            a random-pruning control; the kept scores are still folded in by :func:`prune`.
     """
     check_range("ratio", ratio, 0.0, 1.0, hi_open=True)
     choose("pruning scope", scope, SCOPES)
@@ -260,6 +264,13 @@ def keep_indices(model: nn.Module, ratio: float, scope: str = "global",
     s = {n: a.detach().abs().float().cpu() for n, a in scores(model).items()}
     if not s:
         raise ReprolibError("the model has no SiDT scores: call attach_scores(model) first")
+    if ranking is not None:
+        bad = [n for n in s if n not in ranking or tuple(ranking[n].shape) != tuple(s[n].shape)]
+        if bad or set(ranking) - set(s):
+            raise ReprolibError(f"ranking must give one value per score of every scored layer "
+                                f"(layers {', '.join(list(s)[:3])}, ...); mismatched: "
+                                f"{(bad or sorted(set(ranking) - set(s)))[:3]}")
+        s = {n: ranking[n].detach().abs().float().cpu() for n in s}
     keep: dict[str, torch.Tensor] = {}
     if scope == "layer":
         for n, a in s.items():
@@ -298,7 +309,8 @@ def _aligned(keep: dict, s: dict, round_to: int) -> dict:
 
 
 @torch.no_grad()
-def prune(model: nn.Module, ratio: float, scope: str = "global", round_to: int = 1) -> nn.Module:
+def prune(model: nn.Module, ratio: float, scope: str = "global", round_to: int = 1, *,
+          ranking: dict[str, torch.Tensor] | None = None) -> nn.Module:
     """Physically prune a scored Swin: a new, smaller model (the input is left untouched).
 
     Args:
@@ -312,6 +324,7 @@ def prune(model: nn.Module, ratio: float, scope: str = "global", round_to: int =
             this (default 1 = the paper's rule; 8 = widths the matrix kernels run at full
             speed, so the measured speedup follows the FLOP reduction); see
             :func:`keep_indices`.
+        ranking: rank these values instead of ``|alpha|`` (:func:`keep_indices`; a control).
 
     Returns:
         An ordinary ``nn.Module`` (the same timm ``SwinTransformer`` class) without scores:
@@ -323,7 +336,7 @@ def prune(model: nn.Module, ratio: float, scope: str = "global", round_to: int =
         ``{"kind": "sidt", "attn_dims", "mlp_dims", "kept", "ratio", "scope"}``, so
         ``reprolib.save_compressed`` writes it and ``load_compressed`` rebuilds it.
     """
-    keep = keep_indices(model, ratio, scope, round_to)
+    keep = keep_indices(model, ratio, scope, round_to, ranking=ranking)
     kwargs = swin_spec(model)
     new = copy.deepcopy(model)
     for name, blk in _blocks(new):

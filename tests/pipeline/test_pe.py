@@ -129,3 +129,44 @@ def test_compute_under_torchrun_two_processes(tmp_path, small_tables, monkeypatc
     assert rec["metrics"]["lr"] == pytest.approx(8e-3 * 64 * 2 / 512)
     assert len(list(st.path.parent.glob("vit_pe_test-*.json"))) == 1
     assert count_params(st.model()) == 20_266
+
+
+# ---- the evidence machinery at smoke size: 2 seeds, 1 epoch, both families, narrowed twins
+
+@pytest.mark.slow   # ~1-6 min of one core: the evidence path at smoke size
+def test_evidence_machinery(small_tables):
+    from reprolib.experiments import evidence as E
+
+    cfg = get_config("pe", "evidence", dataset="digits", vit_model="vit_pe_test",
+                     vit_twin="vit_test_unshared", vit_kwargs={}, resnet_model="resnet_pe_test",
+                     resnet_twin="resnet_test_unshared", resnet_kwargs={}, seeds=(0, 1),
+                     **{"vit_train.epochs": 1, "resnet_train.epochs": 1,
+                        "vit_train.batch_size": 256, "resnet_train.batch_size": 256})
+    recs = pe.run(cfg)
+    assert {"vit_test_unshared-narrow", "resnet_test_unshared-narrow", "vit_pe_test-s1",
+            "resnet_test_unshared-narrow-s1"} <= set(recs)
+    nv = recs["vit_test_unshared-narrow"]
+    assert nv["config"]["narrow_to"]["model"] == "vit_pe_test"
+    assert set(nv["metrics"]["narrowed_kwargs"]) >= {"embed_dim"}
+    df = pe.evidence_frame(cfg)
+    assert len(df) == 2 * 6 and set(df["kind"]) == {"PE", "unshared twin", "narrowed twin"}
+    for (fam, seed), g in df.groupby(["family", "seed"]):
+        p = g.set_index("kind")["params"]
+        assert abs(p["narrowed twin"] - p["PE"]) / p["PE"] < 0.15 < p["unshared twin"] / p["PE"] - 1
+    tabs = pe.tables(cfg)
+    t = tabs["evidence"]
+    assert list(t["family"]) == ["ViT"] * 3 + ["ResNet"] * 3
+    assert t["top-1 (%)"].str.contains("n = 2").all()
+    cl = pe.claims(cfg)
+    assert list(cl.columns) == list(E.CLAIM_COLUMNS) and len(cl) == 4
+    assert set(cl["verdict"]) <= set(E.VERDICTS)
+    assert cl["reason"].str.contains("2.6 pp gap").any()
+    assert cl["reason"].str.contains("1.9 pp gap").any()
+    assert "seeds 0, 1" in cl.attrs["caption"] and "plateau rule" in cl.attrs["caption"]
+    figs = pe.figures(cfg)
+    assert len(figs["evidence"].axes) == 3
+    # the issue-12 figure fixes: a legend for the marker meanings, every point numbered
+    left = figs["acc_vs_params"].axes[0]
+    assert left.get_xlabel() == "params (M), log scale" and left.get_legend() is not None
+    nums = [t.get_text() for t in left.texts if t.get_text().isdigit()]
+    assert sorted(map(int, nums)) == list(range(1, len(nums) + 1)) and len(nums) == 3 + 5

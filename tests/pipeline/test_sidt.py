@@ -94,3 +94,69 @@ def test_summary(cfg):
     assert "equal the measured per-layer multiply-adds exactly, in all 32" in text
     assert "1 search + 1 fine-tune epochs" in text and "`digits`" in text
     assert "binomial standard error" in text or "more than twice" in text
+
+
+# ---- the evidence machinery at smoke size: 2 seeds, 1 epoch per phase, two ratios
+
+EVIDENCE = {"dataset": "digits", "model": "swin_tiny_test", "model_kwargs": {}, "seeds": (0, 1),
+            "baseline.epochs": 1, "search.epochs": 1, "finetune.epochs": 1,
+            "ratios": (0.4,), "image_size": 16, "baseline.batch_size": 256,
+            "search.batch_size": 256, "finetune.batch_size": 256, "latency_repeats": 2,
+            "reference_model": "swin_tiny_test", "reference_size": 16, "reference_classes": 10}
+
+
+@pytest.fixture(scope="module")
+def ev():
+    c = get_config("sidt", "evidence", **EVIDENCE)
+    sidt.run(c)
+    return c
+
+
+@pytest.mark.slow   # ~1-6 min of one core: the evidence path at smoke size
+def test_evidence_stages_resume_and_match_parameters(ev):
+    from reprolib.experiments import evidence as E
+
+    st = {s.name: s for s in sidt.stages(ev)}
+    assert {"baseline", "search", "finetune-p40", "uniform-p40", "random-p40", "baseline-s1",
+            "search-s1", "finetune-p00-s1", "uniform-p40-s1", "random-p40-s1"} <= set(st)
+    assert len(st) == 2 * (2 + 2 + 2) + 1                  # + the reference counts
+    assert st["search"].config["after"] == {"baseline": st["baseline"].run_id}
+    assert st["search-s1"].config["seed"] == 1 and st["baseline-s1"].config["baseline"]["seed"] == 1
+    first = {n: r["started"] for n, r in sidt.run(ev).items()}
+    assert {n: r["started"] for n, r in sidt.run(ev).items()} == first   # every stage cached
+    df = sidt.evidence_frame(ev)
+    assert len(df) == 2 * (2 + 2) and set(df["seed"]) == {0, 1}
+    for (seed, r), g in df[df["ratio"] > 0].groupby(["seed", "ratio"]):
+        p = g.set_index("condition")["params"]
+        assert abs(p["uniform"] - p["learned"]) / p["learned"] < 0.03
+        assert abs(p["random"] - p["learned"]) / p["learned"] < 0.03
+    assert E.plateau_note([st["baseline"].metrics()["history"]]).endswith("(rise n/a pp)")
+
+
+@pytest.mark.slow   # ~1-6 min of one core: the evidence path at smoke size
+def test_evidence_tables_figure_claims(ev):
+    from reprolib.experiments import evidence as E
+
+    tabs = sidt.tables(ev)
+    assert {"table1", "evidence", "evidence_runs", "claims"} <= set(tabs)
+    t = tabs["evidence"]
+    assert list(t["condition"]) == ["unpruned", "learned", "uniform", "random"]
+    assert t["acc (%)"].str.contains("±").all() and t["acc (%)"].str.contains("n = 2").all()
+    assert "seeds 0, 1" in t.attrs["caption"] and "plateau rule" in t.attrs["caption"]
+    cl = sidt.claims(ev)
+    assert list(cl.columns) == list(E.CLAIM_COLUMNS) and len(cl) == 2 + 1
+    assert set(cl["verdict"]) <= set(E.VERDICTS) and cl["ours"].str.contains("±").all()
+    cap = cl.attrs["caption"]
+    assert "seeds 0, 1" in cap and "dense baseline 1 ep" in cap and "stage records" in cap
+    assert "[evidence run: not the paper's setting]" in cap
+    figs = sidt.figures(ev)
+    assert set(figs) == {"tradeoff", "complexity", "evidence"}
+    assert len(figs["evidence"].axes) == 3 and figs["evidence"].axes[0].containers
+    md = E.claims_markdown("sidt", ev)
+    assert md.startswith(cap) and "| claim | ours | paper | verdict | reason |" in md
+    smoke = sidt.claims(get_config("sidt", "smoke", **SMALL))     # no seeds: an empty table
+    assert smoke.empty and list(smoke.columns) == list(E.CLAIM_COLUMNS)
+    assert "has no seeds" in smoke.attrs["caption"] and "--profile evidence" in smoke.attrs["caption"]
+    part = get_config("sidt", "evidence", **{**EVIDENCE, "ratios": (0.6,)})   # not run yet
+    assert sidt.claims(part).empty and "not run" in sidt.claims(part).attrs["caption"]
+    assert E.claims_markdown("sidt", part).startswith("sidt claims: not run: ")

@@ -3,6 +3,7 @@ run -> tables -> figures -> summary (reprolib.experiments.vtp_svd)."""
 
 import math
 
+import pandas as pd
 import pytest
 
 from reprolib import configs
@@ -118,3 +119,51 @@ def test_patch_overrides_use_dotted_keys():
     for bad in ({"seed": 1}, {"pretrain.seed": 1}):
         with pytest.raises(ReprolibError, match="not a per-patch setting"):
             vtp_svd.patch_cfg(configs.get_config("vtp_svd", "smoke", patch_overrides={2: bad}), 2)
+
+
+# ---- the evidence machinery at smoke size: 2 seeds, 1 epoch per phase
+
+EVIDENCE = {**TINY, "dataset": "digits", "model": "test_vit_cifar", "seeds": (0, 1),
+            "methods": ("svd",), "rank_ratio": 0.5, "sweep_methods": ("svd", "qr", "lu"),
+            "sweep_ratios": (0.5,), "sweep_finetune.epochs": 1}
+
+
+@pytest.mark.slow   # ~1-6 min of one core: the evidence path at smoke size
+def test_evidence_machinery():
+    from reprolib.experiments import evidence as E
+
+    cfg = configs.get_config("vtp_svd", "evidence", **EVIDENCE)
+    recs = vtp_svd.run(cfg)
+    names = list(recs)
+    assert {"vtpft-p8-ft1", "dense-p8-s1", "vtp-p8-s1", "decomp-p8-lu-r0.5-ft1-s1",
+            "vtpft-p8-ft1-s1"} <= set(names)
+    assert names.count("decomp-p8-svd-r0.5-ft1") == 1        # Table 2 point == sweep point
+    assert recs["dense-p8-s1"]["config"]["seed"] == 1
+    ctl = recs["vtpft-p8-ft1"]["metrics"]
+    assert ctl["params"] == recs["vtp-p8"]["metrics"]["params"] and not ctl["ranks"]
+    df = vtp_svd.evidence_frame(cfg)
+    assert len(df) == 2 * (3 + 1) and set(df["seed"]) == {0, 1}
+    tabs = vtp_svd.tables(cfg)
+    t = tabs["evidence"]
+    assert t["method"].iloc[0] == "VTP (not decomposed)" and len(t) == 1 + 3
+    assert t["acc after FT (%)"].str.contains("n = 2").all()
+    assert t.set_index(["method", "rank ratio"]).loc[("SVD", "0.5"), "paper acc (%)"] == 53.2
+    cl = vtp_svd.claims(cfg)
+    assert list(cl.columns) == list(E.CLAIM_COLUMNS) and len(cl) == 2 * 2
+    assert set(cl["verdict"]) <= set(E.VERDICTS)
+    assert cl["claim"].str.contains("SVD keeps the most").sum() == 2
+    assert "seeds 0, 1" in cl.attrs["caption"] and "plateau rule" in cl.attrs["caption"]
+    figs = vtp_svd.figures(cfg)
+    assert len(figs["evidence"].axes) == 3
+    # the issue-12 figure fixes: the title names every phase's epochs, the paper's Table 2
+    # levels are drawn, coinciding curves are drawn once
+    ax = figs["acc_vs_params"].axes[0]
+    assert "decomposition fine-tune 1 ep" in ax.get_title()
+    labels = ax.get_legend_handles_labels()[1]
+    assert any(lab.startswith("paper Table 2: VTP+SVD 53.2") for lab in labels)
+    err = figs["error_vs_rank"].axes[0].get_legend_handles_labels()[1]
+    assert len(err) == len(set(err))
+    assert vtp_svd.coinciding(pd.DataFrame({"method": ["qr", "qr", "qr_reduced", "qr_reduced",
+                                                       "lu", "lu"], "r": [1, 2] * 3,
+                                            "v": [1.0, 2.0, 1.0, 2.0, 1.0, 3.0]}), "r", "v") \
+        == [["qr", "qr_reduced"], ["lu"]]

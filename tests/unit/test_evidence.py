@@ -2,6 +2,7 @@
 
 import math
 
+import pandas as pd
 import pytest
 
 from reprolib.experiments import evidence as E
@@ -64,5 +65,71 @@ def test_seeded_config_and_seed_suffix():
 def test_claims_markdown_without_records_says_how_to_make_them(tmp_path, monkeypatch):
     monkeypatch.setenv("REPROLIB_RESULTS", str(tmp_path))
     text = E.claims_markdown("templates")
-    assert "No claims yet" in text and "reprolib run templates --profile evidence" in text
+    assert "not run" in text and "reprolib run templates --profile evidence" in text
     assert "has no `evidence` profile" in E.claims_markdown("quickstart")
+
+
+def test_seeded_reseeds_the_config_and_its_recipes():
+    from reprolib.configs import get_config
+
+    cfg = get_config("sidt", "smoke")
+    c = E.seeded(cfg, 3)
+    assert c.seed == 3 and c.search.seed == 3 and c.finetune.seed == 3 and c.baseline.seed == 3
+    assert cfg.seed == 0 and cfg.search.seed == 0                 # the original is untouched
+    assert E.seed_suffix(0, 0) == "" and E.seed_suffix(2, 0) == "-s2"
+
+
+def test_spread_and_combined_verdicts():
+    df = pd.DataFrame({"c": ["a", "a", "b", "b"], "x": [1, 1, 1, 1], "v": [1.0, 3.0, 5.0, 5.0]})
+    sp = E.spread(df, ["c", "x"], "v")
+    assert sp["mean"].tolist() == [2.0, 5.0] and sp["n"].tolist() == [2, 2]
+    assert sp["shown"].iloc[0] == "2.0 ± 1.4 (n = 2)"
+    h, n, i = ({"verdict": v, "reason": v} for v in ("holds", "does not hold", "inconclusive"))
+    assert E.all_of([h, h])["verdict"] == "holds"
+    assert E.all_of([h, i])["verdict"] == "inconclusive"
+    assert E.all_of([h, i, n])["verdict"] == "does not hold"
+    assert E.all_of([h, n])["reason"] == "holds; does not hold"
+
+
+def test_plateau_and_cost_notes():
+    flat = [{"test_acc": a} for a in (10, 30, 40, 41.0, 41.2, 41.1, 41.3, 41.0, 41.4)]
+    rising = [{"test_acc": a} for a in (10, 20, 30, 40, 50, 60)]
+    note = E.plateau_note([flat, rising], what="the baseline")
+    assert "met in 1 of 2 seeds" in note and "+0.1 / +30.0 pp" in note
+    assert "the baseline" in note
+    recs = [{"wall_time_s": 90.0, "device": "cpu:x86_64 x2 threads=2"},
+            {"wall_time_s": 60.0, "device": "cpu:x86_64 x2 threads=1"}]
+    assert E.cost_note(recs) == "2 stage records, 2 min of recorded stage time on cpu:x86_64 x2"
+
+
+def test_plot_mean_std_draws_one_errorbar_series_per_group():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    df = pd.DataFrame({"h": ["a"] * 4 + ["b"] * 4, "x": [1, 1, 2, 2] * 2,
+                       "y": [1.0, 2.0, 3.0, 4.0, 2.0, 2.0, 5.0, 5.0]})
+    fig, ax = plt.subplots()
+    sp = E.plot_mean_std(ax, df, "x", "y", "h", offset=0.1)
+    assert len(ax.containers) == 2 and len(sp) == 4
+    assert sp.set_index(["h", "x"]).loc[("a", 2), "mean"] == 3.5
+    plt.close(fig)
+
+
+def test_not_run_is_an_empty_claims_table_saying_why():
+    class St:
+        def __init__(self, name, done):
+            self.name, self.done = name, done
+
+    class Cfg:
+        def __init__(self, profile, seeds):
+            self.profile, self.seeds = profile, seeds
+
+    none = E.not_run("p", Cfg("cpu", ()), [St("a", True)])
+    assert none.empty and list(none.columns) == list(E.CLAIM_COLUMNS)
+    assert "profile `cpu` has no seeds" in none.attrs["caption"]
+    half = E.not_run("p", Cfg("evidence", (0, 1)), [St("a", True), St("b", False)])
+    assert half.empty and "not run: 1 of 2 stages" in half.attrs["caption"]
+    assert "reprolib run p --profile evidence" in half.attrs["caption"]
+    assert E.not_run("p", Cfg("evidence", (0, 1)), [St("a", True)]) is None

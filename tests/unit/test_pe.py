@@ -326,3 +326,20 @@ def test_fit_runs_at_the_scaled_lr():
     d = data.get_data("digits", 32, tc.batch_size)
     res = fit(reprolib.create_model("vit_pe_test", num_classes=10), d, tc)
     assert res.history[0]["lr"] == pytest.approx(E.scaled_lr(tc, 1)) and tc.lr == 8e-3
+
+
+@pytest.mark.parametrize("twin, pe_model, pe_kw", [
+    ("vit_test_unshared", "vit_pe_test", {}),
+    ("resnet_test_unshared", "resnet_pe_test", {"pe_stages": (1, 2, 3, 4)}),
+])
+def test_narrowed_twin_has_about_the_pe_models_parameters(twin, pe_model, pe_kw):
+    from reprolib.experiments.pe import narrowed_kwargs
+
+    with torch.device("meta"):
+        target = count_params(reprolib.create_model(pe_model, num_classes=10, **pe_kw))
+        full = count_params(reprolib.create_model(twin, num_classes=10))
+    kw = narrowed_kwargs(twin, {}, target, 10)
+    with torch.device("meta"):
+        got = count_params(reprolib.create_model(twin, num_classes=10, **kw))
+    assert got < full and abs(got - target) / target < 0.1
+    assert set(kw) == ({"embed_dim"} if "vit" in twin else {"base"})

@@ -326,3 +326,42 @@ def test_corrupt_pruned_model_files_are_clear_errors(tmp_path):
     (tmp_path / "p50.json").write_text("{")
     with pytest.raises(ReprolibError, match=r"compressed-model file .*p50\.json is corrupt"):
         reprolib.load_compressed(tmp_path / "p50")
+
+
+def test_prune_by_another_ranking_keeps_what_it_ranks_first():
+    m = sidt.attach_scores(_model())
+    _randomise_scores(m)
+    g = torch.Generator().manual_seed(5)
+    rank = {n: torch.rand(a.numel(), generator=g) for n, a in sidt.scores(m).items()}
+    keep = sidt.keep_indices(m, 0.5, "layer", ranking=rank)
+    for n, idx in keep.items():
+        top = torch.sort(rank[n], descending=True, stable=True).indices[:len(idx)]
+        assert idx.tolist() == sorted(top.tolist())
+    # ratio 0 under any ranking is still the scored model's function (scores folded in)
+    x = _x()
+    with torch.no_grad():
+        assert (sidt.prune(m, 0.0, "global", ranking=rank)(x) - m(x)).abs().max() < 1e-4
+    bad = dict(rank)
+    bad.pop(next(iter(bad)))
+    with pytest.raises(ReprolibError, match="ranking"):
+        sidt.keep_indices(m, 0.5, ranking=bad)
+    with pytest.raises(ReprolibError, match="ranking"):
+        sidt.prune(m, 0.5, ranking={n: torch.rand(3) for n in rank})
+
+
+@pytest.mark.parametrize("control", ["uniform", "random"])
+def test_controls_are_pruned_to_the_learned_parameter_count(control):
+    from reprolib.experiments.sidt import matched_prune
+
+    m = sidt.attach_scores(_model())
+    _randomise_scores(m)
+    target = count_params(sidt.prune(m, 0.4, "global"))
+    small, ratio = matched_prune(m, target, control, seed=3)
+    assert 0 < ratio < 1
+    assert abs(count_params(small) - target) / target < 0.02
+    assert not sidt.scores(small)
+    widths = sidt.arch(small)["mlp_dims"]
+    if control == "uniform":        # every MLP of a stage keeps the same width
+        assert widths["layers.0.blocks.0.mlp"] == widths["layers.0.blocks.1.mlp"]
+    with pytest.raises(ReprolibError, match="control"):
+        matched_prune(m, target, "magnitude")
