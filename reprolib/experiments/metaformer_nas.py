@@ -111,7 +111,10 @@ def run_retrain(cfg, mixer, stage: Stage | None = None) -> dict:
     """Train ``cfg.model`` with token mixer ``mixer`` (a name or an architecture's JSON) from
     scratch with the ``retrain`` recipe on the whole training set and measure it; with a
     ``stage``, checkpoint in its folder and save the trained model there."""
-    data = load_data(cfg, cfg.retrain.batch_size)
+    # select_every > 0 (paper): the checkpoint best on the validation split is reported
+    # (Flowers-102: its official val split; other sets: val_fraction of train held out)
+    data = load_data(cfg, cfg.retrain,
+                     val_fraction=cfg.val_fraction if cfg.retrain.select_every else 0.0)
     model = create_model(cfg.model, mixer=mixer, num_classes=data.num_classes,
                          image_size=cfg.image_size, layer_scale_init_value=cfg.layer_scale_init)
     name = mixer if isinstance(mixer, str) else f"searched {Architecture.parse(mixer).n_nodes}-node"

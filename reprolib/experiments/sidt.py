@@ -74,7 +74,7 @@ def _counts(model, size: int) -> dict:
 
 def _search_stage(cfg) -> Stage:
     def fn(stage: Stage) -> dict:
-        data = load_data(cfg, cfg.search.batch_size)
+        data = load_data(cfg, cfg.search)
         model = sidt.attach_scores(create_model(cfg.model, num_classes=data.num_classes,
                                                 img_size=cfg.image_size))
         m = train_and_measure(model, data, cfg.search, stage.ckpt_dir, device=cfg.device,
@@ -94,7 +94,7 @@ def _search_stage(cfg) -> Stage:
 
 def _finetune_stage(cfg, ratio: float, search: Stage) -> Stage:
     def fn(stage: Stage) -> dict:
-        data = load_data(cfg, cfg.finetune.batch_size)
+        data = load_data(cfg, cfg.finetune)
         dev = resolve_device(cfg.device)
         model = sidt.prune(search.model(), ratio, cfg.scope)
         acc0 = evaluate(model.to(dev), data.test, dev)["acc"]
