@@ -4,6 +4,7 @@
     reprolib list                                   papers, profiles, models, data sets
     reprolib run sidt --profile cpu -p finetune.epochs=3 [--force]
     reprolib compute pe --profile paper             the pipeline without the notebook
+    reprolib plan pe --profile paper --nproc 8      what would run, beside the paper's values
     torchrun --nproc_per_node=8 -m reprolib compute pe --profile paper -p data_root=/imagenet
     reprolib reproduce --profile smoke              every notebook at one profile
     reprolib readme [--check]                       regenerate README.md's results section
@@ -207,6 +208,19 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_plan(args) -> int:
+    from reprolib.plan import format_plan, plan
+
+    p = plan(args.paper, args.profile, args.nproc, **parse_overrides(args.param))
+    if args.json:
+        import json
+
+        print(json.dumps(p, indent=1))
+    else:
+        print(format_plan(p))
+    return 0
+
+
 def _paper_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("paper")
     p.add_argument("--profile", default="smoke")
@@ -233,6 +247,15 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compute", help="run one paper's pipeline in this process (torchrun too)")
     _paper_args(c)
     c.set_defaults(fn=cmd_compute)
+    pl = sub.add_parser("plan", help="what a profile would run, per stage, beside the paper's "
+                        "values (nothing is trained or read)")
+    pl.add_argument("paper")
+    pl.add_argument("--profile", default="smoke")
+    pl.add_argument("--nproc", type=int, default=1, help="processes under torchrun (default 1)")
+    pl.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                    help="override one config value (repeatable)")
+    pl.add_argument("--json", action="store_true", help="the plan as JSON")
+    pl.set_defaults(fn=cmd_plan)
     a = sub.add_parser("reproduce", help="execute every notebook at one profile")
     a.add_argument("--profile", default="smoke")
     a.add_argument("--force", action="store_true")

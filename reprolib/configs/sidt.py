@@ -79,7 +79,7 @@ register_paper(
         # section 4: batch 256, lr 2.5e-4, momentum 0.9, wd 0.05, 160 + 160 epochs, gamma 1e-4
         "paper": {"dataset": "cifar100", "model": "swin_t", "image_size": 224,
                   "search.epochs": 160, "finetune.epochs": 160, "latency_repeats": 50,
-                  **_both(batch_size=256, lr=2.5e-4, warmup_epochs=20.0, mixup=0.8, cutmix=1.0,
-                          **_SWIN_AUG)},
+                  **_both(batch_size=256, global_batch=256, lr=2.5e-4, warmup_epochs=20.0,
+                          mixup=0.8, cutmix=1.0, **_SWIN_AUG)},
     },
 )
