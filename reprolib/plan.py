@@ -524,6 +524,9 @@ def format_plan(p: dict) -> str:
     and the reason where the profile departs from the paper."""
     lines = [f"plan: {p['paper']} --profile {p['profile']} --nproc {p['nproc']} "
              f"(device {p['device']}); nothing is trained or read"]
+    if not p["stages"]:
+        lines.append("this pipeline trains nothing (no training recipe): it measures or reads "
+                     "other pipelines' records")
     for s in p["stages"]:
         lines.append("")
         lines.append(f"== {s['name']}" + (f"  [{s['note']}]" if s["note"] else ""))
