@@ -217,7 +217,7 @@ def cmd_plan(args) -> int:
 
         print(json.dumps(p, indent=1))
     else:
-        print(format_plan(p))
+        print(format_plan(p, compact=args.brief))
     return 0
 
 
@@ -255,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
                     help="override one config value (repeatable)")
     pl.add_argument("--json", action="store_true", help="the plan as JSON")
+    pl.add_argument("--brief", action="store_true", help="five lines per stage")
     pl.set_defaults(fn=cmd_plan)
     a = sub.add_parser("reproduce", help="execute every notebook at one profile")
     a.add_argument("--profile", default="smoke")

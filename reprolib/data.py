@@ -450,7 +450,7 @@ def _folder_data(name, image_size, batch_size, eval_bs, root, device, augment, s
     if name == "flowers102":
         base = Path(root) if root else paths.data_root()
         cls = torchvision.datasets.Flowers102
-        # The paper trains on train + val (2,040 images) and tests on the 6,149 test images;
+        # train + val (2,040 images) by default, tested on the 6,149 test images;
         # with val_fraction > 0 the official val split is held out as Data.val instead.
         splits = ("train",) if val_fraction > 0 else ("train", "val")
         tr = torch.utils.data.ConcatDataset(

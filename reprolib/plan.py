@@ -519,15 +519,40 @@ def _kw(kwargs: dict) -> str:
     return f"({kwargs.get('num_classes', '?')} classes{', ' + body if body else ''})"
 
 
-def format_plan(p: dict) -> str:
+def _compact(s: dict) -> list[str]:
+    f = {x["field"]: x for x in s["fields"]}
+
+    def v(k):
+        return f[k]["value"] if k in f else "-"
+    dep = [x for x in s["fields"] if x["departs"]]
+    out = [f"== {s['name']}: {v('model')}; {v('params / FLOPs')}",
+           f"   data {v('dataset')} @ {v('image_size')} px ({v('data present')}); batch "
+           f"{v('global_batch')} global = {v('batch per process')}; {v('optimizer')} lr "
+           f"{v('lr')}, {v('schedule')}, warmup {v('warmup_epochs')}, {v('epochs')} epochs "
+           f"({v('steps')})",
+           f"   aug: {v('augmentation')}; reg: l1 {v('l1')}, drop path {v('drop_path')}, "
+           f"smoothing {v('label_smoothing')}, mixup {v('mixup')} / cutmix {v('cutmix')}"
+           + (f", select every {v('select_every')}" if "select_every" in f else ""),
+           f"   ckpt {v('checkpoints')}; {v('estimated GPU-hours')}",
+           f"   paper values stated for {sum(bool(x['paper']) for x in s['fields'])} fields, "
+           f"{len(dep)} departing" + "".join(f"; ≠ {x['field']} {x['value']} (paper "
+                                            f"{x['paper']}): {x['reason']}" for x in dep)]
+    return out
+
+
+def format_plan(p: dict, compact: bool = False) -> str:
     """The plan as text: one block per stage, ``field  value  [paper: X (source)]`` with ``≠``
-    and the reason where the profile departs from the paper."""
+    and the reason where the profile departs from the paper (``compact``: five lines per
+    stage, departures listed)."""
     lines = [f"plan: {p['paper']} --profile {p['profile']} --nproc {p['nproc']} "
              f"(device {p['device']}); nothing is trained or read"]
     if not p["stages"]:
         lines.append("this pipeline trains nothing (no training recipe): it measures or reads "
                      "other pipelines' records")
     for s in p["stages"]:
+        if compact:
+            lines += _compact(s)
+            continue
         lines.append("")
         lines.append(f"== {s['name']}" + (f"  [{s['note']}]" if s["note"] else ""))
         for f in s["fields"]:

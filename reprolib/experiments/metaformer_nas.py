@@ -109,7 +109,9 @@ def run_search(cfg, n_nodes: int, ckpt_dir=None, log=_print) -> dict:
 
 def run_retrain(cfg, mixer, stage: Stage | None = None) -> dict:
     """Train ``cfg.model`` with token mixer ``mixer`` (a name or an architecture's JSON) from
-    scratch with the ``retrain`` recipe on the whole training set and measure it; with a
+    scratch with the ``retrain`` recipe and measure it: on the whole training set, or, when
+    ``retrain.select_every`` > 0 (the paper: every 10 epochs), on the training split with the
+    checkpoint best on the validation split reported (Flowers-102: its official val split); with a
     ``stage``, checkpoint in its folder and save the trained model there."""
     # select_every > 0 (paper): the checkpoint best on the validation split is reported
     # (Flowers-102: its official val split; other sets: val_fraction of train held out)

@@ -106,6 +106,9 @@ def test_plan_cli(capsys):
     assert "batch per process    32 x 8" in out and "27.60 M / 4.49 GFLOPs" in out
     assert main(["plan", "nope"]) == 2
     assert "valid papers" in capsys.readouterr().err
+    assert main(["plan", "templates", "--profile", "paper", "--nproc", "2", "--brief"]) == 0
+    out = capsys.readouterr().out
+    assert "1 departing; ≠ global_batch 128 (paper 64)" in out and len(out.splitlines()) < 60
     assert main(["plan", "pe", "--profile", "paper", "--nproc", "3"]) == 2   # 1024 / 3
     assert "does not split" in capsys.readouterr().err
     with pytest.raises(ReprolibError):
