@@ -203,9 +203,6 @@ STATED: dict[str, dict[str, dict[str, tuple]]] = {
 PAPER_REASONS = {
     ("sidt", "search", "drop_path"): "swin_t builds with drop path 0.2 (Swin-T's), shown here",
     ("pe", "resnet_train", "epochs"): "the paper does not state it; torchvision's 90",
-    ("vtp_svd", "pretrain", "model"): ("the package follows the released 6-layer / 512 / 8-head "
-                                       "model the paper starts from; the text's geometry is "
-                                       "-p model=vit_cifar_text (see models/vit_cifar.py)"),
     ("vtp_svd", "*", "model"): ("the package follows the released 6-layer / 512 / 8-head "
                                 "model the paper starts from; the text's geometry is "
                                 "-p model=vit_cifar_text"),
