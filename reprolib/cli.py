@@ -7,6 +7,7 @@
     reprolib run sidt --profile cpu -p finetune.epochs=3 [--force]
     reprolib run sidt --help                        the options above and sidt's keys
     reprolib compute pe --profile paper --data-root /imagenet   the pipeline, no notebook
+    reprolib plan pe --profile paper --nproc 8      what would run, beside the paper's values
     torchrun --nproc_per_node=8 -m reprolib compute pe --profile paper --data-root /imagenet
     reprolib reproduce --profile smoke              every notebook at one profile
     reprolib readme [--check]                       regenerate README.md's results section
@@ -407,6 +408,19 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_plan(args) -> int:
+    from reprolib.plan import format_plan, plan
+
+    p = plan(args.paper, args.profile, args.nproc, **parse_overrides(args.param))
+    if args.json:
+        import json
+
+        print(json.dumps(p, indent=1))
+    else:
+        print(format_plan(p, compact=args.brief))
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -477,6 +491,16 @@ def build_parser() -> argparse.ArgumentParser:
                        add_help=False)
     _paper_args(c)
     c.set_defaults(fn=cmd_compute)
+    pl = sub.add_parser("plan", help="what a profile would run, per stage, beside the paper's "
+                        "values (nothing is trained or read)")
+    pl.add_argument("paper")
+    pl.add_argument("--profile", default="smoke")
+    pl.add_argument("--nproc", type=int, default=1, help="processes under torchrun (default 1)")
+    pl.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                    help="override one config value (repeatable)")
+    pl.add_argument("--json", action="store_true", help="the plan as JSON")
+    pl.add_argument("--brief", action="store_true", help="five lines per stage")
+    pl.set_defaults(fn=cmd_plan)
     a = sub.add_parser("reproduce", help="execute every notebook at one profile")
     a.add_argument("--profile", default="smoke")
     _data_args(a)

@@ -90,7 +90,8 @@ class TensorLoader:
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *,
                  shuffle: bool, augment: bool, image_size: int, mean, std, flip: bool = True,
                  pad: int | None = None, seed: int = 0, drop_last: bool = False,
-                 rank: int = 0, world_size: int = 1):
+                 rank: int = 0, world_size: int = 1, extra=None):
+        self.extra = extra             # reprolib.augment.BatchAugment (RandAugment, erasing)
         self.images, self.labels = images, labels
         self.batch_size, self.shuffle, self.augment = batch_size, shuffle, augment
         self.image_size, self.flip = image_size, flip
@@ -144,7 +145,12 @@ class TensorLoader:
             if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
                 x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear",
                                   align_corners=False)
-            yield (x - self.mean) / self.std, self.labels[b]
+            if self.augment and self.extra is not None:
+                x = self.extra.before_norm(x, g)
+            x = (x - self.mean) / self.std
+            if self.augment and self.extra is not None:
+                x = self.extra.after_norm(x, g)
+            yield x, self.labels[b]
 
     def _augment(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         import torch
@@ -171,13 +177,19 @@ class DeviceLoader:
     """A torch DataLoader whose batches are moved to ``device`` (folder data sets)."""
 
     def __init__(self, dataset, batch_size: int, *, shuffle: bool, device, seed: int = 0,
-                 workers: int = 4, drop_last: bool = False, rank: int = 0, world_size: int = 1):
+                 workers: int = 4, drop_last: bool = False, rank: int = 0, world_size: int = 1,
+                 repeats: int = 0):
         import torch
         from torch.utils.data import DataLoader, DistributedSampler
 
         self.device = device
-        self.sampler = DistributedSampler(dataset, world_size, rank, shuffle=shuffle, seed=seed,
-                                          drop_last=drop_last)
+        if repeats > 1:   # DeiT's repeated augmentation (timm's sampler)
+            from reprolib.augment import repeat_sampler
+
+            self.sampler = repeat_sampler(dataset, world_size, rank, shuffle, repeats)
+        else:
+            self.sampler = DistributedSampler(dataset, world_size, rank, shuffle=shuffle,
+                                              seed=seed, drop_last=drop_last)
         self.loader = DataLoader(dataset, batch_size, sampler=self.sampler, num_workers=workers,
                                  pin_memory=torch.device(device).type == "cuda",
                                  drop_last=drop_last, persistent_workers=workers > 0)
@@ -187,7 +199,7 @@ class DeviceLoader:
 
     @property
     def dataset_size(self) -> int:
-        return len(self.sampler.dataset)
+        return len(self.loader.dataset)
 
     def __len__(self) -> int:
         return len(self.loader)
@@ -646,7 +658,7 @@ def prepare_data(dataset: str, root=None, *, download: bool | None = None) -> st
 def get_data(dataset: str, image_size: int = 32, batch_size: int = 128, *, root=None,
              device="cpu", augment: bool = True, seed: int = 0, eval_batch_size: int | None = None,
              val_fraction: float = 0.0, workers: int = 4, rank: int | None = None,
-             world_size: int | None = None) -> Data:
+             world_size: int | None = None, aug: dict | None = None) -> Data:
     """Build the loaders of ``dataset`` (see the module docstring for the names).
 
     image_size: the resolution the model sees (images are resized on the device for the
@@ -657,6 +669,9 @@ def get_data(dataset: str, image_size: int = 32, batch_size: int = 128, *, root=
     val_fraction: fraction of the training set held out as ``Data.val`` (fixed by seed), e.g.
         for NAS rewards; Flowers-102 holds out its official val split instead.
     rank / world_size: the shard to read (default: from torch.distributed when initialised).
+    aug: the recipe's extra training augmentation (``reprolib.augment.recipe_aug``:
+        randaugment, random_erasing, repeated_aug); folder sets build timm's transforms and
+        sampler, in-memory sets apply RandAugment / erasing per image on the device.
     """
     import torch
 
@@ -668,7 +683,7 @@ def get_data(dataset: str, image_size: int = 32, batch_size: int = 128, *, root=
     check_dataset(dataset)
     if dataset in ("flowers102", "imagenet"):
         return _folder_data(dataset, image_size, batch_size, eval_bs, root, device, augment,
-                            seed, workers, rank, world_size, val_fraction)
+                            seed, workers, rank, world_size, val_fraction, aug)
     a = _array_dataset(dataset, image_size, root)
     xtr, ytr = torch.from_numpy(a.train_images), torch.from_numpy(a.train_labels)
     val = None
@@ -684,8 +699,13 @@ def get_data(dataset: str, image_size: int = 32, batch_size: int = 128, *, root=
     dev = torch.device(device)
     mk = dict(image_size=image_size, mean=mean, std=std, flip=a.flip, seed=seed, rank=rank,
               world_size=world_size)
+    extra = None
+    if aug and augment and (aug.get("randaugment") or aug.get("random_erasing")):
+        from reprolib.augment import BatchAugment
+
+        extra = BatchAugment(aug.get("randaugment", ""), aug.get("random_erasing", 0.0))
     train = TensorLoader(xtr.to(dev), ytr.to(dev), batch_size, shuffle=True, augment=augment,
-                         drop_last=len(ytr) // world_size > batch_size, **mk)
+                         drop_last=len(ytr) // world_size > batch_size, extra=extra, **mk)
     test = TensorLoader(torch.from_numpy(a.test_images).to(dev),
                         torch.from_numpy(a.test_labels).to(dev), eval_bs, shuffle=False,
                         augment=False, **mk)
@@ -695,7 +715,7 @@ def get_data(dataset: str, image_size: int = 32, batch_size: int = 128, *, root=
 
 
 def _folder_data(name, image_size, batch_size, eval_bs, root, device, augment, seed, workers,
-                 rank, world_size, val_fraction=0.0) -> Data:
+                 rank, world_size, val_fraction=0.0, aug=None) -> Data:
     import torch
     import torchvision
     from torchvision import transforms as T
@@ -704,13 +724,17 @@ def _folder_data(name, image_size, batch_size, eval_bs, root, device, augment, s
     train_tf = T.Compose(([T.RandomResizedCrop(image_size), T.RandomHorizontalFlip()] if augment
                           else [T.Resize(int(image_size / 0.875)), T.CenterCrop(image_size)])
                          + [T.ToTensor(), norm])
+    if aug and augment:   # DeiT / Swin: timm's RandomResizedCrop, flip, RandAugment, erasing
+        from reprolib.augment import folder_train_transform
+
+        train_tf = folder_train_transform(image_size, aug)
     test_tf = T.Compose([T.Resize(int(image_size / 0.875)), T.CenterCrop(image_size),
                          T.ToTensor(), norm])
     val = None
     if name == "flowers102":
         base, dl = root_dir(root), may_download(root)
         cls = torchvision.datasets.Flowers102
-        # The paper trains on train + val (2,040 images) and tests on the 6,149 test images;
+        # train + val (2,040 images) by default, tested on the 6,149 test images;
         # with val_fraction > 0 the official val split is held out as Data.val instead.
         splits = ("train",) if val_fraction > 0 else ("train", "val")
         tr = torch.utils.data.ConcatDataset(
@@ -738,6 +762,8 @@ def _folder_data(name, image_size, batch_size, eval_bs, root, device, augment, s
                 torchvision.datasets.ImageFolder(str(base / "train"), test_tf), perm[:nv])
             tr = torch.utils.data.Subset(tr, perm[nv:])
     mk = dict(device=device, seed=seed, workers=workers, rank=rank, world_size=world_size)
-    return Data(name, DeviceLoader(tr, batch_size, shuffle=True, drop_last=True, **mk),
+    reps = int((aug or {}).get("repeated_aug", 0)) if augment else 0
+    return Data(name, DeviceLoader(tr, batch_size, shuffle=True, drop_last=True, repeats=reps,
+                                   **mk),
                 DeviceLoader(te, eval_bs, shuffle=False, **mk), len(classes), classes, image_size,
                 DeviceLoader(val, eval_bs, shuffle=False, **mk) if val is not None else None)

@@ -97,6 +97,12 @@ def _acc_dtype(device) -> torch.dtype:
     return torch.float64 if torch.device(device).type in ("cpu", "cuda") else torch.float32
 
 
+def _to(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``t`` on ``device`` (the same tensor when it is already there): a loader built for
+    another device (a CPU loader feeding a CUDA model) can no longer mismatch the model."""
+    return t if t.device == device else t.to(device, non_blocking=True)
+
+
 def _zeros(device) -> torch.Tensor:
     return torch.zeros((), dtype=_acc_dtype(device), device=device)
 
@@ -155,6 +161,7 @@ def evaluate(model: nn.Module, loader, device=None, amp: bool = True) -> dict:
     correct, loss, total = _zeros(device), _zeros(device), 0
     use_amp = amp and device.type == "cuda"
     for x, y in loader:
+        x, y = _to(x, device), _to(y, device)
         with torch.autocast("cuda", torch.bfloat16, enabled=use_amp):
             out = model(x)
         loss += F.cross_entropy(out.float(), y, reduction="sum").to(loss.dtype)
@@ -186,7 +193,7 @@ def fit(model: nn.Module, data, cfg: TrainConfig, *,
     device = resolve_device(device)
     rank, nproc = world()
     if cfg.lr_ref_batch:  # the linear scaling rule: lr given for lr_ref_batch images per step
-        cfg = replace(cfg, lr=cfg.lr * cfg.batch_size * nproc / cfg.lr_ref_batch, lr_ref_batch=0)
+        cfg = replace(cfg, lr=cfg.peak_lr(nproc), lr_ref_batch=0)
     model.to(device)
     if device.type == "cuda" and cfg.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -217,6 +224,11 @@ def fit(model: nn.Module, data, cfg: TrainConfig, *,
                       label_smoothing=cfg.label_smoothing, num_classes=data.num_classes)
     use_amp = cfg.amp and device.type == "cuda"
     bar = show_progress(cfg.progress) and rank == 0
+    select = cfg.select_every > 0
+    if select and getattr(data, "val", None) is None:
+        raise ReprolibError("select_every > 0 selects the checkpoint best on validation, but "
+                            "the data has no validation split (load it with val_fraction > 0)")
+    best = ck.get("best") if ckpt is not None and ckpt.exists() and select else None
     t0 = time.perf_counter()
     for epoch in range(start, cfg.epochs):
         torch.manual_seed(cfg.seed * 1_000_003 + epoch)   # dropout, drop-path, mixup
@@ -227,6 +239,7 @@ def fit(model: nn.Module, data, cfg: TrainConfig, *,
         it = tqdm(data.train, desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}".strip(),
                   leave=False, disable=not bar)
         for step, (x, y) in enumerate(it):
+            x, y = _to(x, device), _to(y, device)   # a no-op when the loader is on the device
             if device.type == "cuda" and cfg.channels_last and x.ndim == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             target = y
@@ -261,7 +274,16 @@ def fit(model: nn.Module, data, cfg: TrainConfig, *,
                "train_loss": tot_loss / max(tot_n, 1)}
         if mixup is None:
             rec["train_acc"] = 100.0 * tot_correct / max(tot_n, 1)
+        if select and ((epoch + 1) % cfg.select_every == 0 or epoch + 1 == cfg.epochs):
+            rec["val_acc"] = evaluate(model, data.val, device, cfg.amp)["acc"]
+            if best is None or rec["val_acc"] > best["val_acc"]:
+                best = {"epoch": epoch + 1, "val_acc": rec["val_acc"],
+                        "model": {k: v.detach().to("cpu", copy=True)
+                                  for k, v in model.state_dict().items()}}
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+            if select and epoch + 1 == cfg.epochs and best is not None:
+                model.load_state_dict(best["model"])   # the checkpoint best on validation
+                rec["selected_epoch"], rec["selected_val_acc"] = best["epoch"], best["val_acc"]
             ev = evaluate(model, data.test, device, cfg.amp)
             rec["test_acc"], rec["test_loss"] = ev["acc"], ev["loss"]
         rec["time_s"] = time.perf_counter() - te
@@ -269,7 +291,8 @@ def fit(model: nn.Module, data, cfg: TrainConfig, *,
         if ckpt is not None and rank == 0:
             io.save_torch({"model": model.state_dict(), "optimizer": opt.state_dict(),
                            "scheduler": sched.state_dict(), "epoch": epoch + 1,
-                           "history": result.history, "config": asdict(cfg)}, ckpt)
+                           "history": result.history, "config": asdict(cfg),
+                           **({"best": best} if select else {})}, ckpt)
         if nproc > 1:
             dist.barrier()
     result.wall_time_s = time.perf_counter() - t0

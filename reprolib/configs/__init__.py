@@ -135,6 +135,16 @@ class TrainConfig:
     seed: int = 0                    # dropout, mixup, data order (a paper config sets it from its seed)
     eval_every: int = 1              # evaluate every k epochs (and always after the last)
     progress: bool = True            # tqdm bars (always off under CI / nbval)
+    # ---- added by issue 16 (left out of record keys while at their defaults, see RECIPE_ADDED)
+    global_batch: int = 0            # >0: the recipe states the GLOBAL batch; the per-process
+    #                                  batch is global_batch / processes (batch_size unused)
+    randaugment: str = ""            # timm RandAugment spec, e.g. "rand-m9-mstd0.5-inc1" (DeiT,
+    #                                  Swin); "" = off
+    random_erasing: float = 0.0      # timm RandomErasing probability (DeiT, Swin: 0.25); 0 = off
+    repeated_aug: int = 0            # >1: timm RepeatAugSampler, each image this many times per
+    #                                  epoch across processes (DeiT: 3); folder data sets only
+    select_every: int = 0            # >0: evaluate on the validation split every k epochs and
+    #                                  end with the weights best there (MetaFormer-NAS: 10)
 
     def __post_init__(self):
         _typecheck(self)
@@ -163,10 +173,40 @@ class TrainConfig:
             n("clip_grad", self.clip_grad, 0, lo_open=True)
         n("seed", self.seed, 0, 2**63 - 1, integer=True)
         n("eval_every", self.eval_every, 1, integer=True)
+        n("global_batch", self.global_batch, 0, integer=True)
+        n("repeated_aug", self.repeated_aug, 0, integer=True)
+        n("select_every", self.select_every, 0, integer=True)
+        n("random_erasing", self.random_erasing, 0, 1)
+        if self.randaugment and not self.randaugment.startswith("rand"):
+            raise ReprolibError(f"randaugment={self.randaugment!r}: a timm RandAugment spec "
+                                "starts with 'rand' (e.g. 'rand-m9-mstd0.5-inc1'), or '' = off")
+
+    def process_batch(self, processes: int = 1) -> int:
+        """The batch one process loads: ``global_batch / processes`` when the recipe states
+        the global batch (a ReprolibError when it does not divide), else ``batch_size``."""
+        if not self.global_batch:
+            return self.batch_size
+        if processes < 1 or self.global_batch % processes:
+            raise ReprolibError(f"global_batch={self.global_batch} does not split over "
+                                f"{processes} processes; choose a multiple of {processes}")
+        return self.global_batch // processes
+
+    def total_batch(self, processes: int = 1) -> int:
+        """The global batch: ``global_batch``, else ``batch_size x processes``."""
+        return self.global_batch or self.batch_size * processes
+
+    def peak_lr(self, processes: int = 1) -> float:
+        """The lr ``fit`` uses: scaled linearly to the global batch when ``lr_ref_batch`` is
+        set (``lr x global batch / lr_ref_batch``), else ``lr``."""
+        return (self.lr * self.total_batch(processes) / self.lr_ref_batch if self.lr_ref_batch
+                else self.lr)
 
 
 #: Recipe fields that do not change a run's result (left out of record keys).
 NOT_HASHED = ("progress",)
+#: Recipe fields added after records were committed: left out of a record key while at their
+#: default, so the records made before them keep their keys (a set value enters the key).
+RECIPE_ADDED = ("global_batch", "randaugment", "random_erasing", "repeated_aug", "select_every")
 
 
 def recipe(**values) -> Any:
@@ -482,7 +522,9 @@ def config_dict(cfg) -> dict[str, Any]:
 
 def recipe_dict(tc: TrainConfig) -> dict[str, Any]:
     """A recipe as it enters a record key: every field that can change the result."""
-    return {k: v for k, v in config_dict(tc).items() if k not in NOT_HASHED}
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    return {k: v for k, v in config_dict(tc).items() if k not in NOT_HASHED
+            and not (k in RECIPE_ADDED and v == defaults[k])}
 
 
 # --------------------------------------------------------------------------- documentation

@@ -63,6 +63,11 @@ class SiDTConfig(BaseConfig):
         check_number("latency_repeats", self.latency_repeats, 1, integer=True)
 
 
+# Swin's data recipe (the "settings of the Swin paper" section 4 follows): RandAugment
+# rand-m9-mstd0.5-inc1 and random erasing 0.25 (timm), no repeated augmentation.
+_SWIN_AUG = dict(randaugment="rand-m9-mstd0.5-inc1", random_erasing=0.25)
+
+
 def _both(*, recipes=("search", "finetune"), **values) -> dict:
     """The same recipe values for search and fine-tune (section 4: "the same settings")."""
     return {f"{r}.{k}": v for r in recipes for k, v in values.items()}
@@ -108,10 +113,12 @@ register_paper(
         # Swin-T at 224 px on CIFAR-100, short: 30 + 30 epochs on one GPU
         "gpu": {"dataset": "cifar100", "model": "swin_t", "image_size": 224,
                 "search.epochs": 30, "finetune.epochs": 30, "latency_repeats": 50,
-                **_both(batch_size=128, lr=2.5e-4, warmup_epochs=2.0, mixup=0.8, cutmix=1.0)},
+                **_both(batch_size=128, lr=2.5e-4, warmup_epochs=2.0, mixup=0.8, cutmix=1.0,
+                        **_SWIN_AUG)},
         # section 4: batch 256, lr 2.5e-4, momentum 0.9, wd 0.05, 160 + 160 epochs, gamma 1e-4
         "paper": {"dataset": "cifar100", "model": "swin_t", "image_size": 224,
                   "search.epochs": 160, "finetune.epochs": 160, "latency_repeats": 50,
-                  **_both(batch_size=256, lr=2.5e-4, warmup_epochs=20.0, mixup=0.8, cutmix=1.0)},
+                  **_both(batch_size=256, global_batch=256, lr=2.5e-4, warmup_epochs=20.0,
+                          mixup=0.8, cutmix=1.0, **_SWIN_AUG)},
     },
 )

@@ -149,21 +149,32 @@ def records(stages: Iterable[Stage]) -> dict[str, dict]:
 _DATA: dict[tuple, Any] = {}
 
 
-def load_data(cfg, batch_size: int, *, dataset: str | None = None, image_size: int | None = None,
-              augment: bool = True, val_fraction: float = 0.0,
+def load_data(cfg, batch_size: "int | TrainConfig", *, dataset: str | None = None,
+              image_size: int | None = None, augment: bool = True, val_fraction: float = 0.0,
               eval_batch_size: int | None = None):
     """``reprolib.data.get_data`` for ``cfg`` (its data set, size, root, device, seed), kept
-    for the process so the stages of a pipeline share one copy."""
-    from reprolib.data import get_data
+    for the process so the stages of a pipeline share one copy.
 
+    batch_size: the per-process batch, or the recipe (``TrainConfig``) the data is for: then
+    the per-process batch follows from its global batch and the world size
+    (``TrainConfig.process_batch``) and its RandAugment / random erasing / repeated
+    augmentation are applied (``reprolib.augment``)."""
+    from reprolib.augment import recipe_aug
+    from reprolib.data import get_data
+    from reprolib.device import world
+
+    aug = {}
+    if isinstance(batch_size, TrainConfig):
+        aug = recipe_aug(batch_size)
+        batch_size = batch_size.process_batch(world()[1])
     dev = resolve_device(cfg.device)
     key = (dataset or cfg.dataset, image_size or cfg.image_size, batch_size, cfg.data_root,
-           str(dev), cfg.seed, augment, val_fraction, eval_batch_size)
+           str(dev), cfg.seed, augment, val_fraction, eval_batch_size, tuple(sorted(aug.items())))
     if key not in _DATA:
         _DATA.clear()            # one data set at a time: a notebook may hold many configs
         _DATA[key] = get_data(key[0], key[1], batch_size, root=cfg.data_root, device=dev,
                               seed=cfg.seed, augment=augment, val_fraction=val_fraction,
-                              eval_batch_size=eval_batch_size)
+                              eval_batch_size=eval_batch_size, aug=aug or None)
     return _DATA[key]
 
 

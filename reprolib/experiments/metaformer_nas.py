@@ -136,9 +136,14 @@ def run_search(cfg, n_nodes: int, ckpt_dir=None, log=_print) -> dict:
 
 def run_retrain(cfg, mixer, stage: Stage | None = None) -> dict:
     """Train ``cfg.model`` with token mixer ``mixer`` (a name or an architecture's JSON) from
-    scratch with the ``retrain`` recipe on the whole training set and measure it; with a
+    scratch with the ``retrain`` recipe and measure it: on the whole training set, or, when
+    ``retrain.select_every`` > 0 (the paper: every 10 epochs), on the training split with the
+    checkpoint best on the validation split reported (Flowers-102: its official val split); with a
     ``stage``, checkpoint in its folder and save the trained model there."""
-    data = load_data(cfg, cfg.retrain.batch_size)
+    # select_every > 0 (paper): the checkpoint best on the validation split is reported
+    # (Flowers-102: its official val split; other sets: val_fraction of train held out)
+    data = load_data(cfg, cfg.retrain,
+                     val_fraction=cfg.val_fraction if cfg.retrain.select_every else 0.0)
     model = create_model(cfg.model, mixer=mixer, num_classes=data.num_classes,
                          image_size=cfg.image_size, layer_scale_init_value=cfg.layer_scale_init)
     name = mixer if isinstance(mixer, str) else f"searched {Architecture.parse(mixer).n_nodes}-node"

@@ -18,6 +18,8 @@ recipes' lr is scaled to the global batch), rank 0 alone writes records and mode
 
 from __future__ import annotations
 
+import dataclasses
+
 import functools
 import textwrap
 from pathlib import Path
@@ -199,9 +201,7 @@ def scaled_lr(recipe, processes: int | None = None) -> float:
     """The peak lr ``fit`` uses: ``lr x batch_size x processes / lr_ref_batch`` when the
     recipe states its lr for a reference batch (the linear scaling rule), else ``lr``.
     processes: default the current torch.distributed world size."""
-    n = world()[1] if processes is None else processes
-    return recipe.lr * recipe.batch_size * n / recipe.lr_ref_batch if recipe.lr_ref_batch \
-        else recipe.lr
+    return recipe.peak_lr(world()[1] if processes is None else processes)
 
 
 def model_kwargs(cfg, model_name: str, kwargs: dict | None = None) -> dict:
@@ -227,6 +227,9 @@ def training_runs(cfg) -> list[dict]:
     for m in (cfg.vit_model, cfg.vit_twin):
         if m:
             runs.append({"name": m, "model": m, "kwargs": {}, "recipe": "vit_train"})
+    if cfg.vit_model and cfg.vit_long_epochs:   # the ViT-PE^2 row: same recipe, longer
+        runs.append({"name": f"{cfg.vit_model}-{cfg.vit_long_epochs}ep", "model": cfg.vit_model,
+                     "kwargs": {}, "recipe": "vit_train", "epochs": cfg.vit_long_epochs})
     if cfg.resnet_model:
         for v in cfg.resnet_variants:
             stages_ = tuple(int(c) for c in str(v))
@@ -273,7 +276,7 @@ def narrowed_kwargs(model_name: str, kwargs: dict, target_params: int,
 
 
 def train_model(cfg, model_name: str, ckpt_dir=None, kwargs: dict | None = None,
-                seed: int | None = None) -> tuple[nn.Module, dict]:
+                seed: int | None = None, epochs: int | None = None) -> tuple[nn.Module, dict]:
     """Train the registered ``model_name`` with its recipe on ``cfg.dataset``.
 
     Returns ``(model, metrics)``: the metrics of ``train_and_measure`` (test top-1 ``acc`` %,
@@ -285,7 +288,9 @@ def train_model(cfg, model_name: str, ckpt_dir=None, kwargs: dict | None = None,
     built.
     """
     recipe = train_config(cfg, family(model_name))
-    data = load_data(cfg, recipe.batch_size)
+    if epochs:    # a longer run of the same recipe (ViT-PE^2: 600 epochs)
+        recipe = dataclasses.replace(recipe, epochs=int(epochs))
+    data = load_data(cfg, recipe)   # per-process batch from the global one, recipe's augmentation
     if callable(kwargs):
         kwargs = kwargs(data.num_classes)
     seed_everything(cfg.seed if seed is None else seed)
@@ -333,7 +338,7 @@ def _training_stage(cfg, run: dict, suffix: str = "") -> Stage:
 
     def fn(stage: Stage) -> dict:
         model, metrics = train_model(cfg, run["model"], stage.ckpt_dir, build_kw,
-                                     seed=stage.seed)
+                                     seed=stage.seed, epochs=run.get("epochs"))
         if is_main_process():
             stage.save_model(model)
         if narrow:
@@ -344,6 +349,8 @@ def _training_stage(cfg, run: dict, suffix: str = "") -> Stage:
 
     key = key_of(cfg, "dataset", "image_size", run["recipe"], model=run["model"],
                  model_kwargs=kw, **extra)
+    if run.get("epochs"):
+        key[run["recipe"]] = {**key[run["recipe"]], "epochs": run["epochs"]}
     return Stage(cfg, f"{run['name']}{suffix}", key, fn)
 
 
@@ -390,7 +397,8 @@ def run_training(cfg, force: bool = False) -> dict[str, dict]:
 # --------------------------------------------------------------------------- frames
 
 
-_OURS_RUN = {"ViT-PE¹ (ours)": "vit_pe_small", "DeiT-S/16": "vit_small",
+_OURS_RUN = {"ViT-PE¹ (ours)": "vit_pe_small", "ViT-PE² (ours)": "vit_pe_small-600ep",
+             "DeiT-S/16": "vit_small",
              "ResNet50-PE¹ (Ours)": "resnet50_pe-stages1234",
              "ResNet50-PE² (Ours)": "resnet50_pe-stages34", "ResNet50": "resnet50"}
 

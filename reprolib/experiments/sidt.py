@@ -123,7 +123,7 @@ def _baseline_stage(cfg, suffix: str = "") -> Stage | None:
         return None
 
     def fn(stage: Stage) -> dict:
-        data = load_data(cfg, cfg.baseline.batch_size)
+        data = load_data(cfg, cfg.baseline)
         model = _new_model(cfg, data.num_classes)
         m = train_and_measure(model, data, cfg.baseline, stage.ckpt_dir, device=cfg.device,
                               desc="SiDT dense baseline", latency_repeats=0)
@@ -136,7 +136,7 @@ def _baseline_stage(cfg, suffix: str = "") -> Stage | None:
 
 def _search_stage(cfg, baseline: Stage | None = None, suffix: str = "") -> Stage:
     def fn(stage: Stage) -> dict:
-        data = load_data(cfg, cfg.search.batch_size)
+        data = load_data(cfg, cfg.search)
         model = sidt.attach_scores(baseline.model() if baseline is not None
                                    else _new_model(cfg, data.num_classes))
         m = train_and_measure(model, data, cfg.search, stage.ckpt_dir, device=cfg.device,
@@ -157,7 +157,7 @@ def _search_stage(cfg, baseline: Stage | None = None, suffix: str = "") -> Stage
 
 def _finetune_stage(cfg, ratio: float, search: Stage, suffix: str = "") -> Stage:
     def fn(stage: Stage) -> dict:
-        data = load_data(cfg, cfg.finetune.batch_size)
+        data = load_data(cfg, cfg.finetune)
         dev = resolve_device(cfg.device)
         model = sidt.prune(search.model(), ratio, cfg.scope)
         acc0 = evaluate(model.to(dev), data.test, dev)["acc"]
@@ -220,7 +220,7 @@ def _control_stage(cfg, control: str, ratio: float, search: Stage, suffix: str =
     """The searched model pruned by ``control`` to the parameter count of the learned pruning
     at ``ratio``, then fine-tuned exactly as the learned one."""
     def fn(stage: Stage) -> dict:
-        data = load_data(cfg, cfg.finetune.batch_size)
+        data = load_data(cfg, cfg.finetune)
         dev = resolve_device(cfg.device)
         scored = search.model()
         target = count_params(sidt.prune(scored, ratio, cfg.scope))

@@ -43,6 +43,7 @@ from reprolib.experiments.common import (Stage, key_of, load_data, profile_note,
                                          run_stages, seed_everything)
 from reprolib.measure import count_params, measure_model
 from reprolib.methods import decompose, vtp
+from reprolib.models.vit_cifar import TEXT_GEOMETRY_NOTE
 from reprolib.registry import create_model
 from reprolib.train import evaluate, fit
 
@@ -464,10 +465,11 @@ def tables(cfg) -> dict[str, pd.DataFrame]:
     t2 = _table2(cfg, pl)
     t2.attrs["caption"] = (f"VTP+decomposition Table 2 (long form). Ours: {prov}; rank ratio "
                            f"{cfg.rank_ratio}, prune rate {cfg.prune_rate}; {phase_note(cfg)}. "
-                           f"{report.FLOPS_NOTE}. Paper: Table 2 (CIFAR-10, accuracy only).")
+                           f"{report.FLOPS_NOTE}. Paper: Table 2 (CIFAR-10, accuracy only). "
+                           f"{TEXT_GEOMETRY_NOTE}")
     t2w = _table2_layout(t2)
     t2w.attrs["caption"] = (f"Table 2 layout, accuracy % as 'ours (paper)'. Ours: {prov}; "
-                            f"{phase_note(cfg)}.")
+                            f"{phase_note(cfg)}. {TEXT_GEOMETRY_NOTE}")
     out = {"table2": t2, "table2_layout": t2w}
     if pl.analysis is None:
         return out

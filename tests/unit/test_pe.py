@@ -292,8 +292,13 @@ def test_recipes_are_nested_trainconfigs():
     assert (rc.optimizer, rc.lr, rc.momentum, rc.weight_decay, rc.warmup_epochs, rc.lr_ref_batch) \
         == ("sgd", 0.1, 0.9, 1e-4, 5, 0)
     assert [r["name"] for r in E.training_runs(paper)] == [
-        "vit_pe_small", "vit_small", "resnet50_pe-stages1234", "resnet50_pe-stages34", "resnet50"]
-    assert E.training_runs(paper)[3]["kwargs"] == {"pe_stages": (3, 4)}
+        "vit_pe_small", "vit_small", "vit_pe_small-600ep", "resnet50_pe-stages1234",
+        "resnet50_pe-stages34", "resnet50"]
+    assert E.training_runs(paper)[4]["kwargs"] == {"pe_stages": (3, 4)}
+    assert E.training_runs(paper)[2]["epochs"] == 600           # the ViT-PE^2 row
+    st = {s.name: s for s in E.training_stages(paper)}
+    assert st["vit_pe_small-600ep"].config["vit_train"]["epochs"] == 600
+    assert st["vit_pe_small"].config["vit_train"]["epochs"] == 300
     assert E.model_kwargs(paper, "vit_pe_small") == {"drop_path_rate": 0.1}
     assert E.model_kwargs(get_config("pe", "smoke", image_size=64), "vit_small") == \
         {"drop_path_rate": 0.0, "img_size": 64}
@@ -303,18 +308,31 @@ def test_recipes_are_nested_trainconfigs():
         E.train_config(paper, "swin")
 
 
-# today's numbers: lr = vit_lr_512 x batch x world / 512 and warmup from vit_warmup_lr = 1e-6
-@pytest.mark.parametrize("profile,batch,lr_512", [("smoke", 64, 8e-3), ("cpu", 128, 4e-3),
-                                                  ("gpu", 256, 2e-3), ("paper", 1024, 5e-4)])
-def test_lr_scaling_gives_todays_numbers(profile, batch, lr_512):
+# smoke / cpu state a per-process batch (lr = lr_512 x batch x world / 512); gpu / paper state
+# DeiT's GLOBAL batch 1024: per-process batch 1024 / world and lr 1e-3 whatever the world size
+@pytest.mark.parametrize("profile,batch,lr_512,glob", [("smoke", 64, 8e-3, 0),
+                                                       ("cpu", 128, 4e-3, 0),
+                                                       ("gpu", 64, 5e-4, 1024),
+                                                       ("paper", 64, 5e-4, 1024)])
+def test_lr_scaling_gives_todays_numbers(profile, batch, lr_512, glob):
     tc = get_config("pe", profile).vit_train
-    assert (tc.batch_size, tc.lr) == (batch, lr_512)
+    assert (tc.batch_size, tc.lr, tc.global_batch) == (batch, lr_512, glob)
     for world in (1, 2, 8):
-        assert E.scaled_lr(tc, world) == lr_512 * batch * world / 512
-    old = lr_512 * batch / 512
-    assert E.scaled_lr(tc, 1) == old == 1e-3
-    assert tc.warmup_start == min(1.0, 1e-6 / old)        # warmup starts at DeiT's 1e-6
-    assert E.scaled_lr(get_config("pe", profile).resnet_train, 8) == 0.1   # not scaled
+        if glob:
+            assert E.scaled_lr(tc, world) == pytest.approx(1e-3)
+            assert tc.process_batch(world) == 1024 // world
+            assert tc.total_batch(world) == 1024
+        else:
+            assert E.scaled_lr(tc, world) == lr_512 * batch * world / 512
+            assert tc.process_batch(world) == batch
+    assert E.scaled_lr(tc, 1) == pytest.approx(1e-3)
+    assert tc.warmup_start == min(1.0, 1e-6 / E.scaled_lr(tc, 1))   # warmup from DeiT's 1e-6
+    rc = get_config("pe", profile).resnet_train
+    assert E.scaled_lr(rc, 8) == 0.1                          # not scaled
+    if glob:   # torchvision: 0.1 at the global batch 256, 32 per process on 8 GPUs
+        assert (rc.total_batch(8), rc.process_batch(8)) == (256, 32)
+        with pytest.raises(ReprolibError, match="does not split"):
+            tc.process_batch(3)
 
 
 def test_fit_runs_at_the_scaled_lr():
