@@ -277,8 +277,10 @@ def _read(cfg) -> dict:
     tunes = sorted((s.record() for s in plan["tunes"][cfg.seed].values()),
                    key=lambda r: r["metrics"]["ratio"])
     ref = plan["reference"].record()
-    prov = report.provenance(cfg, pd.DataFrame([search, *tunes, ref]))
-    return {"search": search, "tunes": tunes, "reference": ref,
+    base = plan["baseline"].get(cfg.seed)
+    base = base.record() if base is not None else None
+    prov = report.provenance(cfg, pd.DataFrame([r for r in (base, search, *tunes, ref) if r]))
+    return {"baseline": base, "search": search, "tunes": tunes, "reference": ref,
             "prov": prov, "note": profile_note(cfg)}
 
 
@@ -310,6 +312,16 @@ def _table1(r: dict) -> pd.DataFrame:
             "Swin-T uniform FLOPs (G)": round(u["flops"] / 1e9, 2),
             "paper acc (%)": p[0], "paper params (M)": p[1], "paper FLOPs (G)": p[2],
         })
+    if r.get("baseline"):       # the paper's 0 % row: the dense baseline the search started from
+        bm, first = r["baseline"]["metrics"], out[0]
+        out[0] = {**first, "PR": "0% (searched, fine-tuned)"}
+        out.insert(0, {**first, "PR": "0% (dense baseline)", "acc no FT (%)": nan,
+                       "acc (%)": round(bm["acc"], 2),
+                       "params (M)": round(bm["params"] / 1e6, 3),
+                       "FLOPs (M)": round(bm["flops"] / 1e6, 2),
+                       "params rel.": round(bm["params"] / base["params"], 3),
+                       "FLOPs rel.": round(bm["flops"] / base["flops"], 3),
+                       "latency (ms)": round(bm.get("latency_ms") or nan, 2)})
     return pd.DataFrame(out)
 
 
@@ -445,6 +457,7 @@ def _plot_complexity(cfg, r: dict, title: str):
     axes[0].legend(fontsize=6, ncol=2)
     axes[0].grid(alpha=0.3)
     t1 = _table1(r)
+    t1 = t1[~t1["PR"].str.contains("baseline")].reset_index(drop=True)   # no latency measured
     lat0 = t1["latency (ms)"].iloc[0]
     threads = r["tunes"][0]["metrics"].get("latency_threads", 1)
     axes[1].plot(t1["FLOPs rel."], t1["latency (ms)"] / lat0, marker="o", label="ours, measured")

@@ -160,3 +160,24 @@ def test_evidence_tables_figure_claims(ev):
     part = get_config("sidt", "evidence", **{**EVIDENCE, "ratios": (0.6,)})   # not run yet
     assert sidt.claims(part).empty and "not run" in sidt.claims(part).attrs["caption"]
     assert E.claims_markdown("sidt", part).startswith("sidt claims: not run: ")
+
+
+def test_search_from_a_trained_baseline_which_is_table1s_zero_row():
+    """The paper's order (issue 16): a dense baseline first, the search warm-started from it,
+    Table I's 0 % row = that baseline; its figures still draw."""
+    c = get_config("sidt", "smoke", **SMALL, **{"baseline.epochs": 1,
+                                                  "baseline.batch_size": 256})
+    sidt.run(c)
+    base, search = sidt.stages(c)[:2]
+    assert base.name == "baseline" and search.record()["config"]["after"] == \
+        {"baseline": base.record()["run_id"]}
+    t1 = sidt.tables(c)["table1"]
+    assert t1["PR"].tolist()[:2] == ["0% (dense baseline)", "0% (searched, fine-tuned)"]
+    assert t1["acc (%)"].iloc[0] == round(base.metrics()["acc"], 2)
+    assert t1["params (M)"].iloc[0] == round(base.metrics()["params"] / 1e6, 3)
+    figs = sidt.figures(c)
+    assert figs
+    import matplotlib.pyplot as plt
+
+    for f in (figs.values() if isinstance(figs, dict) else figs):
+        plt.close(f)
