@@ -12,7 +12,8 @@ from reprolib.experiments import templates as E
 
 TINY = {"dataset": "digits", "models": ("vgg19_cifar_tiny",),
         "templates": ("base", "uniform", "quadratic"), "widths": (0.125, 0.25),
-        "seeds": (0, 1), "train.epochs": 1, "latency_repeats": 2, "memory_limit_gb": 0.0}
+        "seeds": (0, 1), "train.epochs": 1, "latency_repeats": 2, "memory_limit_gb": 0.0,
+        "table1_width": 0.125}
 
 
 @pytest.fixture(scope="module")
