@@ -40,6 +40,28 @@ baseline does differently from torchvision's Mask R-CNN is written here:
   boxes are the last stage's regression; score > 0.05, per-class NMS 0.5, 100 per image;
   the masks of the kept boxes are the average of the three mask heads' sigmoid masks.
 
+What differs from the baseline's mmdetection config (everything else above is its value):
+
+* RoIAlign: torchvision's ``MultiScaleRoIAlign`` samples with ``aligned=False``; mmcv's
+  RoIAlign, which the baseline uses, with ``aligned=True`` (a half-pixel shift of every RoI).
+  The level of a RoI is the same in both (``floor(log2(sqrt(area) / 56))``, levels 0-3).
+* Training augmentation: the baseline's ``AutoAugment`` draws per image either the
+  multi-scale resize (short side 480-800) or a resize to short side 400/500/600, a random
+  crop of 384-600 px and then the multi-scale resize; here only the first branch (the
+  multi-scale resize) and the horizontal flip are done.
+* Mask targets: torchvision's ``maskrcnn_loss`` cuts each ground-truth mask with RoIAlign to
+  28 x 28; mmdetection crops the mask to the box and resizes it.  Losses, weights and
+  sampling are otherwise the baseline's (GIoU weight 10 on decoded boxes averaged over all
+  sampled RoIs, cross-entropy classification, RPN binary cross-entropy and smooth L1 with
+  beta 1/9).
+* Numerics: bf16 autocast on CUDA instead of the baseline's fp16 (apex O1); the optimiser
+  exempts norms and biases from weight decay (the baseline also exempts Swin's relative
+  position bias tables).
+* The issue asked for class-agnostic regression (Cascade R-CNN's original head); the Swin
+  baseline's 3x config regresses per class (``reg_class_agnostic=False``), and only that
+  reaches its 86 M parameters, so it is the default here and ``class_agnostic=True`` gives
+  the other (85.63 M -> 84.66 M at 81 classes).
+
 Output conventions are torchvision's: training ``model(images, targets)`` returns a dict of
 losses (``loss_objectness``, ``loss_rpn_box_reg``, then per stage s = 1, 2, 3
 ``loss_classifier_s``, ``loss_box_reg_s``, ``loss_mask_s``, already weighted; their sum is
