@@ -41,6 +41,10 @@ def check_run(paper: str, profile: str, overrides: dict):
 
     cfg = get_config(paper, profile, **overrides)
     check_dataset(cfg.dataset)
+    if cfg.dataset == "coco":        # COCO's layout under data_root, before a kernel starts
+        from reprolib.coco import coco_root
+
+        coco_root("coco", cfg.data_root)
     if not notebook_path(paper).exists():
         raise ReprolibError(f"notebook notebooks/{paper}.ipynb is missing")
     return cfg

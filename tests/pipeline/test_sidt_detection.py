@@ -108,3 +108,14 @@ def test_missing_coco_fails_before_any_work(tmp_path):
         sidt_detection.run(c)
     assert not any(s.done for s in sidt_detection.stages(c))
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_cli_names_missing_coco_before_starting_a_kernel(tmp_path, capsys):
+    from reprolib import cli
+
+    rc = cli.main(["run", "sidt_detection", "--profile", "paper", "-p",
+                   f"data_root={tmp_path / 'coco'}"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "data set coco:" in err and "annotations/instances_train2017.json" in err
+    assert not (tmp_path / "coco").exists()
