@@ -7,11 +7,17 @@ The torchvision 0.28.0 wheel on PyPI is a CUDA build.  Next to the CPU build of 
 
 This module runs before anything imports torchvision.  It checks whether torchvision's
 ``_C`` library loads; if it does (a CUDA machine, a matching CPU build), it does nothing.
-If it does not, it defines the two operator schemas torchvision needs at import time,
+If it does not, it defines the operator schemas torchvision needs at import time,
 ``torchvision::nms`` and ``torchvision::qnms``, with a pure-PyTorch greedy NMS behind
-them, and lets ``torchvision.ops.nms`` call it.  The other compiled operators
-(roi_align, deform_conv2d, ...) stay unavailable and fail with torchvision's own message;
-nothing in reprolib uses them.
+them, and lets ``torchvision.ops.nms`` call it.  It also defines ``torchvision::roi_align``
+(what ``torchvision.ops.roi_align`` and ``MultiScaleRoIAlign`` call; the detection models of
+``reprolib.models.detection`` pool every region of interest with it) with
+:func:`roi_align_reference` behind it, registered as a composite of differentiable torch
+operations, so autograd gives its backward.  torchvision's own Python fallback for
+``roi_align`` is not used: it is ``torch.compile``d on first call and, with adaptive sampling
+(``sampling_ratio <= 0``), samples every pixel of the feature map for every bin.  The other
+compiled operators (deform_conv2d, ps_roi_align, ...) stay unavailable and fail with
+torchvision's own message; nothing in reprolib uses them.
 
 ``ACTIVE`` tells which branch ran.
 """
@@ -23,6 +29,7 @@ import importlib.util
 import os
 import sys
 
+import numpy as np
 import torch
 
 ACTIVE = False  # True when the fallback operators were registered
@@ -49,14 +56,91 @@ def nms_reference(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: floa
     inter = (rb - lt).clamp(min=0).prod(-1)
     a = area[order]
     iou = inter / (a[:, None] + a[None, :] - inter)
-    suppressed = torch.zeros(len(order), dtype=torch.bool, device=boxes.device)
+    # the greedy pass walks the boxes in score order; on a boolean NumPy matrix each step is
+    # one row OR (tensor ops per step would cost microseconds of dispatch each)
+    over = (iou > iou_threshold).cpu().numpy()
+    suppressed = np.zeros(len(order), dtype=bool)
     keep = []
     for i in range(len(order)):
         if suppressed[i]:
             continue
         keep.append(i)
-        suppressed |= iou[i] > iou_threshold
+        suppressed |= over[i]
     return order[torch.tensor(keep, dtype=torch.long, device=boxes.device)]
+
+
+def roi_align_reference(input: torch.Tensor, rois: torch.Tensor, spatial_scale: float,
+                        pooled_height: int, pooled_width: int, sampling_ratio: int = -1,
+                        aligned: bool = False) -> torch.Tensor:
+    """RoIAlign (He et al., Mask R-CNN) with torchvision's semantics, in plain PyTorch.
+
+    input: (N, C, H, W) features; rois: (K, 5) rows ``(batch index, x1, y1, x2, y2)`` in input
+    coordinates, mapped to the feature map by ``spatial_scale``.  Every output bin of the
+    ``pooled_height x pooled_width`` grid averages ``gh x gw`` bilinear samples at the centres
+    of a regular sub-grid of the bin: ``gh = gw = sampling_ratio`` when it is > 0, else
+    adaptive, ``gh = ceil(roi_h / pooled_height)``, ``gw = ceil(roi_w / pooled_width)``.
+    ``aligned`` shifts the box by -0.5 pixel (Detectron2); without it a box is at least 1 x 1.
+    As in torchvision's kernel, a sample outside ``[-1, H] x [-1, W]`` counts as 0 and one
+    inside it is read at its coordinates clamped to the map.  Returns (K, C, pooled_height,
+    pooled_width), differentiable in ``input``.
+
+    The samples of all rois with the same image and the same sub-grid size are read with one
+    ``grid_sample`` call (bilinear, exact at the clamped coordinates); memory is bounded by
+    splitting large groups.
+    """
+    import torch.nn.functional as F
+
+    K = rois.shape[0]
+    N, C, H, W = input.shape
+    ph, pw = int(pooled_height), int(pooled_width)
+    if K == 0 or C == 0:
+        return input.new_zeros((K, C, ph, pw))
+    r = rois.detach().to(input.dtype if input.is_floating_point() else torch.float32)
+    off = 0.5 if aligned else 0.0
+    x1, y1 = r[:, 1] * spatial_scale - off, r[:, 2] * spatial_scale - off
+    rw, rh = r[:, 3] * spatial_scale - off - x1, r[:, 4] * spatial_scale - off - y1
+    if not aligned:
+        rw, rh = rw.clamp(min=1.0), rh.clamp(min=1.0)
+    if sampling_ratio > 0:
+        gh = torch.full((K,), int(sampling_ratio), dtype=torch.long, device=r.device)
+        gw = gh
+    else:
+        gh, gw = torch.ceil(rh / ph).long(), torch.ceil(rw / pw).long()
+    b = r[:, 0].long()
+    key = torch.stack([b, gh, gw], 1)
+    groups, inverse = torch.unique(key, dim=0, return_inverse=True)
+    budget = 1 << 24                      # elements of one grid_sample output
+    pieces, order = [], []
+    for g, (bi, nh, nw) in enumerate(groups.tolist()):
+        idx = torch.nonzero(inverse == g).flatten()
+        if nh <= 0 or nw <= 0:            # an empty box with aligned=True: no samples, 0
+            pieces.append(input.new_zeros((len(idx), C, ph, pw)))
+            order.append(idx)
+            continue
+        per = max(1, budget // max(1, C * ph * nh * pw * nw))
+        for s in range(0, len(idx), per):
+            i = idx[s:s + per]
+            k = len(i)
+            sub_y = (torch.arange(nh, device=r.device, dtype=r.dtype) + 0.5) / nh
+            sub_x = (torch.arange(nw, device=r.device, dtype=r.dtype) + 0.5) / nw
+            cell_y = torch.arange(ph, device=r.device, dtype=r.dtype)[:, None] + sub_y
+            cell_x = torch.arange(pw, device=r.device, dtype=r.dtype)[:, None] + sub_x
+            y = y1[i, None, None] + cell_y * (rh[i] / ph)[:, None, None]     # k, ph, nh
+            x = x1[i, None, None] + cell_x * (rw[i] / pw)[:, None, None]     # k, pw, nw
+            vy = ((y >= -1.0) & (y <= H)).to(input.dtype)
+            vx = ((x >= -1.0) & (x <= W)).to(input.dtype)
+            gy = (2 * y.clamp(0, H - 1) + 1) / H - 1       # align_corners=False coordinates
+            gx = (2 * x.clamp(0, W - 1) + 1) / W - 1
+            grid = torch.stack(torch.broadcast_tensors(
+                gx.reshape(k, 1, pw * nw), gy.reshape(k, ph * nh, 1)), -1)  # k, ph*nh, pw*nw, 2
+            v = F.grid_sample(input[bi:bi + 1], grid.reshape(1, k * ph * nh, pw * nw, 2)
+                              .to(input.dtype), mode="bilinear", padding_mode="border",
+                              align_corners=False)         # 1, C, k*ph*nh, pw*nw
+            v = v.reshape(C, k, ph, nh, pw, nw)
+            v = v * (vy.reshape(1, k, ph, nh, 1, 1) * vx.reshape(1, k, 1, 1, pw, nw))
+            pieces.append((v.sum((3, 5)) / (nh * nw)).permute(1, 0, 2, 3))
+            order.append(i)
+    return torch.cat(pieces)[torch.argsort(torch.cat(order))]
 
 
 def _torchvision_ops_load() -> bool:
@@ -85,14 +169,23 @@ def _register_fallback() -> None:
     lib.impl("nms", nms_reference, "CompositeExplicitAutograd")
     lib.impl("qnms", lambda d, s, t: nms_reference(d.float(), s.float(), t),
              "CompositeExplicitAutograd")
+    lib.define("roi_align(Tensor input, Tensor rois, float spatial_scale, SymInt pooled_height, "
+               "SymInt pooled_width, int sampling_ratio, bool aligned) -> Tensor")
+    # a composite of differentiable torch operations: autograd derives the backward
+    lib.impl("roi_align", roi_align_reference, "CompositeImplicitAutograd")
     _LIB, ACTIVE = lib, True
 
 
-def _allow_nms() -> None:
-    # torchvision.ops.nms asserts that the compiled library loaded; let it reach our operator.
-    import torchvision.ops.boxes as boxes
+def _allow_ops() -> None:
+    # torchvision.ops.nms / roi_align assert that the compiled library loaded (roi_align
+    # would take torchvision's compiled Python path instead); let them reach our operators.
+    import importlib
 
+    boxes = importlib.import_module("torchvision.ops.boxes")
+    ra = importlib.import_module("torchvision.ops.roi_align")   # the module, not the function
     boxes._assert_has_ops = lambda: None
+    ra._assert_has_ops = lambda: None
+    ra._has_ops = lambda: True
 
 
 def install() -> bool:
@@ -104,6 +197,7 @@ def install() -> bool:
     if ACTIVE or _torchvision_ops_load():
         return False
     _register_fallback()
+    _allow_ops()
     return True
 
 

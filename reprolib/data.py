@@ -18,6 +18,8 @@ loaders that yield ``(x, y)`` batches already on the device, normalised, NCHW fl
 | cifar100    | CIFAR-100, 50k / 10k                                         | torchvision, download=True|
 | flowers102  | Oxford Flowers-102, train+val / test                          | torchvision, download=True|
 | imagenet    | ImageNet-1k as an ImageFolder: ROOT/train, ROOT/val           | a folder you point at     |
+| coco        | COCO 2017 instances (detection): images, boxes, masks         | reprolib.coco, a folder   |
+| coco_shapes | generated COCO-format shapes (detection), see reprolib.coco   | generated once into data/ |
 
 Small sets (digits, npz, CIFAR) take the fast path: the whole set lives on the device as
 uint8 and a :class:`TensorLoader` shuffles, augments (random crop with zero padding of
@@ -56,7 +58,9 @@ if TYPE_CHECKING:
     import torch
 
 DATASETS = ("digits", "npz:PATH", "cifar10_subset", "cifar10", "cifar100", "flowers102",
-            "imagenet")
+            "imagenet", "coco", "coco_shapes")
+#: Detection data sets (images + boxes + masks, ``reprolib.coco``).
+DETECTION_DATASETS = ("coco", "coco_shapes")
 #: Images per CIFAR-10 batch file kept in ``cifar10_subset`` (five train batches + test batch).
 SUBSET_PER_BATCH = 1017
 #: The real CIFAR-10 images (6,102 of them): see ``cifar10_subset_file``.  Tests that need
@@ -632,6 +636,10 @@ def prepare_data(dataset: str, root=None, *, download: bool | None = None) -> st
                                 ) from None
         load_npz(f)
         return f"cifar10_subset: {'found' if present else 'built'} at {f}"
+    if dataset in DETECTION_DATASETS:      # COCO's layout checked, or the generated set
+        from reprolib.coco import coco_root
+
+        return f"{dataset}: {coco_root(dataset, root)}"
     base = root_exists()
     if is_present(dataset, root):
         return f"{dataset}: {base}"
@@ -681,6 +689,11 @@ def get_data(dataset: str, image_size: int = 32, batch_size: int = 128, *, root=
         world_size = torch.distributed.get_world_size() if dist else 1
     eval_bs = eval_batch_size or 2 * batch_size
     check_dataset(dataset)
+    if dataset in DETECTION_DATASETS:            # COCO instances: reprolib.coco
+        from reprolib.coco import coco_data
+
+        return coco_data(dataset, batch_size, eval_bs, root, device, augment, seed, workers,
+                         rank, world_size, image_size)
     if dataset in ("flowers102", "imagenet"):
         return _folder_data(dataset, image_size, batch_size, eval_bs, root, device, augment,
                             seed, workers, rank, world_size, val_fraction, aug)

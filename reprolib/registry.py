@@ -26,7 +26,9 @@ _PAPER_OF: dict[str, str] = {}
 #: name -> paper ("" = general) of every model registered by reprolib's own modules.
 BUILTIN_MODELS: dict[str, str] = {
     "small_cnn": "", "test_small_cnn": "",
-    **dict.fromkeys(("swin_t", "swin_cifar", "swin_tiny_test", "swin_transformer"), "sidt"),
+    **dict.fromkeys(("swin_t", "swin_cifar", "swin_tiny_test", "swin_transformer",
+                     "cascade_mask_rcnn_swin", "cascade_mask_rcnn_swin_t",
+                     "cascade_mask_rcnn_swin_tiny"), "sidt"),
     **dict.fromkeys(("vit_pe_small", "vit_small", "vit_pe_cifar", "vit_cifar_unshared",
                      "vit_pe_test", "vit_test_unshared", "resnet50_pe", "resnet50",
                      "resnet50_pe_cifar", "resnet50_cifar_unshared", "resnet_pe_test",

@@ -97,10 +97,17 @@ def _acc_dtype(device) -> torch.dtype:
     return torch.float64 if torch.device(device).type in ("cpu", "cuda") else torch.float32
 
 
-def _to(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+def _to(t, device: torch.device):
     """``t`` on ``device`` (the same tensor when it is already there): a loader built for
-    another device (a CPU loader feeding a CUDA model) can no longer mismatch the model."""
-    return t if t.device == device else t.to(device, non_blocking=True)
+    another device (a CPU loader feeding a CUDA model) can no longer mismatch the model.
+    Lists, tuples and dicts (a detector's images and targets) are moved element by element."""
+    if isinstance(t, (list, tuple)):
+        return type(t)(_to(v, device) for v in t)
+    if isinstance(t, dict):
+        return {k: _to(v, device) for k, v in t.items()}
+    if hasattr(t, "device") and hasattr(t, "to"):       # a tensor (or one standing for it)
+        return t if t.device == device else t.to(device, non_blocking=True)
+    return t
 
 
 def _zeros(device) -> torch.Tensor:
@@ -178,11 +185,17 @@ def evaluate(model: nn.Module, loader, device=None, amp: bool = True) -> dict:
 def fit(model: nn.Module, data, cfg: TrainConfig, *,
         extra_loss: Callable[[nn.Module], torch.Tensor] | None = None,
         grad_hook: Callable[[nn.Module], None] | None = None,
-        ckpt_dir: str | os.PathLike | None = None, device=None, desc: str = "") -> FitResult:
+        ckpt_dir: str | os.PathLike | None = None, device=None, desc: str = "",
+        criterion: Callable | None = None, evaluator: Callable | None = None) -> FitResult:
     """Train ``model`` on ``data`` (a :class:`reprolib.data.Data`) with ``cfg``.
 
     extra_loss: ``f(model) -> scalar`` added to the task loss (e.g. gamma * sum |scores|).
     grad_hook: ``f(model)`` called after backward, before clipping and the step.
+    criterion: ``f(net, x, y) -> scalar`` task loss of a batch, for a model that computes
+        its own loss (a detector: the sum of ``net(images, targets)``'s losses); default
+        cross-entropy of ``net(x)`` (with label smoothing / mixup).
+    evaluator: ``f(model, loader, device, amp) -> dict`` of test metrics, recorded per
+        evaluated epoch as ``test_<key>`` (default :func:`evaluate`: ``acc``, ``loss``).
     ckpt_dir: folder for ``last.pt``; an existing checkpoint there is resumed.
     device: "auto"/None = cuda when available.  The model is moved there in place.
     desc: label of the progress bar.
@@ -240,17 +253,23 @@ def fit(model: nn.Module, data, cfg: TrainConfig, *,
                   leave=False, disable=not bar)
         for step, (x, y) in enumerate(it):
             x, y = _to(x, device), _to(y, device)   # a no-op when the loader is on the device
-            if device.type == "cuda" and cfg.channels_last and x.ndim == 4:
+            if device.type == "cuda" and cfg.channels_last and getattr(x, "ndim", 0) == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
-            target = y
-            if mixup is not None:
-                if len(x) % 2:  # timm's Mixup needs an even batch
-                    x, y = x[:-1], y[:-1]
-                x, target = mixup(x, y)
-            with torch.autocast("cuda", torch.bfloat16, enabled=use_amp):
-                out = net(x)
-            out = out.float()
-            if mixup is not None:
+            target, out = y, None
+            if criterion is not None:
+                with torch.autocast("cuda", torch.bfloat16, enabled=use_amp):
+                    loss = criterion(net, x, y).float()
+            else:
+                if mixup is not None:
+                    if len(x) % 2:  # timm's Mixup needs an even batch
+                        x, y = x[:-1], y[:-1]
+                    x, target = mixup(x, y)
+                with torch.autocast("cuda", torch.bfloat16, enabled=use_amp):
+                    out = net(x)
+                out = out.float()
+            if out is None:
+                pass
+            elif mixup is not None:
                 loss = torch.sum(-target * F.log_softmax(out, dim=-1), dim=-1).mean()
             else:
                 loss = F.cross_entropy(out, target, label_smoothing=cfg.label_smoothing)
@@ -264,7 +283,7 @@ def fit(model: nn.Module, data, cfg: TrainConfig, *,
             opt.step()
             sched.step()
             tot_loss += loss.detach().to(tot_loss.dtype) * len(y)   # on the device: no sync
-            if mixup is None:
+            if mixup is None and out is not None:
                 tot_correct += (out.argmax(1) == y).sum()
             tot_n += len(y)
             if bar and (step + 1) % PROGRESS_EVERY == 0:
@@ -272,7 +291,7 @@ def fit(model: nn.Module, data, cfg: TrainConfig, *,
         tot_loss, tot_correct, tot_n = _all_sum([tot_loss, tot_correct, tot_n], device)
         rec = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"],
                "train_loss": tot_loss / max(tot_n, 1)}
-        if mixup is None:
+        if mixup is None and criterion is None:
             rec["train_acc"] = 100.0 * tot_correct / max(tot_n, 1)
         if select and ((epoch + 1) % cfg.select_every == 0 or epoch + 1 == cfg.epochs):
             rec["val_acc"] = evaluate(model, data.val, device, cfg.amp)["acc"]
@@ -284,8 +303,8 @@ def fit(model: nn.Module, data, cfg: TrainConfig, *,
             if select and epoch + 1 == cfg.epochs and best is not None:
                 model.load_state_dict(best["model"])   # the checkpoint best on validation
                 rec["selected_epoch"], rec["selected_val_acc"] = best["epoch"], best["val_acc"]
-            ev = evaluate(model, data.test, device, cfg.amp)
-            rec["test_acc"], rec["test_loss"] = ev["acc"], ev["loss"]
+            ev = (evaluator or evaluate)(model, data.test, device, cfg.amp)
+            rec.update({f"test_{k}": v for k, v in ev.items()})
         rec["time_s"] = time.perf_counter() - te
         result.history.append(rec)
         if ckpt is not None and rank == 0:

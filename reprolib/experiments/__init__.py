@@ -24,7 +24,8 @@ from types import ModuleType
 from reprolib.errors import choose
 
 #: The notebooks, in the order the README and ``reprolib reproduce`` present them.
-EXPERIMENTS = ("quickstart", "sidt", "pe", "vtp_svd", "metaformer_nas", "templates", "overview")
+EXPERIMENTS = ("quickstart", "sidt", "sidt_detection", "pe", "vtp_svd", "metaformer_nas",
+               "templates", "overview")
 
 
 def get_experiment(paper: str) -> ModuleType:

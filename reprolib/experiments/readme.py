@@ -31,6 +31,10 @@ def results_section(profile: str = PROFILE) -> str:
     for paper in EXPERIMENTS:
         exp = get_experiment(paper)
         cfg = get_config(paper, profile)
+        if not any(s.done for s in exp.stages(cfg)):      # a notebook whose run is to come
+            parts.append(f"### {get_paper(paper).title}\n\nNo `{profile}` records yet "
+                         f"(`reprolib run {paper} --profile {profile}` writes them).\n")
+            continue
         fig = f"figures/{paper}/{exp.README_FIGURE}-{profile}.png"
         parts.append(f"### {get_paper(paper).title}\n\n![{paper}]({fig})\n\n"
                      f"{exp.summary(cfg).strip()}\n")

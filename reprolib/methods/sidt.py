@@ -141,6 +141,18 @@ def _check_swin(model: nn.Module) -> None:
                             f"SwinTransformerBlocks); got {type(model).__name__}")
 
 
+def _swin_of(model: nn.Module) -> SwinTransformer:
+    """``model`` itself when it is a timm Swin, else the one Swin it holds (a detector's
+    backbone, ``reprolib.models.detection``)."""
+    if isinstance(model, SwinTransformer):
+        return model
+    found = [m for m in model.modules() if isinstance(m, SwinTransformer)]
+    if len(found) != 1:
+        raise ReprolibError(f"SiDT needs a timm SwinTransformer or a model holding exactly one; "
+                            f"{type(model).__name__} holds {len(found)}")
+    return found[0]
+
+
 def _full_head_dim(a: WindowAttention) -> int:
     return int(getattr(a, "orig_head_dim", a.qkv.out_features // (3 * a.num_heads)))
 
@@ -194,7 +206,9 @@ def attach_scores(model: nn.Module) -> nn.Module:
 
     Args:
         model: a timm ``SwinTransformer`` of any size (made by ``reprolib.create_model`` or
-            directly with timm), or a pruned SiDT model.  It is changed in place: each
+            directly with timm), a pruned SiDT model, or a model holding a Swin (a detector
+            of ``reprolib.models.detection``: its backbone's blocks are scored, nothing
+            else changes).  It is changed in place: each
             ``blocks[i].attn`` becomes a :class:`SiDTWindowAttention` with ``alpha`` of length
             head_dim, each ``blocks[i].mlp`` a :class:`SiDTMlp` with ``alpha`` of length hidden
             width.  Weights are kept, so with all scores 1 the model computes exactly what it
@@ -314,7 +328,9 @@ def prune(model: nn.Module, ratio: float, scope: str = "global", round_to: int =
     """Physically prune a scored Swin: a new, smaller model (the input is left untouched).
 
     Args:
-        model: a timm ``SwinTransformer`` after :func:`attach_scores` (and search).
+        model: a timm ``SwinTransformer`` after :func:`attach_scores` (and search), or a model
+            holding one (a detector of ``reprolib.models.detection``: its backbone is pruned,
+            everything else is copied).
         ratio: fraction of the score dimensions removed, in [0, 1) (the paper's pruning ratio
             PR; it keeps ``rho = 1 - ratio``).  0 keeps everything: the result computes exactly
             what ``model`` computes.
@@ -334,10 +350,22 @@ def prune(model: nn.Module, ratio: float, scope: str = "global", round_to: int =
         position bias are those of the unpruned model.  Its ``reprolib_spec`` is the
         ``swin_transformer`` builder with :func:`swin_spec` and one arch step
         ``{"kind": "sidt", "attn_dims", "mlp_dims", "kept", "ratio", "scope"}``, so
-        ``reprolib.save_compressed`` writes it and ``load_compressed`` rebuilds it.
+        ``reprolib.save_compressed`` writes it and ``load_compressed`` rebuilds it.  For a
+        model holding a Swin the result is the same kind of model with the pruned Swin, its
+        spec the model's own builder and arguments with that one ``"sidt"`` step (layer
+        names prefixed by the Swin's place, e.g. ``backbone.body.layers.0...``).
     """
     keep = keep_indices(model, ratio, scope, round_to, ranking=ranking)
-    kwargs = swin_spec(model)
+    if isinstance(model, SwinTransformer):
+        builder, kwargs = SWIN_BUILDER, swin_spec(model)
+    else:                       # a model holding a Swin (a detector): rebuilt by its builder
+        _swin_of(model)
+        spec = getattr(model, "reprolib_spec", None)
+        if spec is None:
+            raise ReprolibError(f"this {type(model).__name__} holds a Swin but was not built by "
+                                "reprolib.create_model, so its pruned architecture cannot be "
+                                "saved as data; build it with create_model(name, ...)")
+        builder, kwargs = spec["builder"], spec["kwargs"]
     new = copy.deepcopy(model)
     for name, blk in _blocks(new):
         a, m = blk.attn, blk.mlp
@@ -349,7 +377,7 @@ def prune(model: nn.Module, ratio: float, scope: str = "global", round_to: int =
             "ratio": float(ratio), "scope": scope}
     if round_to != 1:
         step["round_to"] = int(round_to)
-    return set_spec(new, SWIN_BUILDER, kwargs, [to_strict_json(step)])
+    return set_spec(new, builder, kwargs, [to_strict_json(step)])
 
 
 def _prune_attn(a: SiDTWindowAttention, idx: torch.Tensor) -> SiDTWindowAttention:
@@ -394,11 +422,10 @@ def swin_spec(model: nn.Module) -> dict:
     its modules; drop rates from the last block), enough to rebuild its unpruned skeleton with
     the registered builder ``swin_transformer`` (``reprolib.create_model("swin_transformer",
     **swin_spec(model))``).  Works for any timm Swin with timm's default LayerNorm and GELU,
-    whether or not ``reprolib.create_model`` made it, scored or pruned."""
+    whether or not ``reprolib.create_model`` made it, scored or pruned; for a model holding
+    one Swin (a detector), that Swin's arguments."""
     _check_swin(model)
-    if not isinstance(model, SwinTransformer):
-        raise ReprolibError("SiDT describes a timm SwinTransformer at the top level as data; "
-                            f"got {type(model).__name__}")
+    model = _swin_of(model)
     pe = model.patch_embed
     stages = list(model.layers)
     first = [s.blocks[0] for s in stages]

@@ -23,7 +23,7 @@ def test_environment_yml_agrees_with_lock():
 def test_lock_has_every_direct_dependency():
     lock = {k.lower() for k in _pins((paths.ROOT / "requirements.lock").read_text())}
     for dep in ("timm", "papermill", "nbval", "jupyterlab", "matplotlib", "seaborn", "scikit-learn",
-                "pandas", "scipy", "tqdm", "pytest", "ipykernel"):
+                "pandas", "scipy", "tqdm", "pytest", "ipykernel", "pycocotools"):
         assert dep in lock, dep
 
 

@@ -61,7 +61,8 @@ def test_departures_are_marked_with_their_reason():
     t = {x["field"]: x for x in plan("templates", "paper", nproc=2)["stages"][0]["fields"]}
     assert t["global_batch"]["departs"] and "per-process" in t["global_batch"]["reason"]
     # an override off the paper's value is marked, and a smaller profile says why
-    s = {x["field"]: x for x in plan("sidt", "paper", **{"search.lr": 1e-3})["stages"][0]["fields"]}
+    st = {x["name"]: x for x in plan("sidt", "paper", **{"search.lr": 1e-3})["stages"]}
+    s = {x["field"]: x for x in st["search"]["fields"]}
     assert s["lr"]["departs"] and s["lr"]["paper"] == "0.00025"
     c = {x["field"]: x for x in plan("sidt", "cpu")["stages"][0]["fields"]}
     assert c["epochs"]["departs"] and "cpu profile" in c["epochs"]["reason"]
@@ -97,7 +98,7 @@ def test_gpu_hours_from_a_bench_record(tmp_path, monkeypatch):
     f = {x["field"]: x for x in p["stages"][0]["fields"]}
     # 3.6 ms / image x 50,000 images x 160 epochs = 8 h
     assert f["estimated GPU-hours"]["value"].startswith("8.0 device-hours on NVIDIA H100")
-    assert p["hours_known"] and p["total_hours"] == pytest.approx(8.0 * 6)   # search + 5 tunes
+    assert p["hours_known"] and p["total_hours"] == pytest.approx(8.0 * 7)   # baseline + search + 5 tunes
 
 
 def test_plan_cli(capsys):
