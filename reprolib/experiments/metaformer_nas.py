@@ -470,12 +470,7 @@ def figures(cfg) -> dict:
     fig.tight_layout()
     out["searched_cells"] = fig
 
-    toys = _toys(cfg)
-    fig, axes = plt.subplots(1, len(toys), figsize=(5.5 * len(toys), 3.4), squeeze=False)
-    for ax, (n, r) in zip(axes[0], sorted(toys.items())):
-        h = r["metrics"]
-        plot_toy(h, ax, f"toy reward, N = {n}: converged = {h['converged']} "
-                        f"({len(h['p_target'])} updates, profile {cfg.profile})")
+    fig, toys = _toy_figure(cfg, f"profile {cfg.profile}")
     fig.suptitle(f"profile={cfg.profile} · seed={cfg.seed} · device="
                  f"{report.device_label(list(toys.values()))}{profile_note(cfg)}", fontsize=8)
     fig.tight_layout()
@@ -839,12 +834,7 @@ def evidence_figures(cfg) -> dict:
     fig.suptitle(_wrapped(fig, prov), fontsize=8)
     fig.tight_layout()
     out["searched_cells"] = fig
-    toys = _toys(cfg)
-    fig, axes = plt.subplots(1, len(toys), figsize=(5.5 * len(toys), 3.4), squeeze=False)
-    for ax, (n, r) in zip(axes[0], sorted(toys.items())):
-        h = r["metrics"]
-        plot_toy(h, ax, f"toy reward, N = {n}: converged = {h['converged']} "
-                        f"({len(h['p_target'])} updates, seed {cfg.seed})")
+    fig, _ = _toy_figure(cfg, f"seed {cfg.seed}")
     fig.suptitle(_wrapped(fig, prov), fontsize=8)
     fig.tight_layout()
     out["toy_reinforce"] = fig
@@ -1017,3 +1007,17 @@ def summary(cfg) -> str:
         out.append(f"These are {cfg.profile}-profile numbers, not the paper's setting "
                    f"(`figures/{PAPER}/`).")
     return " ".join(out)
+
+
+def _toy_figure(cfg, what: str):
+    """The toy-reward check of every N: target probability per update (``what`` ends each
+    panel title: the profile or the seed)."""
+    import matplotlib.pyplot as plt
+
+    toys = _toys(cfg)
+    fig, axes = plt.subplots(1, len(toys), figsize=(5.5 * len(toys), 3.4), squeeze=False)
+    for ax, (n, r) in zip(axes[0], sorted(toys.items())):
+        h = r["metrics"]
+        plot_toy(h, ax, f"toy reward, N = {n}: converged = {h['converged']} "
+                        f"({len(h['p_target'])} updates, {what})")
+    return fig, toys
