@@ -1,5 +1,5 @@
-"""Command line: ``reprolib list | run | compute | reproduce | readme | bench`` (also
-``python -m reprolib``).
+"""Command line: ``reprolib list | run | compute | plan | reproduce | readme | bench | export``
+(also ``python -m reprolib``).
 
     reprolib list [PAPER]                           papers, profiles, models, data sets; with
                                                     PAPER every override key, its type, value
@@ -452,7 +452,9 @@ def _paper_args(p: argparse.ArgumentParser) -> None:
                    help="show this help and, after PAPER, every override key of that paper")
     p.add_argument("paper", help="the notebook: quickstart, sidt, pe, vtp_svd, "
                                  "metaformer_nas, templates (reprolib list)")
-    p.add_argument("--profile", default="smoke", help="preset: smoke (default), cpu, gpu, paper")
+    p.add_argument("--profile", default="smoke",
+                   help="preset: smoke (default), cpu, evidence (the claims test, 3 seeds), gpu, "
+                        "paper; reprolib list PAPER shows the ones a paper has")
     p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config value, e.g. finetune.epochs=3 (repeatable; "
                         "reprolib list PAPER shows every key)")

@@ -83,7 +83,7 @@ def compare(a: Sequence[float], b: Sequence[float], *, alpha: float = 0.05,
     else:
         verdict = ("holds" if lo > -margin else "does not hold" if hi < -margin
                    else "inconclusive")
-        test = f"{100 * (1 - alpha):.0f} % CI [{lo:+.2f}, {hi:+.2f}] vs margin -{margin:g}, n = {na} vs {nb}"
+        test = f"{100 * (1 - alpha):.0f} % CI [{lo:+.2f}, {hi:+.2f}] vs margin -{margin:.2f}, n = {na} vs {nb}"
     return {"diff": diff, "p": p, "ci": (lo, hi), "verdict": verdict,
             "reason": f"difference {diff:+.2f} ({test})"}
 

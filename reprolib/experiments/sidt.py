@@ -581,7 +581,11 @@ def summary(cfg) -> str:
                f"the searched model: {s['acc']:.1f} %) (`figures/sidt/table1-{p}.md`).")
     n = _test_images(r["tunes"])
     spread = max(accs) - min(accs)
-    if n and len(accs) > 1:
+    if getattr(cfg, "seeds", ()):
+        out.append(f"These are seed {cfg.seed}'s numbers; the claims table below tests pruning "
+                   f"over {len(cfg.seeds)} seeds, against uniform and random pruning at equal "
+                   f"parameters.")
+    elif n and len(accs) > 1:
         pm = sum(accs) / len(accs) / 100
         se = 100 * math.sqrt(pm * (1 - pm) / n)
         sed = math.sqrt(2) * se

@@ -741,7 +741,7 @@ def _evidence_note(cfg) -> str:
     hist = [ev["dense"].metrics()["history"].get("pretrain", []) for ev in pl.evidence.values()]
     recs = [s.record() for s in pl.stages]
     seeds = ", ".join(str(s) for s in pl.evidence)
-    return (f"patch {sp}, {phase_note(cfg, [sp], 'sweep')}, `{_data_name(cfg)}`, seeds {seeds}; "
+    return (f"{phase_note(cfg, [sp], 'sweep')}, `{_data_name(cfg)}`, seeds {seeds}; "
             f"{evidence.plateau_note(hist, what='the dense baseline')}; "
             f"{evidence.cost_note(recs)}{profile_note(cfg)}")
 
