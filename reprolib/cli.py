@@ -1,4 +1,5 @@
-"""Command line: ``reprolib list | run | compute | plan | reproduce | readme | bench | export``
+"""Command line: ``reprolib list | run | compute | plan | clean | reproduce | readme | bench |
+export``
 (also ``python -m reprolib``).
 
     reprolib list [PAPER]                           papers, profiles, models, data sets; with
@@ -9,6 +10,7 @@
     reprolib compute pe --profile paper --data-root /imagenet   the pipeline, no notebook
     reprolib plan pe --profile paper --nproc 8      what would run, beside the paper's values
     torchrun --nproc_per_node=8 -m reprolib compute pe --profile paper --data-root /imagenet
+    reprolib clean sidt --profile evidence [--yes]  records no stage of the profile names
     reprolib reproduce --profile smoke              every notebook at one profile
     reprolib readme [--check]                       regenerate README.md's results section
     reprolib bench --profile cpu [--only sidt vtp]  measured speedup vs FLOP reduction
@@ -327,6 +329,30 @@ def cmd_compute(args) -> int:
     return 0
 
 
+def cmd_clean(args) -> int:
+    cfg = check_run(args.paper, args.profile, parse_overrides(args.param), data=False)
+    import shutil
+
+    from reprolib.experiments import get_experiment
+    from reprolib.experiments.common import stale_records
+
+    stages = get_experiment(args.paper).stages(cfg)
+    stale = stale_records(stages)
+    where = paths.rel(paths.results_root() / args.paper / args.profile)
+    print(f"{args.paper} [{args.profile}]: {len(stages)} stages, {len(stale)} records in "
+          f"{where}/ that none of them names")
+    for p in stale:
+        print(f"  {p.name}")
+        if args.yes:
+            p.unlink()
+            shutil.rmtree(p.parent / "ckpt" / p.stem, ignore_errors=True)
+    if stale:
+        print("removed, with their checkpoints" if args.yes else
+              "nothing removed: add --yes to remove them and their checkpoints (records of "
+              "runs made with -p overrides count as stale unless the same -p is given here)")
+    return 0
+
+
 def cmd_reproduce(args) -> int:
     from reprolib.configs import papers
     from reprolib.experiments import EXPERIMENTS
@@ -503,6 +529,15 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--json", action="store_true", help="the plan as JSON")
     pl.add_argument("--brief", action="store_true", help="five lines per stage")
     pl.set_defaults(fn=cmd_plan)
+    cl = sub.add_parser("clean", help="list (with --yes remove) a profile's records that its "
+                        "stages no longer name (left by an earlier config)")
+    cl.add_argument("paper")
+    cl.add_argument("--profile", default="smoke")
+    cl.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                    help="override one config value (repeatable): the config whose records "
+                         "are kept")
+    cl.add_argument("--yes", action="store_true", help="remove them and their checkpoints")
+    cl.set_defaults(fn=cmd_clean)
     a = sub.add_parser("reproduce", help="execute every notebook at one profile")
     a.add_argument("--profile", default="smoke")
     _data_args(a)

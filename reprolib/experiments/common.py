@@ -138,6 +138,16 @@ def run_stages(stages: Iterable[Stage], force: bool = False) -> dict[str, dict]:
     return {s.name: s.run(force) for s in stages}
 
 
+def stale_records(stages: Iterable[Stage]) -> list[Path]:
+    """The records in the folders of ``stages`` that none of them names: what an earlier
+    config of the profile left (a changed key writes a new record and keeps the old one).
+    Their checkpoints are ``path.parent / "ckpt" / path.stem``."""
+    stages = list(stages)
+    keep = {s.path.resolve() for s in stages}
+    folders = sorted({s.path.parent for s in stages})
+    return [p for f in folders for p in sorted(f.glob("*.json")) if p.resolve() not in keep]
+
+
 def records(stages: Iterable[Stage]) -> dict[str, dict]:
     """The stored records of ``stages`` (all must exist), by stage name."""
     return {s.name: s.record() for s in stages}

@@ -211,3 +211,30 @@ def test_an_interrupted_run_prints_one_line_and_leaves_no_partial_notebook(tmp_p
     for k in kernel:                   # the kernel went with it (gone, or a zombie)
         stat = Path(f"/proc/{k}/stat")
         assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def test_clean_lists_then_removes_only_records_no_stage_names(tmp_path, monkeypatch, capsys):
+    """`reprolib clean`: a record of an earlier config (and its checkpoints) is listed, kept
+    without --yes and removed with it; the records the profile's stages name stay."""
+    from reprolib.configs import get_config
+    from reprolib.experiments import quickstart
+
+    monkeypatch.setenv("REPROLIB_RESULTS", str(tmp_path / "results"))
+    stages = quickstart.stages(get_config("quickstart", "smoke"))
+    live = stages[0].path
+    live.parent.mkdir(parents=True)
+    live.write_text("{}")
+    old = live.parent / "train-0123456789.json"
+    old.write_text("{}")
+    (live.parent / "ckpt" / old.stem).mkdir(parents=True)
+
+    assert cli.main(["clean", "quickstart"]) == 0
+    out = capsys.readouterr().out
+    assert f"{len(stages)} stages, 1 records" in out and old.name in out and live.name not in out
+    assert old.exists() and "add --yes" in out
+
+    assert cli.main(["clean", "quickstart", "--yes"]) == 0
+    assert not old.exists() and not (live.parent / "ckpt" / old.stem).exists()
+    assert live.exists()
+    assert cli.main(["clean", "quickstart"]) == 0
+    assert ", 0 records" in capsys.readouterr().out
