@@ -1,6 +1,5 @@
 """Command line: ``reprolib list | run | compute | plan | clean | reproduce | readme | bench |
-export``
-(also ``python -m reprolib``).
+export`` (also ``python -m reprolib``).
 
     reprolib list [PAPER]                           papers, profiles, models, data sets; with
                                                     PAPER every override key, its type, value
@@ -330,9 +329,9 @@ def cmd_compute(args) -> int:
 
 
 def cmd_clean(args) -> int:
-    cfg = check_run(args.paper, args.profile, parse_overrides(args.param), data=False)
     import shutil
 
+    cfg = check_run(args.paper, args.profile, parse_overrides(args.param), data=False)
     from reprolib.experiments import get_experiment
     from reprolib.experiments.common import stale_records
 
@@ -479,7 +478,7 @@ def _paper_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("paper", help="the notebook: quickstart, sidt, pe, vtp_svd, "
                                  "metaformer_nas, templates (reprolib list)")
     p.add_argument("--profile", default="smoke",
-                   help="preset: smoke (default), cpu, evidence (the claims test, 3 seeds), gpu, "
+                   help="preset: smoke (default), cpu, evidence (the claims test, 3-5 seeds), gpu, "
                         "paper; reprolib list PAPER shows the ones a paper has")
     p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config value, e.g. finetune.epochs=3 (repeatable; "

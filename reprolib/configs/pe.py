@@ -144,8 +144,8 @@ register_paper(
         # parameter count (patch 8, depth 4), 40 epochs (with 15 the twins' accuracy was still
         # rising), and the same three of the quarter-width ResNet-50 (base 8, PE^1), 15 epochs.
         # One idle CPU thread per epoch of 5,085 images (and the test pass): ViT 4-5 s, ResNet
-        # 21-32 s, so the ViT half is ~10 min per seed and the ResNet half ~20 min: ~45 min on
-        # 2 cores.  The ResNet half is not at a plateau after 15 epochs; 30 (-p
+        # 21-32 s (from the records), so the ViT half is ~10 min per seed and the ResNet half
+        # ~20 min: ~90 core-minutes, ~45 min on 2 cores (estimated from those times).  The ResNet half is not at a plateau after 15 epochs; 30 (-p
         # resnet_train.epochs=30) doubles its cost: a GPU run, or leave it out (-p
         # resnet_model= -p resnet_twin=)
         "evidence": {"dataset": "cifar10_subset", "vit_model": "vit_pe_cifar",
