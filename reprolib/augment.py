@@ -41,6 +41,8 @@ def parse_randaugment(spec: str) -> dict:
                             "('rand-m9-mstd0.5-inc1')")
     out = {"m": 10.0, "n": 2, "mstd": 0.0, "inc": 0}
     for p in parts[1:]:
+        if p.startswith("mmax"):                  # timm's magnitude cap: not changed here
+            continue
         for key in ("mstd", "inc", "m", "n"):   # longest prefix first
             if p.startswith(key):
                 try:

@@ -33,6 +33,15 @@ FORMAT = "reprolib-compressed/1"
 _MISMATCH = (r"size mismatch for (\S+): copying a param with shape torch\.Size\(\[(.*?)\]\) "
              r"from checkpoint, the shape in current model is torch\.Size\(\[(.*?)\]\)")
 _APPLIERS: dict[str, Callable[[nn.Module, dict], nn.Module]] = {}
+#: The most parameters a compressed-model file may build: its skeleton is counted on the meta
+#: device first (nothing allocated), and one above this, or above the memory available, is
+#: refused before it is built.
+MAX_PARAMS = 2_000_000_000
+#: safetensors' dtype names of the torch dtypes a state dict holds.
+_ST_DTYPES = {"float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16",
+              "int64": "I64", "int32": "I32", "int16": "I16", "int8": "I8", "uint8": "U8",
+              "bool": "BOOL", "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2",
+              "complex64": "C64", "uint16": "U16", "uint32": "U32", "uint64": "U64"}
 
 
 def register_arch(kind: str):
@@ -51,6 +60,8 @@ def _lowrank(model: nn.Module, step: dict) -> nn.Module:
     """Decomposed layers (``reprolib.methods.decompose``): ``{"ranks": {layer: rank}}``."""
     from reprolib.models.layers.lowrank import apply_ranks
 
+    if "ranks" not in step:
+        raise ReprolibError('the "lowrank" step has no "ranks" ({layer name: rank})')
     return apply_ranks(model, step["ranks"])
 
 
@@ -89,19 +100,117 @@ def _ensure_methods() -> None:
         importlib.import_module(f"reprolib.methods.{mod.name}")
 
 
-def build(spec: dict) -> nn.Module:
-    """The (untrained) model a spec describes: the builder's skeleton, then every arch step."""
+def _check_spec(spec: dict) -> None:
+    """The spec's fields have the types the format gives them (a ReprolibError naming the
+    field otherwise): ``builder`` a name, ``kwargs`` an object, ``arch`` a list of objects
+    each with a ``kind``."""
+    if not isinstance(spec.get("builder"), str):
+        raise ReprolibError(f'its "builder" must be a registered model name, got '
+                            f'{spec.get("builder")!r}')
+    if not isinstance(spec.get("kwargs", {}), dict):
+        kw = spec["kwargs"]
+        raise ReprolibError(f'its "kwargs" must be an object of the builder\'s keyword '
+                            f"arguments, got {type(kw).__name__} {kw!r:.60}")
+    arch = spec.get("arch", [])
+    if not isinstance(arch, list):
+        raise ReprolibError(f'its "arch" must be a list of steps [{{"kind": ...}}, ...], got '
+                            f'{type(arch).__name__} {arch!r:.60}')
+    for i, step in enumerate(arch):
+        if not isinstance(step, dict):
+            raise ReprolibError(f'its arch[{i}] must be an object {{"kind": ..., <data>}}, got '
+                                f'{type(step).__name__} {step!r:.60}')
+        if "kind" not in step:
+            raise ReprolibError(f'its arch[{i}] has no "kind"; valid kinds: '
+                                f'{", ".join(sorted(_APPLIERS))}')
+
+
+#: The value types of builder arguments checked from their annotation or default, and how
+#: a wrong one is named.
+_ARG_TYPES = {"int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+              "float": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+                        "a number"),
+              "bool": (lambda v: isinstance(v, bool), "true or false"),
+              "str": (lambda v: isinstance(v, str), "a string")}
+
+
+def _check_kwargs(builder: str, kwargs: dict) -> None:
+    """A keyword argument the builder declares as int / float / bool / str (annotation or
+    default) holds a value of that type: ``num_classes=1e9`` (a float) is refused."""
+    import inspect
+
+    from reprolib.registry import _MODELS
+
+    params = inspect.signature(_MODELS[builder]).parameters
+    for name, value in kwargs.items():
+        p = params.get(name)
+        if value is None or p is None or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+            continue
+        ann = p.annotation if isinstance(p.annotation, str) else getattr(p.annotation,
+                                                                          "__name__", "")
+        want = ann      # declared types only: an unannotated "pooling" may also take a dict
+        if want in _ARG_TYPES and not _ARG_TYPES[want][0](value):
+            raise ReprolibError(f"kwargs {name}={value!r} must be {_ARG_TYPES[want][1]} "
+                                f"({builder}'s argument {name}: {want})")
+
+
+def _check_params(builder: str, kwargs: dict) -> None:
+    """Build the skeleton on the meta device (no memory) and refuse it when its parameters
+    exceed ``MAX_PARAMS`` or the memory available.  A builder that cannot run on the meta
+    device is left to the real build."""
+    import torch
+
+    from reprolib.data import available_memory
     from reprolib.registry import create_model
 
+    try:
+        with torch.device("meta"):
+            skeleton = create_model(builder, **kwargs)
+    except (ReprolibError, TypeError, ValueError) as e:   # bad arguments: said now
+        raise ReprolibError(f"{builder}(**{kwargs}) cannot be built: {e}") from None
+    except Exception:  # noqa: BLE001 - e.g. an op without a meta kernel: counted when built
+        return
+    params = list(skeleton.parameters())
+    n = sum(p.numel() for p in params)
+    nbytes = sum(p.numel() * p.element_size() for p in params)
+    if n > MAX_PARAMS:
+        raise ReprolibError(f"{builder} with kwargs {kwargs} has {n:,} parameters, more than "
+                            f"the {int(MAX_PARAMS):,} a compressed-model file may build "
+                            "(reprolib.compressed.MAX_PARAMS)")
+    avail = available_memory()
+    if nbytes > avail:
+        raise ReprolibError(f"{builder} with kwargs {kwargs} has {n:,} parameters "
+                            f"({nbytes / 2**30:.1f} GiB), more than the "
+                            f"{avail / 2**30:.1f} GiB of memory available")
+
+
+def build(spec: dict) -> nn.Module:
+    """The (untrained) model a spec describes: the builder's skeleton, then every arch step.
+
+    Checked before anything is allocated: the spec's fields and types, the builder's
+    keyword arguments (an int is an int) and the skeleton's size, counted on the meta
+    device (at most ``MAX_PARAMS`` parameters, and no more than the memory available)."""
+    from reprolib.registry import _MODELS, _ensure_loaded, create_model, list_models
+
+    if not isinstance(spec, dict):
+        raise ReprolibError(f"a spec must be an object, got {type(spec).__name__}")
+    _check_spec(spec)
     _ensure_methods()
-    model = create_model(spec["builder"], **spec.get("kwargs", {}))
+    builder, kwargs = spec["builder"], dict(spec.get("kwargs", {}))
+    if builder not in _MODELS:
+        _ensure_loaded()
+    if builder not in _MODELS:
+        raise ReprolibError(f"unknown model {builder!r}; valid models: "
+                            f"{', '.join(list_models())}")
+    _check_kwargs(builder, kwargs)
+    _check_params(builder, kwargs)
+    model = create_model(builder, **kwargs)
     for step in spec.get("arch", []):
         kind = step.get("kind")
         if kind not in _APPLIERS:
             raise ReprolibError(f"unknown architecture step {kind!r}; valid: "
                                 f"{', '.join(sorted(_APPLIERS))}")
         model = _APPLIERS[kind](model, step)
-    model.reprolib_spec = {"builder": spec["builder"], "kwargs": dict(spec.get("kwargs", {})),
+    model.reprolib_spec = {"builder": builder, "kwargs": kwargs,
                            "arch": [dict(s) for s in spec.get("arch", [])]}
     return model
 
@@ -123,11 +232,49 @@ def save_compressed(model: nn.Module, path: str | os.PathLike) -> Path:
     return js
 
 
+def _first_line(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return (text[0] if text else type(e).__name__)[:300]
+
+
+def _header_mismatch(model: nn.Module, st: Path) -> str | None:
+    """The first tensor of the safetensors file ``st`` whose dtype or shape differs from
+    ``model``'s state dict (read from the file's header, no weight loaded), as a sentence;
+    None when all agree or the header cannot be read (``load_model`` then says why).  A
+    dtype retyped in the header (F32 -> I32) would otherwise load as garbage weights."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(st), framework="pt") as f:
+            saved = {k: (f.get_slice(k).get_dtype(), tuple(f.get_slice(k).get_shape()))
+                     for k in f.keys()}
+    except Exception:  # noqa: BLE001 - corrupt or truncated: reported by load_model
+        return None
+    bad = []
+    for name, t in model.state_dict().items():
+        if name not in saved:
+            continue
+        dtype, shape = saved[name]
+        want = _ST_DTYPES.get(str(t.dtype).removeprefix("torch."), str(t.dtype))
+        if tuple(t.shape) != shape:
+            bad.append(f"layer {name.rsplit('.', 1)[0]} ({name}): the weights hold shape "
+                       f"({', '.join(map(str, shape))}), the architecture in the JSON gives "
+                       f"({', '.join(map(str, t.shape))})")
+        elif dtype != want:
+            bad.append(f"tensor {name} is stored as {dtype}, the model's is {want} (a "
+                       "retyped header: its bytes would load as garbage weights)")
+    if not bad:
+        return None
+    return bad[0] + (f", and {len(bad) - 1} more" if len(bad) > 1 else "")
+
+
 def load_compressed(path: str | os.PathLike, map_location: str = "cpu") -> nn.Module:
     """Rebuild a model written by :func:`save_compressed` (any method's compressed model).
 
     A missing, corrupt, truncated or mismatched file is one ``ReprolibError`` naming the file
-    and what is wrong.
+    and what is wrong: a malformed spec, bad builder arguments or ranks, a model too large to
+    build (:func:`build`), weights whose dtype or shape differ from the model's (read from
+    the safetensors header before anything is loaded).
     """
     from safetensors.torch import load_model
 
@@ -139,9 +286,13 @@ def load_compressed(path: str | os.PathLike, map_location: str = "cpu") -> nn.Mo
         raise ReprolibError(f"compressed-model weights {paths.rel(st)} do not exist")
     try:
         model = build(spec)
-    except (ReprolibError, KeyError, TypeError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001 - any builder failure on this file: one message
         raise ReprolibError(f"compressed-model file {paths.rel(js)} does not describe a "
-                            f"buildable model: {e}") from None
+                            f"buildable model: {_first_line(e)}") from None
+    bad = _header_mismatch(model, st)
+    if bad:
+        raise ReprolibError(f"compressed-model weights {paths.rel(st)} do not fit the "
+                            f"architecture of {paths.rel(js)}: {bad}")
     try:
         missing, unexpected = load_model(model, str(st), strict=False, device=map_location)
     except Exception as e:  # noqa: BLE001 - corrupt file, shape mismatch: one message

@@ -32,18 +32,22 @@ Every loader is deterministic given ``seed`` and the epoch (``set_epoch``), whic
 makes resuming a killed run exact.  Under DDP each rank reads its own shard.
 
 Data first: :func:`prepare_data` (what ``reprolib run`` / ``compute`` call before any stage)
-checks that every data set a config needs is there and readable -- an ``.npz`` array by
-array (counts agree, labels integers in range) -- and fetches a missing one only where that
-is allowed: into the project's ``data/`` (or ``REPROLIB_DATA``) by default, into any other
-``data_root`` only when a download was asked for (``--download``, ``REPROLIB_DOWNLOAD=1``).
-A download that stalls gives up after ``REPROLIB_DOWNLOAD_TIMEOUT`` seconds (default 60)
-without an answer.  Importing this module imports no torch.
+checks that every data set a config needs is there and readable -- an ``.npz`` from its
+``.npy`` headers first (it fits in memory: a small file may decompress to gigabytes), then
+array by array (counts agree, pixels 0..255, labels integers in range) -- and fetches a
+missing one only where that is allowed: into the project's ``data/`` (or ``REPROLIB_DATA``)
+by default, into any other ``data_root`` only when a download was asked for (``--download``,
+``REPROLIB_DOWNLOAD=1``).  A download that stalls gives up after
+``REPROLIB_DOWNLOAD_TIMEOUT`` seconds (default 60) without an answer.  Importing this module
+imports no torch.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import socket
+import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +81,15 @@ _ON_DISK = {
     "flowers102": ["flowers-102/jpg", "flowers-102/imagelabels.mat", "flowers-102/setid.mat"],
 }
 _DOWNLOAD_MB = {"cifar10": 163, "cifar100": 161, "flowers102": 330}
+#: The most bytes the arrays of an ``.npz`` may decompress to; None: ``NPZ_MEMORY_FRACTION``
+#: of the memory available when it is read.  Checked from the ``.npy`` headers inside the
+#: zip before any array is decompressed (a 3 MB file of zeros can hold 3 GB of images).
+NPZ_MAX_BYTES: int | None = None
+#: Reading makes copies (NCHW, 3 channels; ``get_data`` then holds float statistics of the
+#: training set), so the arrays may take only this fraction of the available memory.
+NPZ_MEMORY_FRACTION = 0.25
+#: The most classes an ``.npz``'s ``classes`` array may name (ImageNet-21k has 21,841).
+MAX_CLASSES = 100_000
 
 
 # --------------------------------------------------------------------------- loaders
@@ -264,10 +277,16 @@ def _nchw(a: np.ndarray, what: str) -> np.ndarray:
         a = a.transpose(0, 3, 1, 2)
     if a.shape[1] not in (1, 3):
         raise ReprolibError(f"{what} must have 1 or 3 channels (grey or RGB), got shape {a.shape}")
-    if a.dtype != np.uint8:
-        if a.max() <= 1.0:
+    if a.dtype != np.uint8 and a.size:
+        lo, hi = a.min(), a.max()
+        if lo < 0 or hi > 255:    # refused, not clipped: the pixels would silently change
+            raise ReprolibError(f"{what} holds values from {_num(lo)} to {_num(hi)}; pixels "
+                                "must be integers 0..255 or floats in [0, 1] (scaled by 255) "
+                                "or [0, 255] -- store the images as uint8 0..255 (undo any "
+                                "normalisation)")
+        if hi <= 1.0:
             a = a * 255.0
-        a = np.clip(np.rint(a), 0, 255).astype(np.uint8)
+        a = np.rint(a).astype(np.uint8)
     if a.shape[1] == 1:
         a = np.repeat(a, 3, axis=1)
     return np.ascontiguousarray(a)
@@ -296,7 +315,13 @@ _NPZ_ARRAYS = ("train_images", "train_labels", "test_images", "test_labels")
 
 def _npz_array(z, key: str, where: str) -> np.ndarray:
     try:
-        return z[key]
+        a = z[key]
+        if not isinstance(a, np.ndarray):     # a member without the .npy magic: raw bytes
+            raise ReprolibError(f"{where}: {key} is not an .npy array (the archive member "
+                                "holds other bytes); write the arrays with numpy.savez")
+        return a
+    except ReprolibError:
+        raise
     except ValueError as e:   # an object array: refused, np.load runs with allow_pickle=False
         raise ReprolibError(f"{where}: array {key} cannot be read without unpickling "
                             f"({str(e).splitlines()[0][:80]}); store it as a plain numeric "
@@ -307,29 +332,149 @@ def _npz_array(z, key: str, where: str) -> np.ndarray:
                             f"truncated or corrupt") from None
 
 
+def _num(v) -> str:
+    """A value of an array as its exact integer, or a short float."""
+    return str(int(v)) if np.asarray(v).dtype.kind in "iub" else f"{float(v):g}"
+
+
 def _labels(y: np.ndarray, key: str, where: str) -> np.ndarray:
     if y.ndim != 1:
         raise ReprolibError(f"{where}: {key} must be one label per image (shape (N,)), got "
                             f"shape {y.shape}")
-    if y.dtype.kind == "f" and np.isfinite(y).all() and (y == np.round(y)).all():
-        y = y.astype(np.int64)             # whole numbers stored as floats
-    if y.dtype.kind not in "iu":
+    whole = y.dtype.kind == "f" and np.isfinite(y).all() and (y == np.round(y)).all()
+    if y.dtype.kind not in "iu" and not whole:      # whole numbers stored as floats are fine
         raise ReprolibError(f"{where}: {key} must hold integer class indices, got dtype "
                             f"{y.dtype}")
-    if len(y) and int(y.min()) < 0:
-        raise ReprolibError(f"{where}: {key} holds the negative label {int(y.min())}; labels "
-                            "are class indices 0..K-1")
+    if len(y):    # in the labels' own dtype: a cast to int64 would wrap uint64 / 1e20 first
+        lo, hi = y.min(), y.max()
+        if lo < 0:
+            raise ReprolibError(f"{where}: {key} holds the negative label {_num(lo)}; labels "
+                                "are class indices 0..K-1")
+        if (int(hi) if y.dtype.kind in "iu" else float(hi)) >= 2**63:
+            raise ReprolibError(f"{where}: {key} holds the label {_num(hi)}, beyond any class "
+                                "index; labels are class indices 0..K-1")
     return y.astype(np.int64)
+
+
+def available_memory() -> int:
+    """Bytes a process can allocate now: ``MemAvailable`` of ``/proc/meminfo`` (capped by a
+    cgroup v2 memory limit), else the free physical pages (``os.sysconf``), else the
+    physical memory, else 8 GiB."""
+    avail = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    if avail is None:
+        for pages in ("SC_AVPHYS_PAGES", "SC_PHYS_PAGES"):
+            try:
+                avail = os.sysconf(pages) * os.sysconf("SC_PAGE_SIZE")
+                break
+            except (ValueError, OSError, AttributeError):
+                continue
+    try:   # a container's limit: MemAvailable shows the host's memory
+        cg = Path("/sys/fs/cgroup")
+        top = (cg / "memory.max").read_text().strip()
+        if top != "max":
+            left = int(top) - int((cg / "memory.current").read_text())
+            avail = left if avail is None else min(avail, left)
+    except (OSError, ValueError):
+        pass
+    return max(int(avail if avail is not None else 8 * 2**30), 0)
+
+
+def npz_byte_limit() -> int:
+    """The most bytes the arrays of an ``.npz`` may decompress to: ``NPZ_MAX_BYTES``, else
+    ``NPZ_MEMORY_FRACTION`` of :func:`available_memory`."""
+    if NPZ_MAX_BYTES is not None:
+        return int(NPZ_MAX_BYTES)
+    return int(NPZ_MEMORY_FRACTION * available_memory())
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def _member_bytes(zf: zipfile.ZipFile, info: zipfile.ZipInfo, key: str, where: str) -> int:
+    """The bytes ``np.load`` would decompress for the archive member ``info``, from its
+    ``.npy`` header alone (the first bytes of the member); a header whose shape x itemsize
+    disagrees with the size the zip declares is a corrupt file."""
+    fmt = np.lib.format
+    try:
+        with zf.open(info) as f:
+            magic = f.read(fmt.MAGIC_LEN)
+            if magic[:len(fmt.MAGIC_PREFIX)] != fmt.MAGIC_PREFIX or len(magic) < fmt.MAGIC_LEN:
+                return info.file_size          # not an .npy: np.load reads it as raw bytes
+            version = (magic[-2], magic[-1])
+            if version == (1, 0):
+                shape, _, dtype = fmt.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, _, dtype = fmt.read_array_header_2_0(f)
+            else:     # 3.0 (utf-8 field names) has no public reader
+                shape, _, dtype = fmt._read_array_header(f, version)
+            header = f.tell()
+    except Exception as e:  # noqa: BLE001 - a bad header, a truncated or encrypted member
+        raise ReprolibError(f"{where}: array {key} is unreadable ({type(e).__name__}: "
+                            f"{str(e).splitlines()[0][:80] if str(e) else ''}); the file is "
+                            "truncated or corrupt") from None
+    if dtype.hasobject:
+        return 0                               # refused unread (allow_pickle=False)
+    n = math.prod(shape) * dtype.itemsize
+    if header + n != info.file_size:
+        raise ReprolibError(f"{where}: array {key} is corrupt: its .npy header gives shape "
+                            f"{tuple(shape)} of {dtype} ({n:,} bytes), but the archive member "
+                            f"holds {info.file_size - header:,} bytes of data")
+    return n
+
+
+def _check_npz_sizes(p: Path, where: str) -> None:
+    """Refuse, before any array is decompressed, an ``.npz`` whose arrays would not fit in
+    memory (:func:`npz_byte_limit`) or whose ``.npy`` headers disagree with the zip's sizes.
+    A file that is a single ``.npy`` is refused unread; one that is not a zip at all is left
+    to ``np.load`` (its size on disk is what it holds)."""
+    if not zipfile.is_zipfile(p):
+        with open(p, "rb") as f:
+            if f.read(len(np.lib.format.MAGIC_PREFIX)) == np.lib.format.MAGIC_PREFIX:
+                raise ReprolibError(f"{where} holds one array, not an .npz archive of "
+                                    f"{', '.join(_NPZ_ARRAYS)}")
+        return
+    try:
+        zf = zipfile.ZipFile(p)
+    except Exception as e:  # noqa: BLE001 - a broken central directory
+        raise ReprolibError(f"{where} is not a readable .npz: {e}") from None
+    sizes = {}
+    with zf:
+        for info in zf.infolist():
+            name = info.filename
+            key = name[:-4] if name.endswith(".npy") else name
+            if key in (*_NPZ_ARRAYS, "classes"):       # the members load_npz reads
+                sizes[key] = sizes.get(key, 0) + _member_bytes(zf, info, key, where)
+    total, limit = sum(sizes.values()), npz_byte_limit()
+    if total > limit:
+        big = max(sizes, key=sizes.get)
+        raise ReprolibError(
+            f"{where} decompresses to {_gib(total)} of arrays ({big} alone {_gib(sizes[big])}), "
+            f"more than the {_gib(limit)} this machine can hold now ({NPZ_MEMORY_FRACTION:.0%} "
+            f"of the available memory, or reprolib.data.NPZ_MAX_BYTES); nothing was loaded: "
+            "use a smaller data set or a machine with more memory")
 
 
 def load_npz(path: str | os.PathLike) -> ArrayDataset:
     """An .npz with train_images, train_labels, test_images, test_labels[, classes].
 
-    Checked array by array before anything uses it: each image array holds as many images as
-    its label array has labels, no set is empty, images are numeric (N, H, W[, C]) or
-    (N, C, H, W) with 1 or 3 channels, labels are integers in ``0..K-1`` where ``K`` is the
-    length of ``classes`` (or, without it, one more than the largest training label, which
-    must be below the number of training images).  Object (pickled) arrays are refused.
+    Checked before anything uses it.  First from the ``.npy`` headers inside the zip, before
+    any array is decompressed: the arrays fit in memory (:func:`npz_byte_limit`) and each
+    header agrees with the size its member declares.  Then array by array: each image array
+    holds as many images as its label array has labels, no set is empty, images are numeric
+    (N, H, W[, C]) or (N, C, H, W) with 1 or 3 channels and no zero-sized side, pixels are
+    0..255 (floats in [0, 1] are scaled by 255; anything outside is refused, not clipped),
+    labels are integers in ``0..K-1`` (checked in their own dtype, before any cast) where
+    ``K`` is the length of ``classes`` (one name per class, at most :data:`MAX_CLASSES`) or,
+    without it, one more than the largest training label, which must be below the number of
+    training images.  Object (pickled) arrays are refused.
     """
     p = paths.resolve(path)
     where = f"data set file {path}"
@@ -338,6 +483,7 @@ def load_npz(path: str | os.PathLike) -> ArrayDataset:
                             "(see data/README.md)")
     if p.is_dir():
         raise ReprolibError(f"{where} is a folder ({p}), not an .npz file")
+    _check_npz_sizes(p, where)
     try:
         z = np.load(p, allow_pickle=False)
     except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
@@ -359,6 +505,9 @@ def load_npz(path: str | os.PathLike) -> ArrayDataset:
         if len(x) == 0:
             raise ReprolibError(f"{where}: {split}_images is empty; a data set needs images "
                                 "to train and test on")
+        if 0 in x.shape[1:]:
+            raise ReprolibError(f"{where}: {split}_images has shape {x.shape}: an image needs "
+                                "a height, a width and channels of at least 1 each")
         if x.dtype.kind == "f" and not np.isfinite(x).all():
             raise ReprolibError(f"{where}: {split}_images holds NaN or infinite values")
         y = arr[f"{split}_labels"] = _labels(y, f"{split}_labels", where)
@@ -367,7 +516,15 @@ def load_npz(path: str | os.PathLike) -> ArrayDataset:
                                 f"{split}_labels {len(y)} labels; they must agree")
     ytr, yte = arr["train_labels"], arr["test_labels"]
     if "classes" in z.files:
-        classes = [str(c) for c in np.atleast_1d(_npz_array(z, "classes", where))]
+        names = np.atleast_1d(_npz_array(z, "classes", where))
+        if names.ndim != 1:
+            raise ReprolibError(f"{where}: classes must be one name per class (shape (K,)), "
+                                f"got shape {names.shape}")
+        if len(names) > MAX_CLASSES:
+            raise ReprolibError(f"{where}: classes names {len(names):,} classes, more than "
+                                f"{MAX_CLASSES:,} (reprolib.data.MAX_CLASSES); a classes array "
+                                "names each class once")
+        classes = [str(c) for c in names]
         if not classes:
             raise ReprolibError(f"{where}: classes is empty")
         source = f"its classes array names {len(classes)}"

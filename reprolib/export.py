@@ -40,6 +40,42 @@ MIN_OPSET = 17
 FORMATS = ("onnx",)
 
 
+def opset_range() -> tuple[int, int]:
+    """The ONNX opsets :func:`to_onnx` may be asked for: ``MIN_OPSET`` up to the newest the
+    installed ``torch.onnx`` exporter supports (its ``ONNX_MAX_OPSET``), no newer than the
+    installed ``onnx`` package knows.  Below the exporter's own opset (18) the file is
+    converted down, which fails for some operators: :func:`to_onnx` then refuses it."""
+    hi = OPSET
+    try:
+        from torch.onnx import _constants
+
+        hi = int(_constants.ONNX_MAX_OPSET)
+    except (ImportError, AttributeError):
+        pass
+    try:
+        import onnx.defs
+
+        hi = min(hi, int(onnx.defs.onnx_opset_version()))
+    except ImportError:
+        pass
+    return MIN_OPSET, max(hi, OPSET)
+
+
+def _check_opset(opset) -> int:
+    lo, hi = opset_range()
+    if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)):
+        raise ReprolibError(f"opset={opset!r} must be a whole number, {lo}..{hi} "
+                            f"(default {OPSET})")
+    if opset < lo:
+        raise ReprolibError(f"opset={opset} is too old; use {lo} or newer, up to {hi} "
+                            f"(default {OPSET})")
+    if opset > hi:
+        raise ReprolibError(f"opset={opset} is not supported by the installed exporter "
+                            f"(torch {torch.__version__.split('+')[0]}); valid opsets: "
+                            f"{lo}..{hi} (default {OPSET})")
+    return int(opset)
+
+
 def _check_size(input_size) -> tuple[int, ...]:
     try:
         size = tuple(int(s) for s in input_size)
@@ -172,7 +208,9 @@ def to_onnx(model: nn.Module, path: str | os.PathLike, input_size=(3, 224, 224),
     """Write ``model`` (in eval mode) as an ONNX file at ``path``; returns the path.
 
     input_size: one image's shape, (3, 224, 224) by default (the size the model was trained
-    at: a CIFAR model takes (3, 32, 32)).  opset: ONNX opset, >= 17 (default 18).
+    at: a CIFAR model takes (3, 32, 32)).  opset: ONNX opset, in :func:`opset_range` (17 up
+    to what the installed exporter supports; default 18); a file the exporter writes at
+    another opset than asked (a failed version conversion) is refused, nothing written.
     dynamic_batch: the batch dimension is a symbol (default) rather than fixed at 2.
     The exporter is ``torch.onnx.export(..., dynamo=True)`` (through ``torch.export``);
     tied weights stay one initializer (module docstring).  program: ``model``'s
@@ -180,9 +218,7 @@ def to_onnx(model: nn.Module, path: str | os.PathLike, input_size=(3, 224, 224),
     written atomically.
     """
     size = _check_size(input_size)
-    if int(opset) < MIN_OPSET:
-        raise ReprolibError(f"opset={opset} is too old; use {MIN_OPSET} or newer "
-                            f"(default {OPSET})")
+    opset = _check_opset(opset)
     path = Path(path)
     if path.suffix != ".onnx":
         raise ReprolibError(f"ONNX output {path} must end in .onnx")
@@ -194,6 +230,13 @@ def to_onnx(model: nn.Module, path: str | os.PathLike, input_size=(3, 224, 224),
             input_names=["image"], output_names=["logits"],
             dynamic_shapes=_batch_dim() if dynamic_batch and program is None else None)
         _keep_ties(onnx_program.model)
+    imports = onnx_program.model.opset_imports
+    got = imports.get("", imports.get("ai.onnx"))
+    if got != opset:   # the exporter keeps its own opset when a version conversion fails
+        lo, hi = opset_range()
+        raise ReprolibError(f"opset={opset} was not honoured: torch.onnx wrote this model at "
+                            f"opset {got} (its version conversion failed); ask for opset "
+                            f"{got}, or another of {lo}..{hi} that it reaches for this model")
     path.parent.mkdir(parents=True, exist_ok=True)
     io.atomic_write(path, lambda tmp: onnx_program.save(str(tmp), external_data=False))
     return path
@@ -348,9 +391,7 @@ def export_saved(path: str | os.PathLike, fmt: str = "onnx", input_size=None,
 
     choose("format", fmt, FORMATS)
     size = _check_size(input_size) if input_size else None
-    if int(opset) < MIN_OPSET:
-        raise ReprolibError(f"opset={opset} is too old; use {MIN_OPSET} or newer "
-                            f"(default {OPSET})")
+    opset = _check_opset(opset)
     js, _ = _stems(paths.resolve(path))
     model = load_compressed(js)
     size = size or input_size_of(model)

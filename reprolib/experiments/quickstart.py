@@ -22,7 +22,7 @@ def stages(cfg) -> list[Stage]:
 
 def _width_stage(cfg, width: float) -> Stage:
     def fn(stage: Stage) -> dict:
-        data = load_data(cfg, cfg.train.batch_size)
+        data = load_data(cfg, cfg.train)      # the recipe: its batch and augmentation
         model = create_model(cfg.model, num_classes=data.num_classes, width=width)
         metrics = train_and_measure(model, data, cfg.train, stage.ckpt_dir, device=cfg.device,
                                     desc=f"width {width:g}", latency_batch=cfg.latency_batch)

@@ -9,6 +9,8 @@ model is rebuilt from its ranks (architecture as data) before its weights are lo
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 import torch.nn as nn
 
@@ -55,17 +57,33 @@ def current_ranks(model: nn.Module) -> dict[str, int]:
 
 def apply_ranks(model: nn.Module, ranks: dict[str, int]) -> nn.Module:
     """Turn the named ``nn.Linear`` layers into (untrained) :class:`LowRankLinear` shells of
-    the given ranks, in place, so a decomposed model's weights can be loaded."""
+    the given ranks, in place, so a decomposed model's weights can be loaded.
+
+    Each rank is a whole number in ``1 .. min(out, in)`` of its layer (a ReprolibError
+    naming the layer and that range otherwise: a rank of 0 or above the full rank is no
+    factorization, and a negative or huge one would fail or allocate in ``nn.Linear``)."""
+    if not isinstance(ranks, dict):
+        raise ReprolibError(f'"ranks" must be an object {{layer name: rank}}, got '
+                            f"{type(ranks).__name__} {ranks!r:.60}")
     for name, r in ranks.items():
         try:
             layer = model.get_submodule(name)
         except AttributeError:
-            raise ReprolibError(f"the model has no layer {name!r} to give rank {r}") from None
+            raise ReprolibError(f"the model has no layer {name!r} to give rank {r!r}") from None
+        if isinstance(layer, LowRankLinear):
+            out_f, in_f = layer.out_features, layer.in_features
+        elif isinstance(layer, nn.Linear):
+            out_f, in_f = layer.weight.shape
+        else:
+            raise ReprolibError(f"{name} is not an nn.Linear; cannot give it rank {r!r}")
+        full = min(out_f, in_f)
+        if isinstance(r, bool) or not isinstance(r, numbers.Integral) or not 1 <= r <= full:
+            raise ReprolibError(f"layer {name} ({out_f} x {in_f}): rank {r!r} must be a whole "
+                                f"number in 1..{full} (min(out, in))")
         if isinstance(layer, LowRankLinear) and layer.rank == int(r):
             continue
         if not isinstance(layer, nn.Linear):
-            raise ReprolibError(f"{name} is not an nn.Linear; cannot give it rank {r}")
-        out_f, in_f = layer.weight.shape
+            raise ReprolibError(f"{name} is not an nn.Linear; cannot give it rank {r!r}")
         shell = LowRankLinear(in_f, out_f, int(r), layer.bias is not None)
         set_module(model, name, shell.to(layer.weight.device, layer.weight.dtype))
     return model
