@@ -84,7 +84,7 @@ def check_run(paper: str, profile: str, overrides: dict, *, output: str | None =
     allowed).  ``data_root`` is the ``--data-root`` flag (the same as ``-p data_root=``).
     Raises ``ReprolibError``; writes nothing but an allowed download.
     """
-    from reprolib.configs import get_config
+    from reprolib.configs import check_builders, get_config
 
     if data_root is not None:
         if overrides.get("data_root") not in (None, data_root):
@@ -92,6 +92,8 @@ def check_run(paper: str, profile: str, overrides: dict, *, output: str | None =
                                 f"{overrides['data_root']} disagree; give one")
         overrides = {**overrides, "data_root": data_root}
     cfg = get_config(paper, profile, **overrides)
+    notebook_parameters(profile, overrides, False)     # what the notebook would receive
+    check_builders(cfg)                  # builder arguments: known keys, typed, buildable
     if not notebook_path(paper).exists():
         raise ReprolibError(f"notebook notebooks/{paper}.ipynb is missing")
     if cfg.device not in ("auto", "cpu"):
@@ -110,6 +112,17 @@ def check_run(paper: str, profile: str, overrides: dict, *, output: str | None =
         for ds in datasets_of(cfg):
             prepare_data(ds, cfg.data_root, download=download)
     return cfg
+
+
+def notebook_parameters(profile: str, overrides: dict, force: bool) -> dict:
+    """The papermill parameters of a run: JSON data only (:func:`reprolib.configs.json_safe`:
+    tuples as lists, nothing papermill would write as raw text), which the notebook's
+    ``configs.get_config(paper, profile, **overrides)`` turns back into the same typed config
+    ``compute`` builds from ``overrides``."""
+    from reprolib.configs import json_safe
+
+    return {"profile": profile, "overrides": json_safe(dict(overrides), "overrides"),
+            "force": bool(force)}
 
 
 def _existing_ancestor(path: Path) -> Path:
@@ -258,7 +271,7 @@ def run_notebook(paper: str, profile: str = "smoke", overrides: dict | None = No
     pm_log.setLevel(logging.CRITICAL)
     try:
         pm.execute_notebook(str(notebook_path(paper)), str(tmp),
-                            parameters={"profile": profile, "overrides": overrides, "force": force},
+                            parameters=notebook_parameters(profile, overrides, force),
                             cwd=str(paths.ROOT / "notebooks"), kernel_name="python3",
                             progress_bar=bar, log_output=False,
                             kernel_manager_class=_ipc_kernel_manager(log))
@@ -329,11 +342,9 @@ def cmd_compute(args) -> int:
 
 
 def cmd_clean(args) -> int:
-    import shutil
-
     cfg = check_run(args.paper, args.profile, parse_overrides(args.param), data=False)
     from reprolib.experiments import get_experiment
-    from reprolib.experiments.common import stale_records
+    from reprolib.experiments.common import foreign_files, remove_record, stale_records
 
     stages = get_experiment(args.paper).stages(cfg)
     stale = stale_records(stages)
@@ -343,8 +354,11 @@ def cmd_clean(args) -> int:
     for p in stale:
         print(f"  {p.name}")
         if args.yes:
-            p.unlink()
-            shutil.rmtree(p.parent / "ckpt" / p.stem, ignore_errors=True)
+            remove_record(p)
+    foreign = foreign_files(stages)
+    if foreign:
+        print(f"left alone, not named like a record (remove them by hand if they are yours): "
+              f"{', '.join(p.name for p in foreign)}")
     if stale:
         print("removed, with their checkpoints" if args.yes else
               "nothing removed: add --yes to remove them and their checkpoints (records of "
@@ -569,7 +583,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--format", default="onnx", help="export format (onnx)")
     e.add_argument("--input-size", type=_size, default=None, metavar="C,H,W",
                    help="one image's shape (default: the size the model was built for)")
-    e.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 17; default 18)")
+    e.add_argument("--opset", type=int, default=18, help="ONNX opset (17 up to what the installed torch.onnx supports, see "
+                        "reprolib.export.opset_range; default 18)")
     e.set_defaults(fn=cmd_export)
     return ap
 
@@ -608,8 +623,10 @@ def _main(args) -> int:
         _error(f"terminated (SIGTERM); {resume}")
         return 143
     except OSError as e:
-        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
-            _error(f"error: cannot write {e.filename or ''}: {e.strerror}")
+        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EIO):
+            where = paths.rel(e.filename) if e.filename else "a file"
+            _error(f"error: cannot write {where}: {e.strerror}; nothing written was replaced "
+                   "(every file is written atomically): free some space and run again")
             return 1
         raise
     except Exception as e:  # papermill's PapermillExecutionError, nbclient's DeadKernelError

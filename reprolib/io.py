@@ -17,9 +17,11 @@ names the file and what to do.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import shutil
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,10 +46,22 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     try:
         write(tmp)
         os.replace(tmp, path)
+    except RuntimeError as e:    # torch.save's writer reports a failed write as RuntimeError
+        if "write" not in str(e).lower():
+            raise
+        code = errno.ENOSPC if _disk_full(path.parent) else errno.EIO
+        raise OSError(code, os.strerror(code), str(path)) from None
     finally:
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def _disk_full(folder: Path, below: int = 2**20) -> bool:
+    try:
+        return shutil.disk_usage(folder).free < below
+    except OSError:
+        return False
 
 
 @contextmanager
@@ -188,3 +202,49 @@ def load_json(path: str | os.PathLike, what: str = "record"):
     except (ValueError, UnicodeDecodeError) as e:
         raise ReprolibError(f"{what} {paths.rel(path)} is corrupt ({e}); delete it (or rerun "
                             f"with force) to recompute it") from None
+
+
+# --------------------------------------------------------------------------- resuming
+
+
+def check_resume(ck, path, config: dict, what: str, keys: tuple = ()) -> dict:
+    """A training checkpoint ``ck`` (read by :func:`load_torch`) may be resumed by the run
+    whose config is ``config`` only when it holds ``keys`` and the config it was saved with
+    equals ``config``; otherwise one ``ReprolibError`` names the file and the differing fields
+    (a checkpoint copied from another stage, or left by a run with other settings).  Returns
+    ``ck``."""
+    where = f"{what} {paths.rel(path)}"
+    fix = "delete it (or rerun with --force) to start the stage over"
+    if not isinstance(ck, dict):
+        raise ReprolibError(f"{where} is not a reprolib checkpoint; {fix}")
+    missing = [k for k in (*keys, "config") if k not in ck]
+    if missing:
+        raise ReprolibError(f"{where} lacks {', '.join(map(repr, missing))}; {fix}")
+    saved = ck["config"]
+    if not isinstance(saved, dict):
+        raise ReprolibError(f"{where}: its saved config is not a dict; {fix}")
+    saved, now = to_strict_json(saved), to_strict_json(config)
+    diff = [k for k in sorted(now) if saved.get(k, "<unset>") != now[k]]
+    if diff:
+        shown = ", ".join(f"{k} {saved.get(k, '<unset>')!r} (checkpoint) vs "
+                          f"{now.get(k, '<unset>')!r} (this run)" for k in diff[:4])
+        more = f" and {len(diff) - 4} more" if len(diff) > 4 else ""
+        raise ReprolibError(f"{where} was written by a run with other settings: {shown}{more}; "
+                            f"{fix}")
+    return ck
+
+
+def load_state(target, state, path, what: str, part: str) -> None:
+    """``target.load_state_dict(state)`` (a model, optimizer, scheduler or generator state
+    from a checkpoint); a state that does not fit (other shapes, missing or unexpected
+    entries, wrong types) is one ``ReprolibError`` naming the file and the part."""
+    try:
+        if hasattr(target, "load_state_dict"):
+            target.load_state_dict(state)
+        else:
+            target.set_state(state)
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise ReprolibError(f"{what} {paths.rel(path)}: its {part} does not fit this run "
+                            f"({first}); delete it (or rerun with --force) to start the stage "
+                            "over") from None

@@ -17,6 +17,8 @@ import re
 import sys
 from pathlib import Path
 
+from reprolib import io
+
 _KEEP_CELL_META = ("tags",)
 _ABS = re.compile(r"(?<![\w.])/(work|tmp|root|home|Users)/")
 
@@ -49,7 +51,7 @@ def clean(path: str | Path) -> list[str]:
     nb["nbformat"], nb["nbformat_minor"] = 4, 5
     for i, cell in enumerate(nb["cells"]):  # nbformat 4.5 wants ids; make them stable
         cell["id"] = f"cell-{i:02d}"
-    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+    io.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", path)
     return problems
 
 
@@ -74,7 +76,7 @@ def execute(path: str | Path) -> Path:
             pm.execute_notebook(str(path), str(out), cwd=str(path.parent),
                                 kernel_name="python3", progress_bar=False,
                                 kernel_manager_class=_ipc_kernel_manager())
-            path.write_text(out.read_text())
+            io.write_text(out.read_text(), path)
     finally:
         for var, val in saved.items():
             os.environ.pop(var, None) if val is None else os.environ.__setitem__(var, val)

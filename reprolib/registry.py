@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 _MODELS: dict[str, Callable[..., "nn.Module"]] = {}
 _PAPER_OF: dict[str, str] = {}
+_KWARGS_TO: dict[str, Callable] = {}
 
 #: name -> paper ("" = general) of every model registered by reprolib's own modules.
 BUILTIN_MODELS: dict[str, str] = {
@@ -44,10 +45,12 @@ BUILTIN_MODELS: dict[str, str] = {
 
 
 def register_model(fn: Callable[..., "nn.Module"] | None = None, *, name: str | None = None,
-                   paper: str = ""):
+                   paper: str = "", kwargs_to: Callable | None = None):
     """Register ``fn`` (a function returning an ``nn.Module``) under ``name`` (default: its name).
 
     ``paper`` names the paper whose notebook uses the model ("" for general models).
+    ``kwargs_to``: the function a builder's ``**kw`` are passed on to, when that is another
+    builder rather than the class of the model it returns (:func:`builder_arguments`).
     """
 
     def deco(f: Callable[..., "nn.Module"]) -> Callable[..., "nn.Module"]:
@@ -56,6 +59,8 @@ def register_model(fn: Callable[..., "nn.Module"] | None = None, *, name: str | 
             raise ValueError(f"model {key!r} is registered twice")
         _MODELS[key] = f
         _PAPER_OF[key] = paper
+        if kwargs_to is not None:
+            _KWARGS_TO[key] = kwargs_to
         return f
 
     return deco(fn) if fn is not None else deco
@@ -94,6 +99,102 @@ def create_model(name: str, **kwargs) -> "nn.Module":
     if getattr(model, "reprolib_spec", None) is None:
         set_spec(model, name, kwargs)
     return model
+
+
+def builder_arguments(name: str) -> dict[str, "inspect.Parameter"]:
+    """The keyword arguments ``create_model(name, ...)`` accepts: the builder's own and, where
+    it passes ``**kw`` on, those of the class it builds (found by building the default model
+    on the meta device: nothing is allocated)."""
+    import inspect
+
+    import torch
+
+    check_model(name)
+    _ensure_loaded()
+    fn = _MODELS[name]
+    params = inspect.signature(fn).parameters
+    out = {k: p for k, p in params.items()
+           if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        target = _KWARGS_TO.get(name)
+        if target is None:
+            try:
+                with torch.device("meta"):
+                    target = type(fn()).__init__
+            except Exception:  # noqa: BLE001 - a builder that needs arguments: its own only
+                target = None
+        if target is not None:
+            for k, p in inspect.signature(target).parameters.items():
+                if k != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+                    out.setdefault(k, p)
+    return out
+
+
+def check_kwargs(name: str, kwargs: dict, key: str = "model_kwargs",
+                 reserved: tuple = ()) -> None:
+    """``kwargs`` must be keyword arguments of model ``name``'s builder (or of the class it
+    passes them on to), each of its default's type, and the model must build with them (on
+    the meta device: a wrong combination fails here, before any run).  ``reserved``: arguments
+    the caller sets itself (not offered as valid).  Raises ``ReprolibError`` naming ``key``,
+    the bad argument and the valid ones."""
+    import torch
+
+    known = {k: p for k, p in builder_arguments(name).items() if k not in reserved}
+    for k, v in kwargs.items():
+        if k not in known:
+            raise ReprolibError(f"{key}: {k!r} is not an argument of model {name!r}; valid: "
+                                f"{', '.join(sorted(known))}")
+        want = _expected_type(known[k])
+        if want is not None and not _same_kind(v, want):
+            kind = {int: "an integer", float: "a number", bool: "a bool", str: "a string",
+                    tuple: "a tuple"}[want]
+            default = known[k].default
+            said = (f"the default of {name!r} is {default!r}" if default is not known[k].empty
+                    else f"{name!r} declares {known[k].annotation}")
+            raise ReprolibError(f"{key}: {k}={v!r} must be {kind} ({said})")
+    try:
+        with torch.device("meta"):
+            create_model(name, **kwargs)
+    except ReprolibError as e:
+        raise ReprolibError(f"{key}={kwargs!r}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - any builder failure is the same bad input
+        msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        raise ReprolibError(f"{key}={kwargs!r}: model {name!r} cannot be built with these "
+                            f"arguments ({type(e).__name__}{': ' + msg if msg else ''})") from None
+
+
+_ANNOTATED = {"int": int, "float": float, "bool": bool, "str": str, "tuple": tuple,
+              "list": tuple, "Sequence": tuple, "Tuple": tuple, "List": tuple}
+
+
+def _expected_type(param) -> type | None:
+    """The literal type an argument takes: its default's, else its annotation's (``int``,
+    ``float``, ``bool``, ``str``, or a sequence: tuple); None when neither says."""
+    default, ann = param.default, param.annotation
+    if ann is param.empty:
+        if default is param.empty or default is None:
+            return None
+        kind = tuple if isinstance(default, (tuple, list)) else type(default)
+        # an unannotated string default ("pooling") may stand for a name or a spec of any type
+        return kind if kind in (int, float, bool, tuple) else None
+    text = ann if isinstance(ann, str) else getattr(ann, "__name__", str(ann))
+    if "|" in text or "Optional" in text or "Union" in text:
+        return None
+    return _ANNOTATED.get(text.split("[", 1)[0].rsplit(".", 1)[-1])
+
+
+def _same_kind(value, want: type) -> bool:
+    """``value`` fits an argument whose default is of type ``want`` (ints for floats, any
+    sequence for a sequence)."""
+    if want is bool:
+        return isinstance(value, bool)
+    if want is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if want is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if want is tuple:
+        return isinstance(value, (tuple, list))
+    return isinstance(value, want)
 
 
 def set_spec(model: "nn.Module", builder: str, kwargs: dict, arch: list | None = None) -> "nn.Module":

@@ -13,7 +13,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from reprolib import paths
+from reprolib import io, paths
 
 FLOPS_NOTE = "FLOPs: one multiply-add = one FLOP"
 
@@ -70,19 +70,24 @@ def figures_dir(paper: str) -> Path:
 
 def save_table(df: pd.DataFrame, paper: str, name: str, profile: str, caption: str = "",
                floatfmt: str = ".4g") -> Path:
-    """Write ``df`` as ``figures/<paper>/<name>-<profile>.{csv,md}``; returns the .md path."""
+    """Write ``df`` as ``figures/<paper>/<name>-<profile>.{csv,md}``; returns the .md path.
+    Each file is written atomically (:func:`reprolib.io.atomic_write`): a full disk or a kill
+    leaves the previous table in place, never half a file."""
     d = figures_dir(paper)
     stem = f"{name}-{profile}"
-    df.to_csv(d / f"{stem}.csv", index=False)
+    csv = df.to_csv(index=False)
     md = (f"{caption}\n\n" if caption else "") + to_markdown(df, floatfmt) + "\n"
-    (d / f"{stem}.md").write_text(md)
+    io.write_text(csv, d / f"{stem}.csv")
+    io.write_text(md, d / f"{stem}.md")
     return d / f"{stem}.md"
 
 
 def save_figure(fig, paper: str, name: str, profile: str, dpi: int = 120) -> Path:
-    """Save ``fig`` as ``figures/<paper>/<name>-<profile>.png``; returns the path."""
+    """Save ``fig`` as ``figures/<paper>/<name>-<profile>.png``, atomically (a full disk
+    leaves the previous figure as it was); returns the path."""
     path = figures_dir(paper) / f"{name}-{profile}.png"
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    io.atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi,
+                                                  bbox_inches="tight"))
     return path
 
 

@@ -22,8 +22,10 @@ import contextlib
 import datetime as _dt
 import hashlib
 import json
+import math
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -157,15 +159,89 @@ def _agree(flag: bool) -> bool:
     return bool(box[0])
 
 
+#: Metric keys (at any depth of ``metrics``) whose numbers are percentages in [0, 100]:
+#: accuracies and COCO APs.
+PERCENT_KEYS = re.compile(r"(^|_)(acc|top1)($|_)|(^|_)(bbox|segm)_AP(50|75)?$")
+#: Metric keys whose numbers are never negative: sizes, counts, times, losses (a key is one
+#: when one of its ``_``-separated words is in the first set, or its last word in the second).
+NONNEGATIVE_WORDS = frozenset({"params", "flops", "macs", "bytes", "loss", "epochs", "images"})
+NONNEGATIVE_LAST = frozenset({"ms", "s", "us", "size", "repeats", "threads", "epoch"})
+
+
+def _nonnegative(name: str) -> bool:
+    words = name.split("_")
+    return bool(NONNEGATIVE_WORDS.intersection(words)) or words[-1] in NONNEGATIVE_LAST
+
+
 def load_record(path) -> dict:
-    """One record; a file that is not a reprolib record is a ReprolibError naming it."""
+    """One record, checked before anything uses it (:func:`check_record`): a file that is
+    not a reprolib record, one whose key does not hash to its file name (copied or renamed
+    over another record), or one whose values are out of their ranges is a ReprolibError
+    naming it."""
+    path = Path(path)
     rec = io.load_json(path, "results record")
-    if not isinstance(rec, dict) or not isinstance(rec.get("metrics"), dict) \
-            or not isinstance(rec.get("config"), dict):
-        raise ReprolibError(f"results record {paths.rel(path)} is not a reprolib record (it "
-                            "needs 'config' and 'metrics' objects); delete it (or rerun with "
-                            "force) to recompute it")
+    check_record(rec, path)
     return rec
+
+
+def check_record(rec, path: Path) -> None:
+    """The record schema: ``name`` / ``run_id`` / ``config`` / ``metrics`` present, the config
+    hashing to the file name (``<name>-<hash>.json``), paper and profile those of its folder,
+    and every metric a finite number within its range (:data:`PERCENT_KEYS`,
+    :func:`_nonnegative`)."""
+    where = f"results record {paths.rel(path)}"
+    fix = "delete it (or rerun with --force) to recompute it"
+    if not isinstance(rec, dict) or not isinstance(rec.get("metrics"), dict) \
+            or not isinstance(rec.get("config"), dict) or not isinstance(rec.get("name"), str):
+        raise ReprolibError(f"{where} is not a reprolib record (it needs a 'name' and 'config' "
+                            f"and 'metrics' objects); {fix}")
+    expected = f"{rec['name']}-{config_hash(rec['config'])}"
+    if path.stem != expected or rec.get("run_id") != path.stem:
+        raise ReprolibError(f"{where} does not belong under this name: its config hashes to "
+                            f"{expected}.json (run_id {rec.get('run_id')!r}); it was copied or "
+                            f"edited; {fix}")
+    parts = path.parent.parts
+    for key, want in (("profile", parts[-1] if parts else None),
+                      ("paper", parts[-2] if len(parts) > 1 else None)):
+        if key in rec and rec[key] != want:
+            raise ReprolibError(f"{where} is a record of {key} {rec[key]!r}, not of the folder's "
+                                f"{want!r}; {fix}")
+    if not rec["metrics"]:
+        raise ReprolibError(f"{where} holds no metrics; {fix}")
+    bad = _bad_value(rec["metrics"], "metrics")
+    if bad:
+        raise ReprolibError(f"{where}: {bad}; {fix}")
+
+
+def _bad_value(value, key: str) -> str | None:
+    """What is wrong with a metric (and, recursively, what it holds), or None."""
+    name = key.rsplit(".", 1)[-1].split("[", 1)[0]
+    if isinstance(value, dict):
+        for k, v in value.items():
+            bad = _bad_value(v, f"{key}.{k}")
+            if bad:
+                return bad
+        return None
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            bad = _bad_value(v, f"{key}[{i}]")
+            if bad:
+                return bad
+        return None
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    percent = PERCENT_KEYS.search(name)
+    if (isinstance(value, str) and (percent or _nonnegative(name))
+            or isinstance(value, bool) and percent):
+        return f"{key}={value!r} must be a number"
+    if not number:
+        return None
+    if not math.isfinite(value):
+        return f"{key}={value!r} is not a finite number"
+    if percent and not 0 <= value <= 100:
+        return f"{key}={value!r} is a percentage outside [0, 100]"
+    if _nonnegative(name) and value < 0:
+        return f"{key}={value!r} must not be negative"
+    return None
 
 
 def load_records(paper: str, profile: str | None = None, root=None) -> list[dict]:

@@ -31,7 +31,7 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
-from reprolib import io
+from reprolib import io, paths
 from reprolib.configs import TrainConfig
 from reprolib.device import resolve_device, world
 from reprolib.errors import ReprolibError
@@ -147,13 +147,39 @@ def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
     return 1.0
 
 
-def load_checkpoint(path: Path) -> dict:
+#: What a checkpoint of ``fit`` holds (besides ``config`` and, when selecting, ``best``).
+CKPT_KEYS = ("model", "optimizer", "scheduler", "epoch", "history")
+
+
+def load_checkpoint(path: Path, cfg: TrainConfig | None = None) -> dict:
     """Load a checkpoint written by ``fit`` (``weights_only=True``: nothing is unpickled); a
-    corrupt or refused file is a clear ReprolibError."""
+    corrupt or refused file is a clear ReprolibError.  With ``cfg`` (the recipe as ``fit``
+    runs it), the checkpoint must have been saved by that recipe (:func:`io.check_resume`)
+    and its epoch and history must agree."""
     ck = io.load_torch(path, "checkpoint")
     if not isinstance(ck, dict) or "model" not in ck or "epoch" not in ck:
-        raise ReprolibError(f"checkpoint {path.name} is not a reprolib training checkpoint")
+        raise ReprolibError(f"checkpoint {paths.rel(path)} is not a reprolib training "
+                            "checkpoint; delete it (or rerun with --force) to start the stage "
+                            "over")
+    if cfg is None:
+        return ck
+    io.check_resume(ck, path, _ckpt_config(cfg), "checkpoint", CKPT_KEYS)
+    epoch, hist = ck["epoch"], ck["history"]
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= cfg.epochs \
+            or not isinstance(hist, list) or len(hist) != epoch \
+            or not all(isinstance(h, dict) for h in hist):
+        raise ReprolibError(f"checkpoint {paths.rel(path)}: epoch {epoch!r} and its history of "
+                            f"{len(hist) if isinstance(hist, list) else type(hist).__name__} "
+                            f"epochs do not describe epochs 0..{cfg.epochs} of this recipe; "
+                            "delete it (or rerun with --force) to start the stage over")
     return ck
+
+
+def _ckpt_config(cfg: TrainConfig) -> dict:
+    """The recipe as a checkpoint stores it: every field that changes the run."""
+    from reprolib.configs import NOT_HASHED
+
+    return {k: v for k, v in asdict(cfg).items() if k not in NOT_HASHED}
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -216,10 +242,10 @@ def fit(model: nn.Module, data, cfg: TrainConfig, *,
     result, start = FitResult(), 0
     ckpt = Path(ckpt_dir) / "last.pt" if ckpt_dir else None
     if ckpt is not None and ckpt.exists():
-        ck = load_checkpoint(ckpt)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
+        ck = load_checkpoint(ckpt, cfg)
+        io.load_state(model, ck["model"], ckpt, "checkpoint", "model")
+        io.load_state(opt, ck["optimizer"], ckpt, "checkpoint", "optimizer state")
+        io.load_state(sched, ck["scheduler"], ckpt, "checkpoint", "scheduler state")
         result.history, start = ck["history"], ck["epoch"]
         result.resumed_from = start
     net = model
@@ -242,6 +268,10 @@ def fit(model: nn.Module, data, cfg: TrainConfig, *,
         raise ReprolibError("select_every > 0 selects the checkpoint best on validation, but "
                             "the data has no validation split (load it with val_fraction > 0)")
     best = ck.get("best") if ckpt is not None and ckpt.exists() and select else None
+    if best is not None and not (isinstance(best, dict) and {"epoch", "val_acc", "model"} <= set(best)):
+        raise ReprolibError(f"checkpoint {paths.rel(ckpt)}: its 'best' entry is not the "
+                            "weights best on validation; delete it (or rerun with --force) to "
+                            "start the stage over")
     t0 = time.perf_counter()
     for epoch in range(start, cfg.epochs):
         torch.manual_seed(cfg.seed * 1_000_003 + epoch)   # dropout, drop-path, mixup
@@ -301,7 +331,9 @@ def fit(model: nn.Module, data, cfg: TrainConfig, *,
                                   for k, v in model.state_dict().items()}}
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
             if select and epoch + 1 == cfg.epochs and best is not None:
-                model.load_state_dict(best["model"])   # the checkpoint best on validation
+                # the weights best on validation
+                io.load_state(model, best["model"], ckpt or Path("last.pt"), "checkpoint",
+                              "best model")
                 rec["selected_epoch"], rec["selected_val_acc"] = best["epoch"], best["val_acc"]
             ev = (evaluator or evaluate)(model, data.test, device, cfg.amp)
             rec.update({f"test_{k}": v for k, v in ev.items()})
@@ -310,7 +342,7 @@ def fit(model: nn.Module, data, cfg: TrainConfig, *,
         if ckpt is not None and rank == 0:
             io.save_torch({"model": model.state_dict(), "optimizer": opt.state_dict(),
                            "scheduler": sched.state_dict(), "epoch": epoch + 1,
-                           "history": result.history, "config": asdict(cfg),
+                           "history": result.history, "config": _ckpt_config(cfg),
                            **({"best": best} if select else {})}, ckpt)
         if nproc > 1:
             dist.barrier()

@@ -31,6 +31,7 @@ import inspect
 import io as _io
 import math
 import pkgutil
+import re
 import tokenize
 import types
 import typing
@@ -177,9 +178,11 @@ class TrainConfig:
         n("repeated_aug", self.repeated_aug, 0, integer=True)
         n("select_every", self.select_every, 0, integer=True)
         n("random_erasing", self.random_erasing, 0, 1)
-        if self.randaugment and not self.randaugment.startswith("rand"):
-            raise ReprolibError(f"randaugment={self.randaugment!r}: a timm RandAugment spec "
-                                "starts with 'rand' (e.g. 'rand-m9-mstd0.5-inc1'), or '' = off")
+        if self.randaugment and not RANDAUGMENT_SPEC.fullmatch(self.randaugment):
+            raise ReprolibError(f"randaugment={self.randaugment!r} is not a timm RandAugment "
+                                "spec: 'rand', then '-'-separated parts m<int magnitude>, "
+                                "n<int ops>, mstd<std>, inc<0|1>, p<prob> (e.g. "
+                                "'rand-m9-mstd0.5-inc1'), or '' = off")
 
     def process_batch(self, processes: int = 1) -> int:
         """The batch one process loads: ``global_batch / processes`` when the recipe states
@@ -201,6 +204,11 @@ class TrainConfig:
         return (self.lr * self.total_batch(processes) / self.lr_ref_batch if self.lr_ref_batch
                 else self.lr)
 
+
+#: A timm RandAugment spec both readers accept (timm's ``rand_augment_transform`` for folder
+#: sets, ``reprolib.augment.parse_randaugment`` for in-memory ones): ``rand`` then parts.
+RANDAUGMENT_SPEC = re.compile(r"rand(?:-(?:m\d+|n\d+|inc[01]|mstd\d+(?:\.\d+)?|mmax\d+"
+                              r"|p(?:\d+(?:\.\d*)?|\.\d+)))*")
 
 #: Recipe fields that do not change a run's result (left out of record keys).
 NOT_HASHED = ("progress",)
@@ -257,6 +265,7 @@ class BaseConfig:
         if not (dev in ("auto", "cpu", "cuda", "mps")
                 or (dev.startswith("cuda:") and dev[5:].isdigit())):
             raise ReprolibError(f"device={dev!r} is not one of: {', '.join(DEVICES)}")
+        check_kwargs_keys(self)
 
 
 def register_paper(name: str, title: str, config_cls: type, presets: dict[str, dict]) -> Paper:
@@ -496,8 +505,8 @@ def _coerce(name: str, value, hint, parse: bool = True):
         return value
     if hint is tuple or origin is tuple:
         if isinstance(value, (list, tuple)):
-            return tuple(value)
-        return (value,)          # one value given for a tuple option: a one-element tuple
+            return canonical(name, value)
+        return (canonical(name, value),)    # one value for a tuple option: a 1-tuple
     if hint is list or origin is list:
         if isinstance(value, (list, tuple)):
             return list(value)
@@ -505,8 +514,102 @@ def _coerce(name: str, value, hint, parse: bool = True):
     if hint is dict or origin is dict:
         if not isinstance(value, dict):
             raise bad
-        return value
+        return canonical(name, value)
     return value
+
+
+def canonical(name: str, value):
+    """The one form of a value inside a dict-typed field, whichever way it arrived: tuples for
+    lists and tuples (JSON has no tuples), ``int`` keys for whole-number string keys (JSON has
+    no int keys), and nothing but literals -- str, int, finite float, bool, None, tuples and
+    dicts of them.  So ``-p 'model_kwargs={"depths": (1, 1, 1, 1)}'`` and the JSON the notebook
+    receives give the same config."""
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if isinstance(k, str) and re.fullmatch(r"-?[0-9]+", k.strip()):
+                k = int(k)
+            elif isinstance(k, bool) or not isinstance(k, (str, int)):
+                raise ReprolibError(f"{name}: key {k!r} must be a string or a whole number")
+            out[k] = canonical(f"{name}[{k!r}]", v)
+        return out
+    if isinstance(value, (list, tuple)):
+        return tuple(canonical(f"{name}[{i}]", v) for i, v in enumerate(value))
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ReprolibError(f"{name}={value!r} must be a finite number")
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    raise ReprolibError(f"{name}={value!r} is not a literal (a string, number, bool, None, "
+                        "tuple or dict of them)")
+
+
+def json_safe(value, name: str = "value"):
+    """``value`` as JSON data (tuples as lists; only str / int / finite float / bool / None /
+    lists / dicts with string keys): the only form in which parameters reach a notebook.
+    ``canonical`` (through :func:`get_config`) turns it back into the typed config."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v, f"{name}[{k!r}]") for k, v in value.items()
+                if _json_key(k, name)}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v, f"{name}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ReprolibError(f"{name}={value!r} must be a finite number")
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    raise ReprolibError(f"{name}={value!r} is not a literal (a string, number, bool, None, "
+                        "list or dict of them)")
+
+
+def _json_key(k, name: str) -> bool:
+    if isinstance(k, bool) or not isinstance(k, (str, int)):
+        raise ReprolibError(f"{name}: key {k!r} must be a string or a whole number")
+    return True
+
+
+def kwargs_field(*of: str, reserved: tuple = ()) -> Any:
+    """A dict field of builder keyword arguments for the models named by the config fields
+    ``of`` (e.g. ``model_kwargs = kwargs_field("model", reserved=("num_classes",))``).
+
+    Checked like every other key: its keys must be argument names, none of ``reserved`` (the
+    pipeline sets those itself), its values literals (:func:`canonical`); and, before a run,
+    every key must be an argument of each builder, of the right type
+    (:func:`reprolib.registry.check_kwargs`, on the meta device)."""
+    return field(default_factory=dict, metadata={"kwargs_of": tuple(of),
+                                                 "reserved": tuple(reserved)})
+
+
+def kwargs_fields(cls) -> dict[str, dict]:
+    """``{field: {"kwargs_of": (...), "reserved": (...)}}`` of the builder-argument fields of
+    the config class ``cls`` (:func:`kwargs_field`)."""
+    return {f.name: dict(f.metadata) for f in dataclasses.fields(cls)
+            if "kwargs_of" in f.metadata}
+
+
+def check_kwargs_keys(cfg) -> None:
+    """The cheap half of a builder-arguments check (no torch): argument names, not reserved."""
+    for name, meta in kwargs_fields(type(cfg)).items():
+        for k in getattr(cfg, name):
+            if not (isinstance(k, str) and k.isidentifier()):
+                raise ReprolibError(f"{name}: key {k!r} is not an argument name")
+            if k in meta["reserved"]:
+                raise ReprolibError(f"{name}: {k!r} is set by the pipeline itself (from the "
+                                    f"data set / config); it cannot be given in {name}")
+
+
+def check_builders(cfg) -> None:
+    """Every builder-arguments field of ``cfg`` against the builders it is for: each key an
+    argument of the builder, each value of its type, the model buildable (on the meta device;
+    imports torch).  What ``reprolib run`` / ``compute`` check before any work."""
+    from reprolib.registry import check_kwargs
+
+    for name, meta in kwargs_fields(type(cfg)).items():
+        kwargs = getattr(cfg, name)
+        if not kwargs:
+            continue
+        for model_key in meta["kwargs_of"]:
+            builder = getattr(cfg, model_key)
+            if builder:
+                check_kwargs(builder, kwargs, name, meta["reserved"])
 
 
 def config_dict(cfg) -> dict[str, Any]:

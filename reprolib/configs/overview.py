@@ -13,7 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from reprolib.configs import BaseConfig, register_paper
+from reprolib.configs import BaseConfig, check_choice, check_each, check_number, register_paper
+from reprolib.configs.templates import TEMPLATES
+
+#: The profiles whose records the chart may read.
+PROFILES = ("smoke", "cpu", "evidence", "gpu", "paper")
 
 #: What the export stages build: every method's compressed model (see
 #: ``reprolib.experiments.overview.EXPORT_CASES``).
@@ -38,6 +42,19 @@ class OverviewConfig(BaseConfig):
     template: str = "uniform"         # filter distribution of the exported template CNNs
     template_width: float = 1.0       # their width multiplier
     opset: int = 18                   # ONNX opset of the exported files (>= 17)
+
+    def check(self) -> None:
+        super().check()
+        check_each("profiles", self.profiles, lambda k, v: check_choice(k, v, PROFILES))
+        check_each("export_cases", self.export_cases,
+                   lambda k, v: check_choice(k, v, EXPORT_CASES), allow_empty=True)
+        check_choice("scale", self.scale, SCALES)
+        check_number("prune_ratio", self.prune_ratio, 0, 1, hi_open=True)
+        check_number("vtp_rate", self.vtp_rate, 0, 1, hi_open=True)
+        check_number("rank_ratio", self.rank_ratio, 0, 1, lo_open=True)
+        check_choice("template", self.template, TEMPLATES)
+        check_number("template_width", self.template_width, 0, lo_open=True)
+        check_number("opset", self.opset, 17, integer=True)
 
 
 register_paper(

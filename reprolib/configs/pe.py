@@ -12,7 +12,7 @@ cutmix; 300 and 600 epochs, 224 px); torchvision for ResNet50-PE (SGD lr 0.1, wd
 from dataclasses import dataclass, field
 
 from reprolib.configs import (BaseConfig, TrainConfig, check_each, check_model, check_number,
-                              recipe, register_paper)
+                              kwargs_field, recipe, register_paper)
 from reprolib.errors import ReprolibError
 
 
@@ -24,10 +24,14 @@ class PEConfig(BaseConfig):
     resnet_model: str = ""                # ResNet-PE builder, resnet_train recipe ("" = none)
     resnet_twin: str = ""                 # its unshared twin ("" = none)
     resnet_variants: tuple = ("1234",)    # PE stage sets of resnet_model: "1234" = PE^1, "34" = PE^2
-    vit_kwargs: dict = field(default_factory=dict)     # builder arguments of vit_model and vit_twin
-    #                                       alike ({"depth": 4, "embed_dim": 64}; {} = the builders')
-    resnet_kwargs: dict = field(default_factory=dict)  # builder arguments of resnet_model and
-    #                                       resnet_twin alike ({"base": 8}; {} = the builders')
+    vit_kwargs: dict = kwargs_field("vit_model", "vit_twin",
+                                    reserved=("num_classes", "drop_path_rate"))  # builder
+    #                                       arguments of vit_model and vit_twin alike
+    #                                       ({"depth": 4, "embed_dim": 64}; {} = the builders')
+    resnet_kwargs: dict = kwargs_field("resnet_model", "resnet_twin",
+                                       reserved=("num_classes", "pe_stages"))  # builder
+    #                                       arguments of resnet_model and resnet_twin alike
+    #                                       ({"base": 8}; {} = the builders')
     narrowed: bool = False                # also train each twin narrowed (ViT: embed_dim; ResNet:
     #                                       base width) to its PE model's parameter count
     seeds: tuple = ()                     # evidence: replicate seeds of every training; () = none

@@ -10,7 +10,7 @@ both, so the presets set each value on both (``-p finetune.epochs=3`` changes on
 from dataclasses import dataclass, field
 
 from reprolib.configs import (BaseConfig, TrainConfig, check_choice, check_each, check_model,
-                              check_number, recipe, register_paper)
+                              check_number, kwargs_field, recipe, register_paper)
 from reprolib.errors import ReprolibError
 
 # Swin's recipe as SiDT uses it in both stages: AdamW, cosine, no weight decay on norms,
@@ -23,7 +23,8 @@ _RECIPE = dict(batch_size=64, optimizer="adamw", lr=1e-3, weight_decay=0.05,
 @dataclass
 class SiDTConfig(BaseConfig):
     model: str = "swin_tiny_test"         # registered Swin trained, searched and pruned
-    model_kwargs: dict = field(default_factory=dict)  # extra builder arguments of `model`
+    model_kwargs: dict = kwargs_field("model", reserved=("num_classes", "img_size"))  # extra
+    #                                       builder arguments of `model`
     #                                       ({"patch_size": 4, "embed_dim": 24}; {} = its defaults)
     ratios: tuple = (0.2, 0.4, 0.6, 0.8)  # pruning ratios PR = fraction of dimensions removed
     scope: str = "global"                 # ranking of |alpha|: "global" (all layers) or "layer"

@@ -15,7 +15,7 @@ warm-started, no L1).
 
 from dataclasses import dataclass, field
 
-from reprolib.configs import BaseConfig, TrainConfig, recipe, register_paper
+from reprolib.configs import BaseConfig, TrainConfig, kwargs_field, recipe, register_paper
 from reprolib.errors import ReprolibError, choose
 
 #: The detection data sets of ``reprolib.data`` (this package imports no torch, so the
@@ -36,7 +36,7 @@ class SiDTDetectionConfig(BaseConfig):
     # (its builder's ``min_sizes`` / ``max_size``, given in model_kwargs).
     dataset: str = "coco_shapes"                  # "coco_shapes" (generated) or "coco" (data_root)
     model: str = "cascade_mask_rcnn_swin_tiny"    # registered detector (reprolib.models.detection)
-    model_kwargs: dict = field(default_factory=dict)  # extra builder arguments
+    model_kwargs: dict = kwargs_field("model", reserved=("num_classes",))  # extra builder arguments
     pretrained_backbone: str = ""                 # timm name whose ImageNet weights start the Swin
     train_images: int = 0                         # first N training images only (0 = all)
     val_images: int = 0                           # first N validation images only (0 = all)

@@ -22,6 +22,8 @@ in ``reprolib.experiments`` exposes ``stages(cfg)``, ``run(cfg, force=False)``,
 from __future__ import annotations
 
 import random
+import re
+import shutil
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -138,14 +140,54 @@ def run_stages(stages: Iterable[Stage], force: bool = False) -> dict[str, dict]:
     return {s.name: s.run(force) for s in stages}
 
 
+#: A record's file name: ``<stage name>-<10 hex digits>.json`` (results.record_path).
+RECORD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+=,-]*-[0-9a-f]{10}\.json")
+
+
 def stale_records(stages: Iterable[Stage]) -> list[Path]:
     """The records in the folders of ``stages`` that none of them names: what an earlier
     config of the profile left (a changed key writes a new record and keeps the old one).
-    Their checkpoints are ``path.parent / "ckpt" / path.stem``."""
+    Their checkpoints are ``path.parent / "ckpt" / path.stem``.  Only files named like a
+    record (:data:`RECORD_NAME`) are records; :func:`foreign_files` lists the rest."""
     stages = list(stages)
     keep = {s.path.resolve() for s in stages}
     folders = sorted({s.path.parent for s in stages})
-    return [p for f in folders for p in sorted(f.glob("*.json")) if p.resolve() not in keep]
+    return [p for f in folders for p in sorted(f.glob("*.json"))
+            if RECORD_NAME.fullmatch(p.name) and not p.is_symlink() and p.resolve() not in keep]
+
+
+def foreign_files(stages: Iterable[Stage]) -> list[Path]:
+    """The ``.json`` files in the folders of ``stages`` that are not named like a record
+    (``...json``, a symlink, ``notes.json``): never removed by ``clean``."""
+    folders = sorted({s.path.parent for s in stages})
+    return [p for f in folders for p in sorted(f.glob("*.json"))
+            if not RECORD_NAME.fullmatch(p.name) or p.is_symlink()]
+
+
+def remove_record(path: Path) -> list[Path]:
+    """Remove the record file ``path`` and its own checkpoint folder
+    (``path.parent / "ckpt" / path.stem``), after checking that both are what they claim: a
+    file named like a record directly inside its profile folder, and a real folder (not a
+    link) directly inside that folder's ``ckpt/``.  Anything else is a ReprolibError naming
+    it, and nothing is removed.  Returns what was removed."""
+    path = Path(path)
+    folder = path.parent.resolve()
+    if not RECORD_NAME.fullmatch(path.name) or path.is_symlink() or not path.is_file() \
+            or path.resolve().parent != folder:
+        raise ReprolibError(f"refusing to remove {paths.rel(path)}: it is not a record file "
+                            "of this profile folder")
+    ckpt = path.parent / "ckpt" / path.stem
+    if ckpt.is_symlink() or (ckpt.exists() and (not ckpt.is_dir()
+                                                or ckpt.resolve().parent != folder / "ckpt")):
+        raise ReprolibError(f"refusing to remove {paths.rel(ckpt)}: it is not the checkpoint "
+                            f"folder of {path.name} (a link, a file, or outside "
+                            f"{paths.rel(folder / 'ckpt')})")
+    path.unlink()
+    removed = [path]
+    if ckpt.is_dir():
+        shutil.rmtree(ckpt)
+        removed.append(ckpt)
+    return removed
 
 
 def records(stages: Iterable[Stage]) -> dict[str, dict]:

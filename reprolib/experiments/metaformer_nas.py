@@ -163,7 +163,7 @@ def run_random(cfg, n_nodes: int, stage: Stage | None = None) -> dict:
     ``candidate`` with its validation accuracy, history and time, and ``search_time_s``."""
     import torch
 
-    data = load_data(cfg, cfg.proxy.batch_size, val_fraction=cfg.val_fraction,
+    data = load_data(cfg, cfg.proxy, val_fraction=cfg.val_fraction,
                      eval_batch_size=cfg.batch_size)
     on_val = dataclasses.replace(data, test=data.val)     # fit evaluates on the held-out split
     gen = torch.Generator().manual_seed(cfg.seed)

@@ -53,7 +53,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from reprolib import io
+from reprolib import io, paths
 from reprolib.errors import ReprolibError, check_range, choose
 from reprolib.models.metaformer import (OPS, Architecture, MetaFormer,
                                         load_architecture, save_architecture)
@@ -391,16 +391,31 @@ _CKPT_KEYS = ("model", "controller", "shared_opt", "ctrl_opt", "generator", "tor
               "state")
 
 
-def load_search_checkpoint(path) -> dict:
+_STATE_KEYS = {"round": int, "baseline": (float, int, type(None)), "history": list,
+               "val_pos": int}
+
+
+def load_search_checkpoint(path, config: dict | None = None) -> dict:
     """Read a ``search.pt`` written by :func:`search` with ``reprolib.io.load_torch``
     (``weights_only=True``: nothing in the file is executed).  A file that holds objects or
-    code, a corrupt file, or one that is not a search checkpoint is a ``ReprolibError``."""
+    code, a corrupt file, or one that is not a search checkpoint is a ``ReprolibError``; with
+    ``config`` (the search's settings and seed), so is one saved by a search with other
+    settings (:func:`reprolib.io.check_resume`)."""
     ck = io.load_torch(path, "search checkpoint")
+    state = ck.get("state") if isinstance(ck, dict) else None
     if not isinstance(ck, dict) or any(k not in ck for k in _CKPT_KEYS) \
-            or not isinstance(ck["state"], dict):
-        raise ReprolibError(f"search checkpoint {Path(path).name} is not a MetaFormer-NAS "
-                            f"search checkpoint (it needs {', '.join(_CKPT_KEYS)}); delete it "
-                            "to restart the search")
+            or not isinstance(state, dict) \
+            or any(not isinstance(state.get(k), t) or isinstance(state.get(k), bool)
+                   for k, t in _STATE_KEYS.items()):
+        raise ReprolibError(f"search checkpoint {paths.rel(path)} is not a MetaFormer-NAS "
+                            f"search checkpoint (it needs {', '.join(_CKPT_KEYS)}, and a state "
+                            f"of {', '.join(_STATE_KEYS)}); delete it to restart the search")
+    if config is not None:
+        io.check_resume(ck, path, config, "search checkpoint", _CKPT_KEYS)
+        if not 0 <= state["round"] <= config["rounds"] or len(state["history"]) != state["round"]:
+            raise ReprolibError(f"search checkpoint {paths.rel(path)}: round "
+                                f"{state['round']} does not fit a search of {config['rounds']} "
+                                "rounds; delete it to restart the search")
     return ck
 
 
@@ -432,14 +447,20 @@ def search(model: MetaFormer, data, cfg: NASConfig, *, ckpt_dir=None, device="cp
     gen = torch.Generator().manual_seed(seed)
     state = {"round": 0, "baseline": None, "history": [], "val_pos": 0}
     ckpt = Path(ckpt_dir) / "search.pt" if ckpt_dir else None
+    config = {**asdict(cfg), "seed": seed}      # what the checkpoint must have been saved by
     if ckpt is not None and ckpt.exists():
-        ck = load_search_checkpoint(ckpt)
-        model.load_state_dict(ck["model"])
-        controller.load_state_dict(ck["controller"])
-        shared_opt.load_state_dict(ck["shared_opt"])
-        ctrl_opt.load_state_dict(ck["ctrl_opt"])
-        gen.set_state(ck["generator"])
-        torch.set_rng_state(ck["torch_rng"])
+        ck = load_search_checkpoint(ckpt, config)
+        what = "search checkpoint"
+        io.load_state(model, ck["model"], ckpt, what, "shared model")
+        io.load_state(controller, ck["controller"], ckpt, what, "controller")
+        io.load_state(shared_opt, ck["shared_opt"], ckpt, what, "shared optimizer state")
+        io.load_state(ctrl_opt, ck["ctrl_opt"], ckpt, what, "controller optimizer state")
+        io.load_state(gen, ck["generator"], ckpt, what, "generator state")
+        try:
+            torch.set_rng_state(ck["torch_rng"])
+        except (RuntimeError, TypeError) as e:
+            raise ReprolibError(f"{what} {paths.rel(ckpt)}: its torch RNG state does not "
+                                f"fit ({e}); delete it to restart the search") from None
         state = ck["state"]
     val = data.val if getattr(data, "val", None) is not None else data.test
     next_val = _Cycle(val, state["val_pos"])
@@ -484,7 +505,7 @@ def search(model: MetaFormer, data, cfg: NASConfig, *, ckpt_dir=None, device="cp
                            "shared_opt": shared_opt.state_dict(),
                            "ctrl_opt": ctrl_opt.state_dict(), "generator": gen.get_state(),
                            "torch_rng": torch.get_rng_state(), "state": state,
-                           "config": asdict(cfg)}, ckpt)
+                           "config": config}, ckpt)
     t0 = time.perf_counter()
     batches = [b for b, _ in zip(val, range(cfg.derive_batches))]
     best, cands = derive(model, controller, batches, cfg.derive_samples, generator=gen)

@@ -499,7 +499,7 @@ def cascade_mask_rcnn_swin(num_classes: int = 81, *, embed_dim: int = 96,
     return CascadeMaskRCNN(backbone, rpn, heads, transform)
 
 
-@register_model(paper="sidt")
+@register_model(paper="sidt", kwargs_to=cascade_mask_rcnn_swin)
 def cascade_mask_rcnn_swin_t(num_classes: int = 81, **kw) -> CascadeMaskRCNN:
     """The Swin-T detection baseline of SiDT Table II (every default of
     :func:`cascade_mask_rcnn_swin`): 85.6 M parameters at 81 classes.
@@ -511,7 +511,7 @@ def cascade_mask_rcnn_swin_t(num_classes: int = 81, **kw) -> CascadeMaskRCNN:
     return cascade_mask_rcnn_swin(num_classes, **kw)
 
 
-@register_model(paper="sidt")
+@register_model(paper="sidt", kwargs_to=cascade_mask_rcnn_swin)
 def cascade_mask_rcnn_swin_tiny(num_classes: int = 4, **kw) -> CascadeMaskRCNN:
     """A small Cascade Mask R-CNN for small images (tests, smoke and cpu profiles): a Swin of
     Swin-T's layout scaled down (embed 32, depths 2-2-2-2, heads 1-2-4-8, window 4, patch 4),

@@ -200,15 +200,29 @@ def test_search_resumes_exactly(tmp_path):
     cfg = M.NASConfig(n_nodes=3, rounds=2, max_train_batches=2, controller_samples=3,
                       derive_samples=4)
 
-    def run(rounds, ckpt):
+    def run(ckpt):
         torch.manual_seed(0)
         model = reprolib.create_model("test_metaformer", mixer={"shared": 3}, num_classes=10)
-        return M.search(model, _digits(), M.NASConfig(**{**cfg.__dict__, "rounds": rounds}),
-                        ckpt_dir=ckpt, seed=0)
+        return M.search(model, _digits(), cfg, ckpt_dir=ckpt, seed=0)
 
-    full = run(2, tmp_path / "a")
-    run(1, tmp_path / "b")                       # "killed" after round 1
-    resumed = run(2, tmp_path / "b")
+    class Killed(Exception):
+        pass
+
+    full = run(tmp_path / "a")
+    save = M.io.save_torch
+
+    def save_then_die(obj, path):          # killed right after round 1's checkpoint
+        save(obj, path)
+        raise Killed
+
+    M.io.save_torch = save_then_die
+    try:
+        with pytest.raises(Killed):
+            run(tmp_path / "b")
+    finally:
+        M.io.save_torch = save
+    assert M.load_search_checkpoint(tmp_path / "b" / "search.pt")["state"]["round"] == 1
+    resumed = run(tmp_path / "b")
     keys = ("train_loss", "reward", "entropy", "most_likely")
     for h1, h2 in zip(full["history"], resumed["history"]):
         assert all(h1[k] == h2[k] for k in keys)

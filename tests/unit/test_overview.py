@@ -62,10 +62,17 @@ def test_points_read_the_papers_records(store):
     assert t["acc_change"] == 3.0 and t["params_ratio"] == 0.8 and t["flops_ratio"] == 5.0
     assert math.isnan(t["latency_ratio"])                  # no latency in the record: no point
     # a benchmark record naming the SiDT stage replaces its latency; malformed ones are ignored
-    io.write_json({"config": {}, "metrics": {"paper": "sidt", "stage": "finetune-p40",
+    from reprolib.results import record_path
+
+    bench = record_path("bench", "cpu", "sidt-p40", {}, root=store)
+    io.write_json({"name": "sidt-p40", "run_id": bench.stem, "paper": "bench", "profile": "cpu",
+                   "config": {}, "metrics": {"paper": "sidt", "stage": "finetune-p40",
                                              "latency_ratio": 0.5, "device": "cuda:H100",
-                                             "batch_size": 64}, "device": "cuda:H100"},
-                  store / "bench" / "cpu" / "sidt-p40.json")
+                                             "batch_size": 64}, "device": "cuda:H100"}, bench)
+    # a record under another record's name is not trusted (reprolib.results.check_record)
+    io.write_json({"name": "sidt-p40", "run_id": "sidt-p40-0000000000", "config": {},
+                   "metrics": {"paper": "sidt", "stage": "finetune-p40", "latency_ratio": 0.1}},
+                  store / "bench" / "cpu" / "sidt-p40-0000000000.json")
     io.write_json({"config": {}, "metrics": {"latency_ratio": 0.1}}, store / "bench" / "cpu" / "x.json")
     (store / "bench" / "cpu" / "broken.json").write_text("{ not json")
     pts = O.points(cfg)
@@ -107,7 +114,7 @@ def test_paper_points():
 def test_bad_config_is_one_clear_error():
     from reprolib.errors import ReprolibError
 
-    with pytest.raises(ReprolibError, match="unknown scale 'huge'"):
-        O.stages(get_config("overview", "smoke", scale="huge"))
-    with pytest.raises(ReprolibError, match="unknown export case 'bert'"):
-        O.stages(get_config("overview", "smoke", export_cases=("bert",)))
+    with pytest.raises(ReprolibError, match="scale='huge' is not one of: tiny, cifar, paper"):
+        get_config("overview", "smoke", scale="huge")
+    with pytest.raises(ReprolibError, match=r"export_cases\[0\]='bert' is not one of: sidt"):
+        get_config("overview", "smoke", export_cases=("bert",))
