@@ -44,7 +44,7 @@ lab: venv
 	REPROLIB_FIGURES=$(CURDIR)/lab/figures $(VENV)/bin/jupyter lab lab/
 
 ## JupyterLab on the tracked notebooks themselves, to change one on purpose; before
-## committing: $(PY) -m reprolib.nbclean --execute notebooks/PAPER.ipynb
+## committing: $(PY) -m reprolib.tools.nbclean --execute notebooks/PAPER.ipynb
 lab-edit: venv
 	$(VENV)/bin/jupyter lab notebooks/
 

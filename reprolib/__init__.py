@@ -28,11 +28,31 @@ __version__ = "0.1.0"
 warnings.filterwarnings("ignore", message="IProgress not found")
 
 #: Public names, imported from their module on first access.
-_LAZY = {"create_model": "reprolib.registry", "list_models": "reprolib.registry",
-         "register_model": "reprolib.registry", "save_compressed": "reprolib.compressed",
-         "load_compressed": "reprolib.compressed"}
-_SUBMODULES = ("compressed", "configs", "data", "device", "errors", "experiments", "io",
-               "measure", "methods", "models", "paths", "registry", "report", "results", "train")
+_LAZY = {"create_model": "reprolib.core.registry", "list_models": "reprolib.core.registry",
+         "register_model": "reprolib.core.registry",
+         "save_compressed": "reprolib.core.compressed",
+         "load_compressed": "reprolib.core.compressed"}
+
+#: Where each role lives (the tree):
+#:   core/         the engine: stage graph and pipelines (pipeline), records (results), files
+#:                 (io), the model registry, the one compressed-model format and its ONNX
+#:                 export, train, measure, device, progress, report (tables and figures)
+#:   data/         data sets: loaders and sources (``reprolib.data``), augment, coco
+#:   models/       architectures and their registry;   methods/   the papers' algorithms
+#:   configs/      one typed config per paper;          experiments/   one pipeline per paper
+#:   tools/        built on the graph: plan, bench, readme, notebook running, nbclean
+#:   cli.py        the command line;   errors.py   ReprolibError and the validators
+#: Stable import paths of the flat layout this package had, kept for notebooks, scripts and
+#: users: ``reprolib.measure`` *is* ``reprolib.core.measure`` (the same module object).
+ALIASES = {f"reprolib.{old}": f"reprolib.{new}" for old, new in {
+    "results": "core.results", "io": "core.io", "compressed": "core.compressed",
+    "train": "core.train", "measure": "core.measure", "device": "core.device",
+    "progress": "core.progress", "report": "core.report", "registry": "core.registry",
+    "augment": "data.augment", "coco": "data.coco", "plan": "tools.plan",
+    "bench": "tools.bench", "export": "core.export", "nbclean": "tools.nbclean",
+    "experiments.common": "core.pipeline", "experiments.readme": "tools.readme"}.items()}
+_SUBMODULES = ("configs", "core", "data", "errors", "experiments", "methods", "models", "paths",
+               "tools", *(a.split(".", 1)[1] for a in ALIASES if a.count(".") == 1))
 
 __all__ = ["create_model", "list_models", "register_model", "save_compressed",
            "load_compressed", "ReprolibError", "__version__"]
@@ -53,8 +73,30 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_LAZY, *_SUBMODULES})
 
 
+class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Imports an old path of :data:`ALIASES` as the module it names: ``sys.modules`` then
+    holds the one module object under both names (monkeypatching either patches both)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name not in ALIASES:
+            return None
+        return importlib.machinery.ModuleSpec(name, self)
+
+    def create_module(self, spec):
+        module = importlib.import_module(ALIASES[spec.name])
+        spec.loader_state = module.__spec__        # importlib sets __spec__ to the alias's
+        return module
+
+    def exec_module(self, module):
+        module.__spec__ = module.__spec__.loader_state   # the module's own spec back
+
+
+if not any(isinstance(f, _Alias) for f in sys.meta_path):
+    sys.meta_path.insert(0, _Alias())
+
+
 class _TorchvisionCompat(importlib.abc.MetaPathFinder):
-    """Runs ``reprolib._compat`` just before the first ``import torchvision`` (timm imports it
+    """Runs ``reprolib.core._compat`` just before the first ``import torchvision`` (timm imports it
     too), and lets it finish once torchvision has loaded; see that module for why.  Removes
     itself after that one import."""
 
@@ -63,7 +105,7 @@ class _TorchvisionCompat(importlib.abc.MetaPathFinder):
             return None
         if self in sys.meta_path:
             sys.meta_path.remove(self)
-        compat = importlib.import_module("reprolib._compat")   # defines the fallback ops
+        compat = importlib.import_module("reprolib.core._compat")   # defines the fallback ops
         spec = importlib.machinery.PathFinder.find_spec(name, path)
         if spec is None or spec.loader is None or not compat.ACTIVE:
             return spec

@@ -17,7 +17,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from reprolib import io, paths, results
+from reprolib import paths
+from reprolib.core import io, results
 from reprolib.configs import get_config
 from reprolib.experiments import get_experiment
 

@@ -94,9 +94,19 @@ def check_each(key: str, values, check, *, allow_empty: bool = False) -> None:
         raise ReprolibError(f"{key}={tuple(values)!r} repeats a value")
 
 
+def check_dataset_name(key: str, name) -> None:
+    """``name`` must name a data set: a non-empty string, ``npz:`` followed by a path where it
+    is a file.  Whether the name is known and the data there is checked with the stages that
+    read it (``reprolib.data.check_dataset`` / ``prepare_data``): this package knows no data."""
+    if not isinstance(name, str) or not name.strip():
+        raise ReprolibError(f"{key}={name!r} must name a data set (reprolib list shows them)")
+    if name.startswith("npz:") and not name[4:].strip():
+        raise ReprolibError(f"{key}={name!r}: give the file after npz:, e.g. npz:data/x.npz")
+
+
 def check_model(key: str, name) -> None:
     """``name`` must be a registered model (reprolib.list_models(); imports no torch)."""
-    from reprolib.registry import check_model as _check
+    from reprolib.core.registry import check_model as _check
 
     _check(name, key)
 
@@ -254,9 +264,7 @@ class BaseConfig:
     def check(self) -> None:
         """Range checks of the common fields; a paper config extends it (``super().check()``
         first) with its own values and grids.  Runs on construction and in ``get_config``."""
-        from reprolib.data import check_dataset
-
-        check_dataset(self.dataset)
+        check_dataset_name("dataset", self.dataset)
         if self.data_root is not None and not self.data_root.strip():
             raise ReprolibError("data_root='' is empty; leave it unset for data/")
         check_number("image_size", self.image_size, 1, integer=True)
@@ -600,7 +608,7 @@ def check_builders(cfg) -> None:
     """Every builder-arguments field of ``cfg`` against the builders it is for: each key an
     argument of the builder, each value of its type, the model buildable (on the meta device;
     imports torch).  What ``reprolib run`` / ``compute`` check before any work."""
-    from reprolib.registry import check_kwargs
+    from reprolib.core.registry import check_kwargs
 
     for name, meta in kwargs_fields(type(cfg)).items():
         kwargs = getattr(cfg, name)

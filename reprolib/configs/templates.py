@@ -11,8 +11,8 @@ model x template.
 
 from dataclasses import dataclass
 
-from reprolib.configs import (BaseConfig, TrainConfig, check_choice, check_each, check_model,
-                              check_number, recipe, register_paper)
+from reprolib.configs import (BaseConfig, TrainConfig, check_choice, check_dataset_name,
+                              check_each, check_model, check_number, recipe, register_paper)
 from reprolib.errors import ReprolibError
 
 TEMPLATES = ("base", "reverse", "uniform", "quadratic", "negative_quadratic")
@@ -57,7 +57,6 @@ class TemplatesConfig(BaseConfig):
 
     def check(self) -> None:
         super().check()
-        from reprolib.data import check_dataset
 
         def width(k, w):
             check_number(k, w, 0, WIDTH_MAX, lo_open=True)
@@ -75,7 +74,7 @@ class TemplatesConfig(BaseConfig):
 
         check_each("model_widths", self.model_widths, per_model, allow_empty=True)
         check_each("extra_datasets", self.extra_datasets,
-                   lambda k, d: check_dataset(d), allow_empty=True)
+                   check_dataset_name, allow_empty=True)
         check_number("train.epochs", self.train.epochs, 1, integer=True)
         check_each("table2_models", self.table2_models, check_model, allow_empty=True)
         check_each("table2_templates", self.table2_templates,

@@ -188,7 +188,7 @@ def plateau_note(histories: Sequence[Sequence[dict]], window: int = 3, tol: floa
 def cost_note(records: Iterable[dict]) -> str:
     """"N stage records, X min of recorded stage time on DEVICE": the cost of an evidence run
     from its records (``wall_time_s``, ``device``)."""
-    from reprolib.report import device_label
+    from reprolib.core.report import device_label
 
     recs = [r for r in records if r]
     secs = sum(float(r.get("wall_time_s") or 0.0) for r in recs)
@@ -223,7 +223,7 @@ def claims_markdown(paper: str, cfg=None, profile: str = "evidence") -> str:
     sentence of :func:`not_run` saying how to make them."""
     from reprolib.configs import get_config, get_paper
     from reprolib.experiments import get_experiment
-    from reprolib.report import to_markdown
+    from reprolib.core.report import to_markdown
 
     exp = get_experiment(paper)
     if cfg is not None and (cfg.profile == profile or getattr(cfg, "seeds", ())):

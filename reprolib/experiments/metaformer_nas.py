@@ -39,21 +39,21 @@ from pathlib import Path
 
 import pandas as pd
 
-from reprolib import report
+from reprolib.core import report
 from reprolib.configs.metaformer_nas import (PAPER_DEVICE, PAPER_TABLE1, PAPER_TABLE2,
                                              TABLE2_LABELS, TABLE2_MIXERS)
-from reprolib.device import resolve_device
+from reprolib.core.device import resolve_device
 from reprolib.errors import check_range
 from reprolib.experiments import evidence as ev
-from reprolib.experiments.common import (Stage, key_of, load_data, profile_note, records,
+from reprolib.core.pipeline import (Stage, key_of, load_data, profile_note, records,
                                          run_stages, train_and_measure)
-from reprolib.measure import count_params
+from reprolib.core.measure import count_params
 from reprolib.methods.metaformer_nas import (NASConfig, count_architectures, paper_space_size,
                                              search, toy_reinforce, uniform_architecture,
                                              uniform_entropy)
 from reprolib.models.metaformer import OPS, Architecture, save_architecture
-from reprolib.registry import create_model
-from reprolib.train import fit
+from reprolib.core.registry import create_model
+from reprolib.core.train import fit
 
 PAPER = "metaformer_nas"
 README_FIGURE = "search_curves"

@@ -35,12 +35,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from reprolib import paths, report, results
+from reprolib import paths
+from reprolib.core import report, results
 from reprolib.configs import get_config, get_paper
 from reprolib.errors import ReprolibError, choose
-from reprolib.experiments.common import Stage, key_of, profile_note, run_stages
-from reprolib.measure import count_flops, count_params
-from reprolib.registry import create_model
+from reprolib.core.pipeline import Stage, key_of, profile_note, run_stages
+from reprolib.core.measure import count_flops, count_params
+from reprolib.core.registry import create_model
 
 PAPER = "overview"
 README_FIGURE = "tradeoff"
@@ -76,7 +77,7 @@ def _swin_uniform(base, ratio: float):
     """``base`` (an unpruned Swin) pruned by ``ratio`` in every layer, as SiDT's
     ``scope="layer"`` keeps ``n - round(ratio n)`` of each layer's ``n`` dimensions; built
     on the meta device from its widths (``reprolib.methods.sidt.compressed_spec``)."""
-    from reprolib.compressed import build
+    from reprolib.core.compressed import build
     from reprolib.methods import sidt
 
     full = sidt.arch(base)
@@ -207,7 +208,7 @@ def _pe_rows() -> list[dict]:
 def _flops_without_attention(model, size) -> int:
     """FLOPs (1 MAC = 1 FLOP) of ``model`` without the attention matmuls (batched matmuls and
     scaled-dot-product attention), counted by the same counter as ``measure.count_flops``."""
-    from reprolib import measure
+    from reprolib.core import measure
 
     was = model.training
     model.eval()
@@ -404,7 +405,7 @@ def build_case(case: str, scale: str = "tiny", *, prune_ratio: float = 0.4,
     ``cifar`` / ``paper``), with seeded random weights and scores and calibrated BatchNorm
     statistics.  Returns ``(model, input_size)``."""
     from reprolib.configs.overview import EXPORT_CASES, SCALES
-    from reprolib.export import calibrate_batchnorm
+    from reprolib.core.export import calibrate_batchnorm
     from reprolib.methods import decompose, sidt, vtp
 
     choose("export case", case, EXPORT_CASES)
@@ -446,7 +447,7 @@ def _export_stage(cfg, case: str) -> Stage:
     def fn(stage: Stage) -> dict:
         import time
 
-        from reprolib.export import export_check
+        from reprolib.core.export import export_check
 
         model, size = build_case(case, cfg.scale, prune_ratio=cfg.prune_ratio,
                                  vtp_rate=cfg.vtp_rate, rank_ratio=cfg.rank_ratio,

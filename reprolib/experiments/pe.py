@@ -29,16 +29,16 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from reprolib import report
+from reprolib.core import report
 from reprolib.configs.pe import PAPER_TABLE1, PAPER_TABLE2
-from reprolib.device import is_main_process, world
+from reprolib.core.device import is_main_process, world
 from reprolib.errors import ReprolibError
 from reprolib.experiments import evidence
-from reprolib.experiments.common import (Stage, key_of, load_data, profile_note, records,
+from reprolib.core.pipeline import (Stage, key_of, load_data, profile_note, records,
                                          run_stages, seed_everything, train_and_measure)
-from reprolib.measure import count_flops, count_params
+from reprolib.core.measure import count_flops, count_params
 from reprolib.methods import pe as M
-from reprolib.registry import create_model
+from reprolib.core.registry import create_model
 
 PAPER = "pe"
 README_FIGURE = "acc_vs_params"

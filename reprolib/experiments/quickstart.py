@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from reprolib import report
-from reprolib.experiments.common import (Stage, key_of, load_data, records, run_stages,
+from reprolib.core import report
+from reprolib.core.pipeline import (Stage, key_of, load_data, records, run_stages,
                                          train_and_measure)
-from reprolib.registry import create_model
+from reprolib.core.registry import create_model
 
 PAPER = "quickstart"
 README_FIGURE = "acc_vs_params"

@@ -26,18 +26,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-from reprolib import report
-from reprolib.compressed import build
+from reprolib.core import report
+from reprolib.core.compressed import build
 from reprolib.configs.sidt import PAPER_TABLE1, PAPER_TABLE2
-from reprolib.device import resolve_device
+from reprolib.core.device import resolve_device
 from reprolib.errors import ReprolibError, choose
 from reprolib.experiments import evidence
-from reprolib.experiments.common import (Stage, key_of, load_data, profile_note, run_stages,
+from reprolib.core.pipeline import (Stage, key_of, load_data, profile_note, run_stages,
                                          train_and_measure)
-from reprolib.measure import count_flops, count_params
+from reprolib.core.measure import count_flops, count_params
 from reprolib.methods import sidt
-from reprolib.registry import create_model
-from reprolib.train import evaluate
+from reprolib.core.registry import create_model
+from reprolib.core.train import evaluate
 
 PAPER = "sidt"
 README_FIGURE = "tradeoff"

@@ -34,19 +34,19 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from reprolib import report
-from reprolib.coco import coco_root, evaluate_coco, limit_data
-from reprolib.compressed import build
+from reprolib.core import report
+from reprolib.data.coco import coco_root, evaluate_coco, limit_data
+from reprolib.core.compressed import build
 from reprolib.configs.sidt import PAPER_TABLE2
 from reprolib.configs.sidt_detection import SWIN_BASELINE
-from reprolib.device import resolve_device, world
+from reprolib.core.device import resolve_device, world
 from reprolib.errors import ReprolibError
-from reprolib.experiments.common import Stage, key_of, load_data, profile_note, records, run_stages
-from reprolib.measure import count_params, measure_model
+from reprolib.core.pipeline import Stage, key_of, load_data, profile_note, records, run_stages
+from reprolib.core.measure import count_params, measure_model
 from reprolib.methods import sidt
 from reprolib.models.detection import load_timm_backbone
-from reprolib.registry import create_model
-from reprolib.train import fit
+from reprolib.core.registry import create_model
+from reprolib.core.train import fit
 
 PAPER = "sidt_detection"
 README_FIGURE = "tradeoff"
@@ -143,7 +143,7 @@ def _identity(a: nn.Module, b: nn.Module, data, dev, n_images: int = 8) -> dict:
 def stages(cfg) -> list[Stage]:
     """``train``, ``search``, ``finetune-p00`` and one ``finetune-pNN`` per ratio,
     ``reference``.  An unknown detector name is an error here, before any work."""
-    from reprolib.registry import list_models
+    from reprolib.core.registry import list_models
 
     for m in (cfg.model, cfg.reference_model):
         if m not in list_models("cascade_mask_rcnn_*"):

@@ -28,18 +28,18 @@ import textwrap
 
 import pandas as pd
 
-from reprolib import report
+from reprolib.core import report
 from reprolib.configs.templates import PAPER_BASE_PARAMS_M, PAPER_TABLE1, PAPER_TABLE2
 from reprolib.errors import check_range
 from reprolib.experiments import evidence as ev
-from reprolib.experiments.common import (Stage, key_of, load_data, profile_note, records,
+from reprolib.core.pipeline import (Stage, key_of, load_data, profile_note, records,
                                          run_stages, train_and_measure)
-from reprolib.measure import count_params, measure_model, peak_memory
+from reprolib.core.measure import count_params, measure_model, peak_memory
 from reprolib.methods.templates import (PAPER_WIDTHS, TEMPLATES, check_template, check_width,
                                         template_table)
 from reprolib.models.templates_cifar import PAPER_MODELS, VGG19_FILTERS
-from reprolib.registry import create_model
-from reprolib.results import records_frame
+from reprolib.core.registry import create_model
+from reprolib.core.results import records_frame
 
 PAPER = "templates"
 README_FIGURE = "fig3_acc_vs_params"

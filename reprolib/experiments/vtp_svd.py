@@ -33,19 +33,19 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from reprolib import report
+from reprolib.core import report
 from reprolib.configs import TrainConfig, field_names, recipe_dict
 from reprolib.configs.vtp_svd import PAPER_TABLE1, PAPER_TABLE2, TABLE2_METHODS
-from reprolib.device import resolve_device
+from reprolib.core.device import resolve_device
 from reprolib.errors import ReprolibError
 from reprolib.experiments import evidence
-from reprolib.experiments.common import (Stage, key_of, load_data, profile_note, records,
+from reprolib.core.pipeline import (Stage, key_of, load_data, profile_note, records,
                                          run_stages, seed_everything)
-from reprolib.measure import count_params, measure_model
+from reprolib.core.measure import count_params, measure_model
 from reprolib.methods import decompose, vtp
 from reprolib.models.vit_cifar import TEXT_GEOMETRY_NOTE
-from reprolib.registry import create_model
-from reprolib.train import evaluate, fit
+from reprolib.core.registry import create_model
+from reprolib.core.train import evaluate, fit
 
 PAPER = "vtp_svd"
 README_FIGURE = "acc_vs_params"

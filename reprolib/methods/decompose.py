@@ -51,7 +51,7 @@ import scipy.linalg
 import torch
 import torch.nn as nn
 
-from reprolib.compressed import add_arch
+from reprolib.core.compressed import add_arch
 from reprolib.errors import ReprolibError, check_range, choose
 from reprolib.methods import round_width
 from reprolib.models.layers.lowrank import LowRankLinear, apply_ranks, current_ranks, set_module

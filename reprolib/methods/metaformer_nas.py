@@ -53,7 +53,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from reprolib import io, paths
+from reprolib import paths
+from reprolib.core import io
 from reprolib.errors import ReprolibError, check_range, choose
 from reprolib.models.metaformer import (OPS, Architecture, MetaFormer,
                                         load_architecture, save_architecture)
@@ -434,7 +435,7 @@ def search(model: MetaFormer, data, cfg: NASConfig, *, ckpt_dir=None, device="cp
     derived samples with rewards), ``search_time_s`` (wall time of all rounds, resumed
     rounds included), ``derive_time_s``, ``space_size``.
     """
-    from reprolib.train import TrainConfig, build_optimizer
+    from reprolib.core.train import TrainConfig, build_optimizer
 
     device = torch.device(device)
     torch.manual_seed(seed)

@@ -53,12 +53,12 @@ import torch.nn.functional as F
 from timm.layers import Mlp
 from timm.models.swin_transformer import SwinTransformer, SwinTransformerBlock, WindowAttention
 
-from reprolib.compressed import add_arch, register_arch
+from reprolib.core.compressed import add_arch, register_arch
 from reprolib.errors import ReprolibError, check_range, choose
-from reprolib.io import to_strict_json
-from reprolib.measure import count_flops_by_module
+from reprolib.core.io import to_strict_json
+from reprolib.core.measure import count_flops_by_module
 from reprolib.methods import round_width
-from reprolib.registry import set_spec
+from reprolib.core.registry import set_spec
 
 SCOPES = ("global", "layer")
 #: The registered builder of every model SiDT describes as data (``reprolib.models.swin``).

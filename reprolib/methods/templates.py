@@ -49,7 +49,7 @@ from reprolib.errors import ReprolibError, check_range, choose
 from reprolib.models import templates_cifar as networks
 from reprolib.models.templates_cifar import (PAPER_MODELS, round_preserving_sum,  # noqa: F401
                                              scale_group, scale_one)
-from reprolib.registry import register_model
+from reprolib.core.registry import register_model
 
 # ---------------------------------------------------------------------------------------
 # The width rules (section 3): templates, rounding, width multiplier
@@ -267,34 +267,80 @@ def build(name: str, num_classes: int = 10, template: str = "base", width: float
     return model
 
 
-def _builder(name: str, doc: str):
-    def fn(num_classes: int = 10, template: str = "base", width: float = 1.0,
-           filters: Sequence[int] | None = None, unit: str = "block", **_unused) -> nn.Module:
-        if _unused:
-            raise ReprolibError(f"{name}: unknown arguments {sorted(_unused)}; valid: "
-                                "num_classes, template, width, filters, unit")
-        return build(name, num_classes, template, width, filters, unit)
-
-    fn.__name__ = name
-    fn.__qualname__ = name
-    fn.__doc__ = f"""{doc}
-
-    Args:
-        num_classes: classifier outputs (10 for CIFAR-10, 100 for CIFAR-100).
-        template: filter distribution, one of ``TEMPLATES`` (default ``"base"``).
-        width: width multiplier in (0, 4] applied after the template (default 1.0).
-        filters: explicit per-layer counts (overrides template and width).
-        unit: what one layer of the template is: "block" (default; see the module
-            docstring) or, for ResNet-50 only, "stage" (D = 4).
-    """
-    return register_model(fn, name=name, paper="templates")
+def _check_args(name: str, unused: dict) -> None:
+    if unused:
+        raise ReprolibError(f"{name}: unknown arguments {sorted(unused)}; valid: "
+                            "num_classes, template, width, filters, unit")
 
 
-vgg19_cifar = _builder("vgg19_cifar", "VGG-19 (BN, one Linear) for CIFAR: 20.04 M params at 10 classes.")
-resnet50_cifar = _builder("resnet50_cifar", "ResNet-50 (3x3 stem, [3,4,6,3] bottlenecks) for CIFAR: 23.52 M params.")
-googlenet_cifar = _builder("googlenet_cifar", "GoogLeNet / Inception (9 modules) for CIFAR: 6.17 M params.")
-mobilenet_cifar = _builder("mobilenet_cifar", "MobileNet v1 (13 depthwise-separable blocks) for CIFAR: 3.22 M params.")
-vgg19_cifar_tiny = _builder("vgg19_cifar_tiny", "VGG-19 with base widths / 8 (tests, smoke).")
-resnet50_cifar_tiny = _builder("resnet50_cifar_tiny", "ResNet-50 with base widths / 8 (tests, smoke).")
-googlenet_cifar_tiny = _builder("googlenet_cifar_tiny", "GoogLeNet with base widths / 8 (tests, smoke).")
-mobilenet_cifar_tiny = _builder("mobilenet_cifar_tiny", "MobileNet v1 with base widths / 8 (tests, smoke).")
+# Each builder: ``num_classes`` classifier outputs (10 for CIFAR-10, 100 for CIFAR-100);
+# ``template`` one of ``TEMPLATES`` (default "base"); ``width`` a multiplier in (0, 4] applied
+# after the template; ``filters`` explicit per-layer counts (override template and width);
+# ``unit`` what one layer of the template is: "block" (default, see the module docstring) or,
+# for ResNet-50 only, "stage" (D = 4).
+
+@register_model(paper="templates")
+def vgg19_cifar(num_classes: int = 10, template: str = "base", width: float = 1.0,
+                filters: Sequence[int] | None = None, unit: str = "block", **_unused) -> nn.Module:
+    """VGG-19 (BN, one Linear) for CIFAR: 20.04 M params at 10 classes."""
+    _check_args("vgg19_cifar", _unused)
+    return build("vgg19_cifar", num_classes, template, width, filters, unit)
+
+
+@register_model(paper="templates")
+def resnet50_cifar(num_classes: int = 10, template: str = "base", width: float = 1.0,
+                   filters: Sequence[int] | None = None, unit: str = "block", **_unused) -> nn.Module:
+    """ResNet-50 (3x3 stem, [3,4,6,3] bottlenecks) for CIFAR: 23.52 M params."""
+    _check_args("resnet50_cifar", _unused)
+    return build("resnet50_cifar", num_classes, template, width, filters, unit)
+
+
+@register_model(paper="templates")
+def googlenet_cifar(num_classes: int = 10, template: str = "base", width: float = 1.0,
+                    filters: Sequence[int] | None = None, unit: str = "block", **_unused) -> nn.Module:
+    """GoogLeNet / Inception (9 modules) for CIFAR: 6.17 M params."""
+    _check_args("googlenet_cifar", _unused)
+    return build("googlenet_cifar", num_classes, template, width, filters, unit)
+
+
+@register_model(paper="templates")
+def mobilenet_cifar(num_classes: int = 10, template: str = "base", width: float = 1.0,
+                    filters: Sequence[int] | None = None, unit: str = "block", **_unused) -> nn.Module:
+    """MobileNet v1 (13 depthwise-separable blocks) for CIFAR: 3.22 M params."""
+    _check_args("mobilenet_cifar", _unused)
+    return build("mobilenet_cifar", num_classes, template, width, filters, unit)
+
+
+@register_model(paper="templates")
+def vgg19_cifar_tiny(num_classes: int = 10, template: str = "base", width: float = 1.0,
+                     filters: Sequence[int] | None = None, unit: str = "block", **_unused) -> nn.Module:
+    """VGG-19 with base widths / 8 (tests, smoke)."""
+    _check_args("vgg19_cifar_tiny", _unused)
+    return build("vgg19_cifar_tiny", num_classes, template, width, filters, unit)
+
+
+@register_model(paper="templates")
+def resnet50_cifar_tiny(num_classes: int = 10, template: str = "base", width: float = 1.0,
+                        filters: Sequence[int] | None = None, unit: str = "block",
+                        **_unused) -> nn.Module:
+    """ResNet-50 with base widths / 8 (tests, smoke)."""
+    _check_args("resnet50_cifar_tiny", _unused)
+    return build("resnet50_cifar_tiny", num_classes, template, width, filters, unit)
+
+
+@register_model(paper="templates")
+def googlenet_cifar_tiny(num_classes: int = 10, template: str = "base", width: float = 1.0,
+                         filters: Sequence[int] | None = None, unit: str = "block",
+                         **_unused) -> nn.Module:
+    """GoogLeNet with base widths / 8 (tests, smoke)."""
+    _check_args("googlenet_cifar_tiny", _unused)
+    return build("googlenet_cifar_tiny", num_classes, template, width, filters, unit)
+
+
+@register_model(paper="templates")
+def mobilenet_cifar_tiny(num_classes: int = 10, template: str = "base", width: float = 1.0,
+                         filters: Sequence[int] | None = None, unit: str = "block",
+                         **_unused) -> nn.Module:
+    """MobileNet v1 with base widths / 8 (tests, smoke)."""
+    _check_args("mobilenet_cifar_tiny", _unused)
+    return build("mobilenet_cifar_tiny", num_classes, template, width, filters, unit)

@@ -52,12 +52,12 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from reprolib.compressed import add_arch, register_arch
+from reprolib.core.compressed import add_arch, register_arch
 from reprolib.errors import ReprolibError, check_range
 from reprolib.methods import round_width
 from reprolib.models.layers.lowrank import current_ranks
 from reprolib.models.vit_cifar import Attention, FeedForward, Score, ViTCifar
-from reprolib.registry import set_spec
+from reprolib.core.registry import set_spec
 
 
 def attach_scores(model: nn.Module) -> nn.Module:

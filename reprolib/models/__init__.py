@@ -1,8 +1,4 @@
-"""Model definitions.  Importing this package imports every module in it, so each module's
-``@register_model`` builders land in the registry (``reprolib.create_model``)."""
-
-import importlib
-import pkgutil
-
-for _m in sorted(m.name for m in pkgutil.iter_modules(__path__)):
-    importlib.import_module(f"{__name__}.{_m}")
+"""Model definitions, one architecture family a module.  Each module registers its builders
+with ``@register_model`` (``reprolib.create_model``); the registry finds them in the source
+(``reprolib.core.plugins``) and imports a module when one of its models is asked for, so
+importing this package imports none of them."""

@@ -98,7 +98,7 @@ from torchvision.ops import generalized_box_iou_loss
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from reprolib.errors import ReprolibError, choose
-from reprolib.registry import register_model
+from reprolib.core.registry import register_model
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

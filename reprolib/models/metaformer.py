@@ -48,7 +48,7 @@ from timm.layers import trunc_normal_
 from timm.models.metaformer import Downsampling, GroupNorm1, MetaFormerBlock, Pooling
 
 from reprolib.errors import ReprolibError
-from reprolib.registry import register_model, set_spec
+from reprolib.core.registry import register_model, set_spec
 
 OPS = ("identity", "pooling")          # the parameter-free node operations of the DAG
 BASE_MIXERS = ("pooling", "mlp", "attention")
@@ -120,7 +120,7 @@ class Architecture:
                     raise ReprolibError(
                         f"unknown mixer {s!r}; valid mixers: {', '.join(BASE_MIXERS)} or a "
                         "searched architecture (dict, JSON string or path to a JSON file)")
-                from reprolib.io import load_json
+                from reprolib.core.io import load_json
                 spec = load_json(path, "architecture file")
         if isinstance(spec, dict):
             if "nodes" not in spec:
@@ -139,7 +139,7 @@ class Architecture:
 
 def save_architecture(arch, path) -> Path:
     """Write ``arch`` (anything ``Architecture.parse`` reads) as JSON to ``path`` (atomic)."""
-    from reprolib import io
+    from reprolib.core import io
 
     return io.write_json(Architecture.parse(arch).to_json(), path)
 

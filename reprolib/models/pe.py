@@ -62,7 +62,7 @@ from timm.models.vision_transformer import VisionTransformer
 from torchvision.models.resnet import Bottleneck, ResNet
 
 from reprolib.errors import ReprolibError, check_range
-from reprolib.registry import register_model
+from reprolib.core.registry import register_model
 
 __all__ = ["PEAttention", "PEMlp", "PEBottleneck", "apply_pe", "vit_pe", "resnet_bottleneck",
            "RESNET50_LAYERS"]

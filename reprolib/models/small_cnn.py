@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch.nn as nn
 
 from reprolib.errors import check_range
-from reprolib.registry import register_model
+from reprolib.core.registry import register_model
 
 BASE_WIDTHS = (32, 64, 128)  # filters per stage at width 1.0
 

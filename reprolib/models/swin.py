@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from timm.models.swin_transformer import SwinTransformer
 
-from reprolib.registry import register_model
+from reprolib.core.registry import register_model
 
 
 def _swin(**kw) -> SwinTransformer:

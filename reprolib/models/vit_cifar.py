@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from reprolib.errors import ReprolibError, check_range, choose
 from reprolib.models.layers.lowrank import apply_ranks, current_ranks
-from reprolib.registry import register_model
+from reprolib.core.registry import register_model
 
 ATTN_SCALES = ("dim", "head")
 

@@ -9,8 +9,10 @@ import torch
 import torch.nn as nn
 
 import reprolib
-from reprolib import bench, data, measure
-from reprolib.train import TrainConfig, fit
+from reprolib import data
+from reprolib.core import measure
+from reprolib.tools import bench
+from reprolib.core.train import TrainConfig, fit
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]

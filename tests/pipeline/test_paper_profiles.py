@@ -19,7 +19,7 @@ import torch
 import reprolib  # noqa: F401,I001  (torchvision before timm)
 from reprolib import data as D
 from reprolib.configs import get_config
-from reprolib.plan import DATASET_INFO
+from reprolib.tools.plan import DATASET_INFO
 
 # ~2-3 min per paper on 2 shared cores (10 min for the five): behind the slow mark
 pytestmark = pytest.mark.slow
@@ -42,7 +42,7 @@ def _random_data(name, image_size=32, batch_size=128, *, root=None, device="cpu"
 
     extra = None
     if aug and augment and (aug.get("randaugment") or aug.get("random_erasing")):
-        from reprolib.augment import BatchAugment
+        from reprolib.data.augment import BatchAugment
         extra = BatchAugment(aug.get("randaugment", ""), aug.get("random_erasing", 0.0))
     mk = dict(image_size=image_size, mean=(0.5,) * 3, std=(0.25,) * 3, seed=seed)
     xtr, ytr = images(2 * batch_size)

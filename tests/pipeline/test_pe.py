@@ -13,7 +13,7 @@ import reprolib  # noqa: F401,I001  (installs the torchvision shim before timm)
 from reprolib import paths
 from reprolib.configs import get_config
 from reprolib.experiments import pe
-from reprolib.measure import count_params
+from reprolib.core.measure import count_params
 
 # Table 1 has 21 buildable models (45 s on 2 cores); the pipeline needs the PE row and DeiT-S.
 _T1 = ("PVT-T", "ViT-PE¹ (ours)", "DeiT-S/16")

@@ -10,7 +10,7 @@ import torch
 import reprolib  # noqa: F401,I001  (installs the torchvision shim before timm)
 from reprolib.configs import get_config
 from reprolib.experiments import sidt
-from reprolib.measure import count_params
+from reprolib.core.measure import count_params
 from reprolib.methods import sidt as method
 
 SMALL = {"search.epochs": 1, "finetune.epochs": 1, "ratios": (0.5,), "image_size": 16,

@@ -11,7 +11,7 @@ import reprolib  # noqa: F401,I001  (installs the torchvision shim before timm)
 from reprolib.configs import get_config
 from reprolib.errors import ReprolibError
 from reprolib.experiments import sidt_detection
-from reprolib.measure import count_params
+from reprolib.core.measure import count_params
 from reprolib.methods import sidt
 
 SMALL = {"train_images": 16, "val_images": 8, "train.epochs": 1, "ratios": (0.4,)}

@@ -7,7 +7,7 @@ import math
 import matplotlib
 import pytest
 
-from reprolib import report
+from reprolib.core import report
 from reprolib.configs import get_config
 from reprolib.experiments import templates as E
 from reprolib.methods import templates as T

@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 
 import reprolib
-from reprolib import measure
+from reprolib.core import measure
 from reprolib.errors import ReprolibError
 from reprolib.methods import decompose, templates, vtp
 from reprolib.models import templates_cifar

@@ -9,10 +9,11 @@ import pytest
 import torch
 
 import reprolib
-from reprolib import augment, data
+from reprolib import data
+from reprolib.data import augment
 from reprolib.configs import TrainConfig, get_config
 from reprolib.errors import ReprolibError
-from reprolib.experiments.common import load_data
+from reprolib.core.pipeline import load_data
 
 
 def test_recipes_of_the_paper_profiles_carry_the_augmentations():
@@ -93,7 +94,7 @@ def test_global_batch_sets_the_per_process_batch():
 
 
 def test_select_every_reports_the_checkpoint_best_on_validation(tmp_path):
-    from reprolib.train import fit
+    from reprolib.core.train import fit
 
     d = data.get_data("digits", 8, 64, val_fraction=0.2, seed=0)
     torch.manual_seed(0)
@@ -107,16 +108,16 @@ def test_select_every_reports_the_checkpoint_best_on_validation(tmp_path):
     assert last["selected_epoch"] == max(vals, key=vals.get)
     assert last["selected_val_acc"] == max(vals.values())
     # the test accuracy reported is the selected weights' own
-    from reprolib.train import evaluate
+    from reprolib.core.train import evaluate
     assert evaluate(model, d.test)["acc"] == pytest.approx(last["test_acc"])
     with pytest.raises(ReprolibError, match="validation split"):
         fit(model, data.get_data("digits", 8, 64), dataclasses.replace(tc, epochs=1))
 
 
 def test_vtp_text_geometry_variant():
-    from reprolib.measure import count_params
+    from reprolib.core.measure import count_params
     from reprolib.methods import vtp
-    from reprolib.registry import create_model
+    from reprolib.core.registry import create_model
 
     with torch.device("meta"):
         m = create_model("vit_cifar_text")

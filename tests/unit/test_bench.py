@@ -10,10 +10,11 @@ import torch
 import torch.nn as nn
 
 import reprolib
-from reprolib import bench, cli, data
+from reprolib import cli, data
+from reprolib.tools import bench
 from reprolib.errors import ReprolibError
 from reprolib.methods import decompose, round_width, sidt, vtp
-from reprolib.train import PROGRESS_EVERY, TrainConfig, evaluate, fit
+from reprolib.core.train import PROGRESS_EVERY, TrainConfig, evaluate, fit
 
 
 @pytest.fixture(autouse=True)
@@ -219,9 +220,9 @@ def test_no_hard_coded_thread_counts():
     pkg = Path(reprolib.__file__).parent
     hits = [str(p.relative_to(pkg)) for p in pkg.rglob("*.py")
             if "set_num_threads(" in p.read_text()]
-    assert hits == ["bench.py"], hits
+    assert hits == ["tools/bench.py"], hits
     assert re.search(r"if cfg\.threads:\n\s+torch\.set_num_threads\(cfg\.threads\)",
-                     (pkg / "bench.py").read_text())
+                     (pkg / "tools" / "bench.py").read_text())
 
 
 # --------------------------------------------------------------------------- the harness

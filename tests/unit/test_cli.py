@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from reprolib import cli, paths
+from reprolib.tools import runner
 
 
 def _cli(*args, env=None):
@@ -136,13 +137,13 @@ def test_stale_partial_notebooks_are_removed(tmp_path):
 
 def test_a_read_only_folder_is_named_before_any_work(tmp_path, monkeypatch, capsys):
     ro = next((p for p in ("/sys", "/proc/sys/kernel", "/usr") if os.path.isdir(p)
-               and cli._read_only(Path(p))), None)
+               and runner._read_only(Path(p))), None)
     if ro is None:  # no read-only mount here (and root writes anywhere): simulate one
         ro = tmp_path / "ro"
         ro.mkdir()
         real = os.access
-        monkeypatch.setattr(cli.os, "access", lambda p, m: False if Path(p) == ro else real(p, m))
-        monkeypatch.setattr(cli, "_read_only", lambda p: Path(p) == ro)
+        monkeypatch.setattr(runner.os, "access", lambda p, m: False if Path(p) == ro else real(p, m))
+        monkeypatch.setattr(runner, "_read_only", lambda p: Path(p) == ro)
     monkeypatch.setenv("REPROLIB_RESULTS", f"{ro}/reprolib-results")
     assert cli.main(["run", "quickstart"]) == 2
     err = capsys.readouterr().err

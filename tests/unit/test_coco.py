@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import reprolib  # noqa: F401,I001
-from reprolib import coco
+from reprolib.data import coco
 from reprolib.data import DATASETS, check_dataset, get_data
 from reprolib.errors import ReprolibError
 

@@ -7,7 +7,7 @@ import textwrap
 import torch
 
 import reprolib  # noqa: F401
-from reprolib import _compat
+from reprolib.core import _compat
 
 
 def _brute_nms(boxes, scores, thr):
@@ -67,7 +67,7 @@ def test_fallback_branch_matches_this_machine():
         except (OSError, RuntimeError, IndexError):
             print('fails')
     """)
-    active = _run("import reprolib, torchvision; from reprolib import _compat; print(_compat.ACTIVE)")
+    active = _run("import reprolib, torchvision; from reprolib.core import _compat; print(_compat.ACTIVE)")
     assert active == ("False" if loads == "loads" else "True")
 
 
@@ -76,7 +76,7 @@ def test_does_nothing_when_compiled_ops_load():
     out = _run("""
         import torch
         torch.ops.load_library = lambda path: None       # the compiled ops 'load'
-        from reprolib import _compat
+        from reprolib.core import _compat
         print(_compat.ACTIVE, _compat._LIB is None, hasattr(torch.ops.torchvision, 'nms'))
     """)
     assert out == "False True False"

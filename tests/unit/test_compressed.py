@@ -10,9 +10,9 @@ import torch
 import torch.nn as nn
 
 import reprolib
-from reprolib.compressed import add_arch, register_arch, spec_of
+from reprolib.core.compressed import add_arch, register_arch, spec_of
 from reprolib.errors import ReprolibError
-from reprolib.measure import count_params
+from reprolib.core.measure import count_params
 
 
 def _same(a, b, size=(2, 3, 32, 32)):

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import reprolib  # noqa: F401
+import reprolib
 from reprolib import data
 from reprolib.errors import ReprolibError
 
@@ -163,8 +164,8 @@ def test_cifar10_subset_builder_on_the_real_format(tmp_path, monkeypatch, http_d
     # the named data set builds into data/ when no copy is configured or beside the project
     monkeypatch.delenv("REPROLIB_CIFAR10_SUBSET", raising=False)
     monkeypatch.setenv("REPROLIB_DATA", str(tmp_path / "cache"))
-    monkeypatch.setattr(data.paths, "ROOT", tmp_path / "clone" / "repo")   # no ../shared here
-    monkeypatch.setattr(data, "SUBSET_PER_BATCH", 6)
+    monkeypatch.setattr(reprolib.paths, "ROOT", tmp_path / "clone" / "repo")   # no ../shared here
+    monkeypatch.setattr(data.sources, "SUBSET_PER_BATCH", 6)
     d = data.get_data("cifar10_subset", 32, 8, root=tmp_path / "dl")
     assert (d.train_size, d.test_size) == (30, 6)
     assert (tmp_path / "cache" / "cifar10_subset.npz").exists()
@@ -346,7 +347,7 @@ def test_a_clone_without_the_subset_and_without_internet_says_what_to_do(tmp_pat
 
     monkeypatch.delenv("REPROLIB_CIFAR10_SUBSET", raising=False)
     monkeypatch.setenv("REPROLIB_DATA", str(tmp_path / "clone" / "repo" / "data"))
-    monkeypatch.setattr(data.paths, "ROOT", tmp_path / "clone" / "repo")
+    monkeypatch.setattr(reprolib.paths, "ROOT", tmp_path / "clone" / "repo")
     monkeypatch.setattr(torchvision.datasets.CIFAR10, "url", f"{http_dir}/nowhere.tgz")
     with pytest.raises(ReprolibError, match="data set cifar10 is missing under .*could not be "
                                             "downloaded.*--data-root"):

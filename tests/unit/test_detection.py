@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 
 import reprolib  # noqa: F401,I001  (installs the torchvision shim before timm)
-from reprolib import _compat
+from reprolib.core import _compat
 from reprolib.errors import ReprolibError
-from reprolib.measure import count_flops, count_params
+from reprolib.core.measure import count_flops, count_params
 from reprolib.methods import sidt
 from reprolib.models import detection
 

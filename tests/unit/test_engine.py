@@ -9,7 +9,7 @@ import reprolib
 from reprolib import configs
 from reprolib.errors import ReprolibError
 from reprolib.experiments import EXPERIMENTS, get_experiment
-from reprolib.experiments.common import Stage, key_of, run_stages
+from reprolib.core.pipeline import Stage, key_of, run_stages
 
 
 @pytest.fixture

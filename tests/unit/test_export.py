@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import reprolib
-from reprolib import cli, export
+from reprolib import cli
+from reprolib.core import export
 from reprolib.errors import ReprolibError
 from reprolib.experiments.overview import build_case
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 
 from reprolib.configs import TrainConfig
-from reprolib.train import evaluate, fit
+from reprolib.core.train import evaluate, fit
 
 
 class _Elsewhere:

@@ -8,7 +8,7 @@ import os
 import pytest
 import torch
 
-from reprolib import io
+from reprolib.core import io
 from reprolib.errors import ReprolibError
 
 
@@ -73,8 +73,8 @@ def test_resuming_from_a_planted_checkpoint_runs_no_code(tmp_path):
     fit refuses it with one clear error before touching the model, and the code never runs."""
     from reprolib.configs import TrainConfig
     from reprolib.data import get_data
-    from reprolib.registry import create_model
-    from reprolib.train import fit
+    from reprolib.core.registry import create_model
+    from reprolib.core.train import fit
 
     target = tmp_path / "pwned"
     ckpt = tmp_path / "ckpt"
@@ -118,7 +118,7 @@ def _stage_worker(args):
     """One process of the run_cached test: ask for the same record as the others."""
     import time
 
-    from reprolib import results
+    from reprolib.core import results
 
     root, log, i = args
     results.ACTIVITY.clear()          # a forked copy of the parent's counts

@@ -5,7 +5,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import reprolib
-from reprolib import measure
+from reprolib.core import measure
 
 
 def test_linear_and_conv_flops():

@@ -2,7 +2,7 @@
 
 import json
 
-from reprolib import nbclean
+from reprolib.tools import nbclean
 
 
 def _nb(tmp_path, counts, text="ok\n"):

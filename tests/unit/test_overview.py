@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from reprolib import io
+from reprolib.core import io
 from reprolib.configs import get_config
 from reprolib.experiments import overview as O
 from reprolib.experiments import sidt, templates
@@ -62,7 +62,7 @@ def test_points_read_the_papers_records(store):
     assert t["acc_change"] == 3.0 and t["params_ratio"] == 0.8 and t["flops_ratio"] == 5.0
     assert math.isnan(t["latency_ratio"])                  # no latency in the record: no point
     # a benchmark record naming the SiDT stage replaces its latency; malformed ones are ignored
-    from reprolib.results import record_path
+    from reprolib.core.results import record_path
 
     bench = record_path("bench", "cpu", "sidt-p40", {}, root=store)
     io.write_json({"name": "sidt-p40", "run_id": bench.stem, "paper": "bench", "profile": "cpu",

@@ -14,7 +14,7 @@ from torchvision.models.resnet import Bottleneck
 from reprolib.configs import get_config
 from reprolib.errors import ReprolibError
 from reprolib.experiments import pe as E
-from reprolib.measure import count_flops, count_params
+from reprolib.core.measure import count_flops, count_params
 from reprolib.methods import pe as M
 from reprolib.models.pe import PEAttention, PEBottleneck, PEMlp
 
@@ -338,7 +338,7 @@ def test_lr_scaling_gives_todays_numbers(profile, batch, lr_512, glob):
 def test_fit_runs_at_the_scaled_lr():
     import dataclasses
     from reprolib import data
-    from reprolib.train import fit
+    from reprolib.core.train import fit
     tc = dataclasses.replace(get_config("pe", "smoke").vit_train, epochs=1, schedule="constant",
                              progress=False)
     d = data.get_data("digits", 32, tc.batch_size)

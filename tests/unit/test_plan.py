@@ -8,7 +8,7 @@ import pytest
 from reprolib.cli import main
 from reprolib.configs import papers, profiles
 from reprolib.errors import ReprolibError
-from reprolib.plan import format_plan, plan
+from reprolib.tools.plan import format_plan, plan
 
 CASES = [(p, pr) for p in papers() for pr in profiles(p)]
 
@@ -23,7 +23,7 @@ def test_plan_every_paper_and_profile(paper, profile, tmp_path, monkeypatch):
     assert not (tmp_path / "results").exists()            # nothing written
     if not p["stages"]:   # only a pipeline without training recipes (overview) plans none
         from reprolib.configs import get_config
-        from reprolib.plan import _recipes
+        from reprolib.tools.plan import _recipes
         assert not _recipes(get_config(paper, profile)) and "trains nothing" in text
     for s in p["stages"]:
         f = {x["field"]: x for x in s["fields"]}

@@ -12,7 +12,7 @@ def test_bars_in_a_kernel_leave_no_stderr_output(monkeypatch):
     from nbclient import NotebookClient
 
     from reprolib import paths
-    from reprolib.cli import _ipc_kernel_manager
+    from reprolib.tools.runner import _ipc_kernel_manager
 
     for var in ("NBVAL", "CI", "REPROLIB_NO_PROGRESS"):     # bars on, as in JupyterLab
         monkeypatch.delenv(var, raising=False)
@@ -38,7 +38,7 @@ def test_bars_in_a_kernel_leave_no_stderr_output(monkeypatch):
 
 
 def test_the_bar_is_plain_tqdm_outside_a_kernel(capsys):
-    from reprolib.progress import in_notebook, tqdm
+    from reprolib.core.progress import in_notebook, tqdm
 
     assert not in_notebook()
     for _ in tqdm(range(3), leave=False):

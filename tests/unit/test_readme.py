@@ -1,7 +1,7 @@
 """The README's results section is what `reprolib readme` writes from the committed records."""
 
 from reprolib import paths
-from reprolib.experiments.readme import BEGIN, END, update_readme
+from reprolib.tools.readme import BEGIN, END, update_readme
 
 
 def test_committed_readme_is_generated_from_the_records(monkeypatch):

@@ -14,9 +14,10 @@ import pytest
 import torch
 
 import reprolib
-from reprolib import cli, configs, data, io, report, results
+from reprolib import cli, configs, data
+from reprolib.core import io, report, results
 from reprolib.errors import ReprolibError
-from reprolib.train import TrainConfig, fit
+from reprolib.core.train import TrainConfig, fit
 
 # The crafted value of the issue: a tuple nested in a dict-typed key whose string breaks out
 # of papermill's "{str(val)}" quoting when the tuple reaches the parameters cell as text.
@@ -151,7 +152,7 @@ def test_clean_never_leaves_the_profile(isolated, capsys, stray):
 
 
 def test_clean_removes_a_stale_record_and_refuses_a_linked_checkpoint(isolated, tmp_path):
-    from reprolib.experiments.common import remove_record
+    from reprolib.core.pipeline import remove_record
 
     folder, recs, ckpts = _quickstart_records(isolated)
     stale = folder / "old-0123456789.json"

@@ -96,7 +96,7 @@ def test_a_zip_bomb_is_refused_before_any_array_is_read(tmp_path, monkeypatch):
     members["train_labels.npy"] = _member(_npy_bytes(np.zeros(1_000_000, np.int64)))
     _zip_by_hand(p, members)
     assert p.stat().st_size < 5_000_000
-    monkeypatch.setattr(data, "NPZ_MAX_BYTES", 2**30, raising=False)
+    monkeypatch.setattr(data.sources, "NPZ_MAX_BYTES", 2**30, raising=False)
     _no_array_reads(monkeypatch)
     with pytest.raises(ReprolibError) as e:
         data.prepare_data(f"npz:{p}")
@@ -106,7 +106,7 @@ def test_a_zip_bomb_is_refused_before_any_array_is_read(tmp_path, monkeypatch):
 
 
 def test_the_memory_limit_follows_the_machine(monkeypatch):
-    monkeypatch.setattr(data, "NPZ_MAX_BYTES", None, raising=False)
+    monkeypatch.setattr(data.sources, "NPZ_MAX_BYTES", None, raising=False)
     limit = data.npz_byte_limit()
     assert 0 < limit <= data.available_memory()
 
@@ -180,7 +180,7 @@ def test_labels_are_checked_in_their_own_dtype(tmp_path, labels, real):
 
 
 def test_a_huge_classes_array_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "MAX_CLASSES", 100, raising=False)
+    monkeypatch.setattr(data.sources, "MAX_CLASSES", 100, raising=False)
     spec = _npz(tmp_path / "d.npz", classes=np.array([str(i) for i in range(101)]))
     with pytest.raises(ReprolibError) as e:
         data.prepare_data(spec)

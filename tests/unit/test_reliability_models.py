@@ -9,7 +9,9 @@ import pytest
 import torch
 
 import reprolib
-from reprolib import cli, compressed, export
+from reprolib import cli
+from reprolib.core import compressed
+from reprolib.core import export
 from reprolib.errors import ReprolibError
 from reprolib.methods.decompose import decompose_model
 

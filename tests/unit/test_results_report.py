@@ -9,7 +9,8 @@ import matplotlib
 matplotlib.use("Agg")
 import pandas as pd  # noqa: E402
 
-from reprolib import report, results  # noqa: E402
+from reprolib import results  # noqa: E402
+from reprolib.core import report
 
 
 def test_run_cached_reuses_and_forces(tmp_path):

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import reprolib
-from reprolib.compressed import build
+from reprolib.core.compressed import build
 from reprolib.errors import ReprolibError
-from reprolib.measure import count_flops, count_params
+from reprolib.core.measure import count_flops, count_params
 from reprolib.methods import sidt
 
 torch.set_num_threads(1)

@@ -348,7 +348,7 @@ def test_paper_tables_complete():
 # ---- the experiment's measurement and tables (records written here, nothing trained) ---
 
 def test_measure_counts():
-    from reprolib import measure
+    from reprolib.core import measure
     from reprolib.configs import get_config
 
     cfg = get_config("templates", "smoke")            # memory and latency off
@@ -361,7 +361,7 @@ def test_measure_counts():
 
 # The memory guard is model-independent: a small CNN keeps the tracked training steps cheap.
 def test_memory_probe_extrapolates():
-    from reprolib import measure
+    from reprolib.core import measure
     from reprolib.configs import get_config
 
     m = reprolib.create_model("small_cnn", width=0.25)
@@ -375,7 +375,7 @@ def test_memory_probe_extrapolates():
 
 
 def test_memory_limit_skips_or_measures_directly():
-    from reprolib import measure
+    from reprolib.core import measure
     from reprolib.configs import get_config
 
     m = reprolib.create_model("small_cnn", width=0.25)
@@ -390,7 +390,7 @@ def test_memory_limit_skips_or_measures_directly():
 
 def _fake_measure_records(cfg, metrics: dict):
     """Write a record for every Table 2 stage of ``cfg`` (metrics by template)."""
-    from reprolib import io
+    from reprolib.core import io
 
     for st in E.table2_stages(cfg):
         t = st.name.rsplit("-", 1)[-1]

@@ -13,11 +13,12 @@ import torch
 import reprolib
 from reprolib import data
 from reprolib.errors import ReprolibError
-from reprolib.train import TrainConfig, fit, lr_factor
+from reprolib.core.train import TrainConfig, fit, lr_factor
 
 SCRIPT = textwrap.dedent("""
     import sys, torch, reprolib
-    from reprolib import data, train
+    from reprolib import data
+    from reprolib.core import train
     torch.set_num_threads(1)
     torch.manual_seed(0)
     model = reprolib.create_model("test_small_cnn")
@@ -113,7 +114,8 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
 
 DDP_SCRIPT = textwrap.dedent("""
     import sys, torch, reprolib
-    from reprolib import data, device, train
+    from reprolib import data
+    from reprolib.core import device, train
     torch.set_num_threads(1)
     rank, world = device.init_distributed()          # gloo on CPU, from torchrun's variables
     torch.manual_seed(0)

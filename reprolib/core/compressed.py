@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import importlib
 import os
-import pkgutil
 import re
 from pathlib import Path
 from typing import Callable
 
 import torch.nn as nn
 
-from reprolib import io, paths
+from reprolib import paths
+from reprolib.core import io
+from reprolib.core.plugins import declared
 from reprolib.errors import ReprolibError
 
 FORMAT = "reprolib-compressed/1"
@@ -93,11 +94,21 @@ def _stems(path) -> tuple[Path, Path]:
     return p.with_name(p.name + ".json"), p.with_name(p.name + ".safetensors")
 
 
-def _ensure_methods() -> None:
-    import reprolib.methods as m
+def _kinds() -> list[str]:
+    """Every architecture-step kind the package declares (``@register_arch``, read from the
+    source: :func:`reprolib.core.plugins.declared`) or registered at run time."""
+    return sorted({*_APPLIERS, *declared("register_arch")})
 
-    for mod in pkgutil.iter_modules(m.__path__):
-        importlib.import_module(f"reprolib.methods.{mod.name}")
+
+def _applier(kind) -> Callable[[nn.Module, dict], nn.Module]:
+    """The function that redoes step ``kind``: its module imported on first use (only the
+    package's own modules, from the source index; never a name read from the file)."""
+    where = declared("register_arch").get(kind) if isinstance(kind, str) else None
+    if kind not in _APPLIERS and where is not None:
+        importlib.import_module(where.module)
+    if kind not in _APPLIERS:
+        raise ReprolibError(f"unknown architecture step {kind!r}; valid: {', '.join(_kinds())}")
+    return _APPLIERS[kind]
 
 
 def _check_spec(spec: dict) -> None:
@@ -121,7 +132,7 @@ def _check_spec(spec: dict) -> None:
                                 f'{type(step).__name__} {step!r:.60}')
         if "kind" not in step:
             raise ReprolibError(f'its arch[{i}] has no "kind"; valid kinds: '
-                                f'{", ".join(sorted(_APPLIERS))}')
+                                f'{", ".join(_kinds())}')
 
 
 #: The value types of builder arguments checked from their annotation or default, and how
@@ -138,7 +149,7 @@ def _check_kwargs(builder: str, kwargs: dict) -> None:
     default) holds a value of that type: ``num_classes=1e9`` (a float) is refused."""
     import inspect
 
-    from reprolib.registry import _MODELS
+    from reprolib.core.registry import _MODELS
 
     params = inspect.signature(_MODELS[builder]).parameters
     for name, value in kwargs.items():
@@ -160,7 +171,7 @@ def _check_params(builder: str, kwargs: dict) -> None:
     import torch
 
     from reprolib.data import available_memory
-    from reprolib.registry import create_model
+    from reprolib.core.registry import create_model
 
     try:
         with torch.device("meta"):
@@ -189,27 +200,18 @@ def build(spec: dict) -> nn.Module:
     Checked before anything is allocated: the spec's fields and types, the builder's
     keyword arguments (an int is an int) and the skeleton's size, counted on the meta
     device (at most ``MAX_PARAMS`` parameters, and no more than the memory available)."""
-    from reprolib.registry import _MODELS, _ensure_loaded, create_model, list_models
+    from reprolib.core.registry import builder as builder_of, create_model
 
     if not isinstance(spec, dict):
         raise ReprolibError(f"a spec must be an object, got {type(spec).__name__}")
     _check_spec(spec)
-    _ensure_methods()
     builder, kwargs = spec["builder"], dict(spec.get("kwargs", {}))
-    if builder not in _MODELS:
-        _ensure_loaded()
-    if builder not in _MODELS:
-        raise ReprolibError(f"unknown model {builder!r}; valid models: "
-                            f"{', '.join(list_models())}")
+    builder_of(builder)                     # unknown: one error naming the valid models
     _check_kwargs(builder, kwargs)
     _check_params(builder, kwargs)
     model = create_model(builder, **kwargs)
     for step in spec.get("arch", []):
-        kind = step.get("kind")
-        if kind not in _APPLIERS:
-            raise ReprolibError(f"unknown architecture step {kind!r}; valid: "
-                                f"{', '.join(sorted(_APPLIERS))}")
-        model = _APPLIERS[kind](model, step)
+        model = _applier(step.get("kind"))(model, step)
     model.reprolib_spec = {"builder": builder, "kwargs": kwargs,
                            "arch": [dict(s) for s in spec.get("arch", [])]}
     return model

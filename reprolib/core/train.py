@@ -31,9 +31,10 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
-from reprolib import io, paths
+from reprolib import paths
+from reprolib.core import io
 from reprolib.configs import TrainConfig
-from reprolib.device import resolve_device, world
+from reprolib.core.device import resolve_device, world
 from reprolib.errors import ReprolibError
 
 __all__ = ["TrainConfig", "FitResult", "fit", "evaluate", "build_optimizer", "lr_factor",
@@ -227,7 +228,7 @@ def fit(model: nn.Module, data, cfg: TrainConfig, *,
     desc: label of the progress bar.
     Returns a :class:`FitResult`; the model holds the final weights.
     """
-    from reprolib.progress import tqdm  # text bars, tidy in Jupyter (no ipywidgets needed)
+    from reprolib.core.progress import tqdm  # text bars, tidy in Jupyter (no ipywidgets needed)
 
     device = resolve_device(device)
     rank, nproc = world()

@@ -53,7 +53,7 @@ files (device, precision, layout, torch version) and draws the figure "measured 
 FLOP reduction".
 
     import reprolib
-    from reprolib import bench
+    from reprolib.tools import bench
     r = bench.speedup(reprolib.create_model("swin_t"), small, batch_size=64)
     r["flop_ratio"], r["latency_ratio"], r["efficiency"]
 """
@@ -75,9 +75,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from reprolib.device import resolve_device
+from reprolib.core.device import resolve_device
 from reprolib.errors import ReprolibError, check_range, choose
-from reprolib.measure import count_flops, count_params
+from reprolib.core.measure import count_flops, count_params
 
 PRECISIONS = ("fp32", "bf16")
 GROUPS = ("sidt", "vtp", "fit", "pe", "metaformer", "templates")
@@ -517,7 +517,7 @@ def searched_cells(profile: str) -> list[tuple[str, dict]]:
 def build_case(case: dict, seed: int = 0) -> nn.Module:
     """The model of one case: created (seeded), then pruned / decomposed as it says."""
     from reprolib.methods import decompose, sidt, vtp
-    from reprolib.registry import create_model
+    from reprolib.core.registry import create_model
 
     torch.manual_seed(seed)
     model = create_model(case["model"], **case.get("kwargs", {}))
@@ -568,7 +568,7 @@ def _widths(model: nn.Module, case: dict) -> dict:
 
 
 def _family_stage(cfg: BenchConfig, fam: dict, variant: str):
-    from reprolib.experiments.common import Stage
+    from reprolib.core.pipeline import Stage
 
     opts = parse_variant(variant)
 
@@ -690,7 +690,7 @@ def loop_throughput(model: nn.Module, data, *, device="cpu", batch_size: int = 1
     epoch = {"fit": 0}
 
     def run_fit():
-        from reprolib.train import fit
+        from reprolib.core.train import fit
 
         loader.set_epoch(epoch["fit"])
         epoch["fit"] += 1
@@ -758,7 +758,7 @@ class _PILDataset(torch.utils.data.Dataset):
 
 
 def _codebook_loader(images, labels, batch_size, workers, mean, std, pad, flip, size):
-    from reprolib import _compat  # noqa: F401 - torchvision importable without its C ops
+    from reprolib.core import _compat  # noqa: F401 - torchvision importable without its C ops
     import torchvision.transforms as T
 
     tf = [T.RandomCrop(images.shape[-1], padding=pad)] if pad else []
@@ -772,13 +772,13 @@ def _codebook_loader(images, labels, batch_size, workers, mean, std, pad, flip, 
 
 
 def _fit_stage(cfg: BenchConfig, model_name: str, variant: str):
-    from reprolib.experiments.common import Stage
+    from reprolib.core.pipeline import Stage
 
     opts = parse_variant(variant)
 
     def fn(stage) -> dict:
         from reprolib.data import get_data
-        from reprolib.registry import create_model
+        from reprolib.core.registry import create_model
 
         dev = _setup(cfg)
         load0 = _loadavg()
@@ -1033,7 +1033,7 @@ def write_outputs(cfg: BenchConfig) -> list:
     figure ``figures/bench/speedup_vs_flops[-VARIANT]-PROFILE.png``; returns the paths."""
     import matplotlib.pyplot as plt
 
-    from reprolib import io, report
+    from reprolib.core import io, report
 
     out = []
     for i, v in enumerate(cfg.variants):
@@ -1063,7 +1063,7 @@ def summary(cfg: BenchConfig) -> str:
     number read from them); "" when there are none."""
     import pandas as pd
 
-    from reprolib.report import to_markdown
+    from reprolib.core.report import to_markdown
 
     v = cfg.variants[0]
     df = table(cfg, v)

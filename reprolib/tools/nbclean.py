@@ -1,4 +1,4 @@
-"""Make a notebook ready to commit: ``python -m reprolib.nbclean [--execute] NB.ipynb [...]``.
+"""Make a notebook ready to commit: ``python -m reprolib.tools.nbclean [--execute] NB.ipynb [...]``.
 
 The committed notebooks carry the outputs of one in-order run at their defaults (the
 ``smoke`` profile).  ``--execute`` runs each notebook top to bottom with papermill (no
@@ -17,7 +17,7 @@ import re
 import sys
 from pathlib import Path
 
-from reprolib import io
+from reprolib.core import io
 
 _KEEP_CELL_META = ("tags",)
 _ABS = re.compile(r"(?<![\w.])/(work|tmp|root|home|Users)/")
@@ -62,7 +62,7 @@ def execute(path: str | Path) -> Path:
 
     import papermill as pm
 
-    from reprolib.cli import _ipc_kernel_manager
+    from reprolib.tools.runner import _ipc_kernel_manager
 
     path = Path(path).resolve()
     names = ("REPROLIB_RESULTS", "REPROLIB_FIGURES", "REPROLIB_RUNS", "REPROLIB_NO_PROGRESS")

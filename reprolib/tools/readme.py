@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reprolib import io, paths
+from reprolib import paths
+from reprolib.core import io
 from reprolib.configs import get_config, get_paper
 from reprolib.errors import ReprolibError
 from reprolib.experiments import EXPERIMENTS, get_experiment
@@ -49,7 +50,7 @@ def results_section(profile: str = PROFILE) -> str:
 
 def performance_section() -> str:
     """The benchmark's figure and summary (``reprolib bench``), "" before it has run."""
-    from reprolib import bench
+    from reprolib.tools import bench
 
     return bench.readme_section()
 
@@ -57,7 +58,7 @@ def performance_section() -> str:
 def evidence_section(paper: str, profile: str = EVIDENCE_PROFILE) -> str:
     """The paper's claims table and evidence figure, when its ``evidence`` profile has run
     (every stage recorded); "" otherwise."""
-    from reprolib.report import to_markdown
+    from reprolib.core.report import to_markdown
 
     exp = get_experiment(paper)
     if profile not in get_paper(paper).presets or not hasattr(exp, "claims"):

@@ -30,13 +30,14 @@ from typing import Any, Callable, Iterable
 import torch
 import torch.nn as nn
 
-from reprolib import paths, results
-from reprolib.compressed import load_compressed, save_compressed
+from reprolib import paths
+from reprolib.core import results
+from reprolib.core.compressed import load_compressed, save_compressed
 from reprolib.configs import TrainConfig, config_dict, recipe_dict
-from reprolib.device import resolve_device
+from reprolib.core.device import resolve_device
 from reprolib.errors import ReprolibError
-from reprolib.measure import measure_model
-from reprolib.train import fit
+from reprolib.core.measure import measure_model
+from reprolib.core.train import fit
 
 
 def seed_everything(seed: int) -> None:
@@ -211,9 +212,9 @@ def load_data(cfg, batch_size: "int | TrainConfig", *, dataset: str | None = Non
     the per-process batch follows from its global batch and the world size
     (``TrainConfig.process_batch``) and its RandAugment / random erasing / repeated
     augmentation are applied (``reprolib.augment``)."""
-    from reprolib.augment import recipe_aug
+    from reprolib.data.augment import recipe_aug
     from reprolib.data import get_data
-    from reprolib.device import world
+    from reprolib.core.device import world
 
     aug = {}
     if isinstance(batch_size, TrainConfig):

@@ -36,8 +36,9 @@ from typing import Callable
 import pandas as pd
 import torch
 
-from reprolib import io, paths
-from reprolib.device import world
+from reprolib import paths
+from reprolib.core import io
+from reprolib.core.device import world
 from reprolib.errors import ReprolibError
 
 

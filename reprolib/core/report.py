@@ -13,7 +13,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from reprolib import io, paths
+from reprolib import paths
+from reprolib.core import io
 
 FLOPS_NOTE = "FLOPs: one multiply-add = one FLOP"
 

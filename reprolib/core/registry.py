@@ -1,20 +1,23 @@
 """Model registry: every model in reprolib is registered by name and built by one factory.
 
-Paper modules decorate their builder functions with ``@register_model``; users call
+Model modules decorate their builder functions with ``@register_model``; users call
 ``reprolib.create_model(name, **kwargs)`` and ``reprolib.list_models()``.  Tiny variants
 (``test_*`` or ``*_tiny``) are registered next to the full-size ones for tests and the
 ``smoke`` profile.
 
-:data:`BUILTIN_MODELS` names every model reprolib itself registers (and the paper that uses
-it), so that listing and validating model names needs no torch; a unit test checks it against
-what the modules register.
+Nothing is listed by hand: :func:`reprolib.core.plugins.declared` reads the decorators from
+the package's source, so listing and validating model names imports nothing (no torch), and
+:func:`create_model` imports only the module that defines the model asked for.  A model
+registered at run time (``register_model(fn)`` in a notebook or a test) joins them.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import importlib
 from typing import TYPE_CHECKING, Callable
 
+from reprolib.core.plugins import declared
 from reprolib.errors import ReprolibError
 
 if TYPE_CHECKING:
@@ -24,24 +27,10 @@ _MODELS: dict[str, Callable[..., "nn.Module"]] = {}
 _PAPER_OF: dict[str, str] = {}
 _KWARGS_TO: dict[str, Callable] = {}
 
-#: name -> paper ("" = general) of every model registered by reprolib's own modules.
-BUILTIN_MODELS: dict[str, str] = {
-    "small_cnn": "", "test_small_cnn": "",
-    **dict.fromkeys(("swin_t", "swin_cifar", "swin_tiny_test", "swin_transformer",
-                     "cascade_mask_rcnn_swin", "cascade_mask_rcnn_swin_t",
-                     "cascade_mask_rcnn_swin_tiny"), "sidt"),
-    **dict.fromkeys(("vit_pe_small", "vit_small", "vit_pe_cifar", "vit_cifar_unshared",
-                     "vit_pe_test", "vit_test_unshared", "resnet50_pe", "resnet50",
-                     "resnet50_pe_cifar", "resnet50_cifar_unshared", "resnet_pe_test",
-                     "resnet_test_unshared"), "pe"),
-    **dict.fromkeys(("vit_cifar", "vit_cifar_small", "vit_cifar_small_d2", "vit_cifar_text",
-                     "test_vit_cifar"),
-                    "vtp_svd"),
-    **dict.fromkeys(("metaformer_s12", "metaformer_tiny", "test_metaformer"), "metaformer_nas"),
-    **dict.fromkeys(("vgg19_cifar", "resnet50_cifar", "googlenet_cifar", "mobilenet_cifar",
-                     "vgg19_cifar_tiny", "resnet50_cifar_tiny", "googlenet_cifar_tiny",
-                     "mobilenet_cifar_tiny"), "templates"),
-}
+
+def _declared() -> dict[str, str]:
+    """name -> paper of every model the package's modules declare."""
+    return {k: d.paper for k, d in declared("register_model").items()}
 
 
 def register_model(fn: Callable[..., "nn.Module"] | None = None, *, name: str | None = None,
@@ -69,8 +58,9 @@ def register_model(fn: Callable[..., "nn.Module"] | None = None, *, name: str | 
 def list_models(pattern: str = "*", paper: str | None = None) -> list[str]:
     """Sorted names of the registered models matching a glob ``pattern`` (and ``paper``).
 
-    Reads :data:`BUILTIN_MODELS` and what has been registered so far: imports nothing."""
-    known = {**BUILTIN_MODELS, **_PAPER_OF}
+    Reads the declarations in the source and what has been registered so far: imports
+    nothing."""
+    known = {**_declared(), **_PAPER_OF}
     return sorted(k for k, p in known.items()
                   if fnmatch.fnmatch(k, pattern) and (paper is None or p == paper))
 
@@ -91,8 +81,7 @@ def create_model(name: str, **kwargs) -> "nn.Module":
     The model remembers how it was built (``model.reprolib_spec``: builder name and keyword
     arguments as JSON data), which is what ``reprolib.save_compressed`` writes.
     """
-    if name not in _MODELS:
-        _ensure_loaded()
+    _load(name)
     if name not in _MODELS:
         raise ReprolibError(f"unknown model {name!r}; valid models: {', '.join(list_models())}")
     model = _MODELS[name](**kwargs)
@@ -109,9 +98,7 @@ def builder_arguments(name: str) -> dict[str, "inspect.Parameter"]:
 
     import torch
 
-    check_model(name)
-    _ensure_loaded()
-    fn = _MODELS[name]
+    fn = builder(name)
     params = inspect.signature(fn).parameters
     out = {k: p for k, p in params.items()
            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
@@ -200,22 +187,29 @@ def _same_kind(value, want: type) -> bool:
 def set_spec(model: "nn.Module", builder: str, kwargs: dict, arch: list | None = None) -> "nn.Module":
     """Record on ``model`` that ``create_model(builder, **kwargs)`` (then the ``arch`` steps
     of ``reprolib.compressed``) rebuilds its architecture."""
-    from reprolib.io import to_strict_json
+    from reprolib.core.io import to_strict_json
 
     model.reprolib_spec = {"builder": builder, "kwargs": to_strict_json(dict(kwargs)),
                            "arch": list(arch or [])}
     return model
 
 
-def _ensure_loaded() -> None:
-    # Importing reprolib.models imports every model module, which registers its models; a
-    # method that produces architectures (the templates' width rules) registers its builders
-    # from its own module, so every method module is imported too.
-    import importlib
-    import pkgutil
+def builder(name: str) -> Callable[..., "nn.Module"]:
+    """The builder function of model ``name`` (its module imported); a ReprolibError naming
+    the valid models when there is none."""
+    _load(name)
+    if name not in _MODELS:
+        raise ReprolibError(f"unknown model {name!r}; valid models: {', '.join(list_models())}")
+    return _MODELS[name]
 
-    import reprolib.methods
-    import reprolib.models  # noqa: F401
 
-    for m in pkgutil.iter_modules(reprolib.methods.__path__):
-        importlib.import_module(f"reprolib.methods.{m.name}")
+def load_all() -> None:
+    """Import every module that declares a model (what a full listing of builders needs)."""
+    for name in declared("register_model"):
+        _load(name)
+
+
+def _load(name: str) -> None:
+    """Import the module that declares model ``name`` (its decorator registers it)."""
+    if name not in _MODELS and name in declared("register_model"):
+        importlib.import_module(declared("register_model")[name].module)

@@ -30,7 +30,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from reprolib import io, paths
+from reprolib import paths
+from reprolib.core import io
 from reprolib.errors import ReprolibError, choose
 
 #: The ONNX opset the files are written with (the issue asks for >= 17).
@@ -357,7 +358,7 @@ def input_size_of(model: nn.Module) -> tuple[int, int, int]:
     224 px for the rest."""
     import inspect
 
-    from reprolib.registry import _MODELS, _ensure_loaded
+    from reprolib.core import registry
 
     spec = getattr(model, "reprolib_spec", None) or {}
     kw = spec.get("kwargs", {})
@@ -369,8 +370,10 @@ def input_size_of(model: nn.Module) -> tuple[int, int, int]:
         side = arch.get("image_size")
     b = spec.get("builder", "")
     if side is None and b:
-        _ensure_loaded()
-        params = inspect.signature(_MODELS[b]).parameters if b in _MODELS else {}
+        try:
+            params = inspect.signature(registry.builder(b)).parameters
+        except ReprolibError:
+            params = {}
         for name in ("img_size", "image_size"):
             if name in params and params[name].default is not inspect.Parameter.empty:
                 side = params[name].default
@@ -387,7 +390,7 @@ def export_saved(path: str | os.PathLike, fmt: str = "onnx", input_size=None,
     .safetensors) to ``fmt`` beside it (``PATH.onnx``) and check it; returns the
     :func:`export_check` report plus ``onnx`` (the file) and ``input_size``.  Nothing is
     written when the format is unknown or the file cannot be loaded."""
-    from reprolib.compressed import _stems, load_compressed
+    from reprolib.core.compressed import _stems, load_compressed
 
     choose("format", fmt, FORMATS)
     size = _check_size(input_size) if input_size else None

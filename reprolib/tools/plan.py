@@ -12,7 +12,7 @@ at the same size.  Beside every field the paper states (:data:`STATED`) it shows
 value, and a ``≠`` mark with the reason where the profile departs from it.
 
     reprolib plan pe --profile paper --nproc 8
-    from reprolib.plan import plan, format_plan
+    from reprolib.tools.plan import plan, format_plan
     print(format_plan(plan("sidt", "paper")))
 
 Nothing is trained, no data set is read, nothing is written.
@@ -85,8 +85,8 @@ def _classes(dataset: str) -> int:
 def _size_cached(name: str, kwargs_json: str, image_size: int) -> tuple[int, int | None]:
     import torch
 
-    from reprolib.measure import count_flops, count_params
-    from reprolib.registry import create_model
+    from reprolib.core.measure import count_flops, count_params
+    from reprolib.core.registry import create_model
 
     with torch.device("meta"):
         m = create_model(name, **json.loads(kwargs_json))
@@ -373,12 +373,11 @@ def _stages_templates(cfg) -> list[_Stage]:
 def _drop_path_of(model: str, kwargs: dict) -> float | None:
     import inspect
 
-    from reprolib.registry import _MODELS, _ensure_loaded
+    from reprolib.core import registry
 
-    _ensure_loaded()
     try:
-        fn = _MODELS[model]
-    except KeyError:
+        fn = registry.builder(model)
+    except ReprolibError:
         return None
     p = inspect.signature(fn).parameters.get("drop_path_rate")
     return kwargs.get("drop_path_rate", p.default if p is not None else None)

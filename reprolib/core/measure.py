@@ -25,7 +25,7 @@ import torch.nn as nn
 from torch.utils import flop_counter as _fc
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from reprolib.device import resolve_device
+from reprolib.core.device import resolve_device
 from reprolib.errors import ReprolibError
 
 _aten = torch.ops.aten
