@@ -162,4 +162,5 @@ register_paper(
     "MetaFormer-NAS: token-mixer search with a shared-weight DAG, LSTM controller, REINFORCE",
     MetaFormerNASConfig,
     presets={"smoke": SMOKE, "cpu": CPU, "evidence": EVIDENCE, "gpu": GPU, "paper": PAPER},
+    order=40,
 )

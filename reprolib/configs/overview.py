@@ -71,4 +71,5 @@ register_paper(
         "gpu": {"profiles": ("gpu", "evidence", "cpu"), "scale": "paper"},
         "paper": {"profiles": ("paper",), "scale": "paper"},
     },
+    order=90,
 )

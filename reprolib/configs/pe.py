@@ -9,7 +9,7 @@ cutmix; 300 and 600 epochs, 224 px); torchvision for ResNet50-PE (SGD lr 0.1, wd
 5 linear warmup epochs, crop + flip, 224 px).
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from reprolib.configs import (BaseConfig, TrainConfig, check_each, check_model, check_number,
                               kwargs_field, recipe, register_paper)
@@ -176,4 +176,5 @@ register_paper(
                   "resnet_model": "resnet50_pe", "resnet_twin": "resnet50",
                   "resnet_variants": ("1234", "34"), "resnet_train.epochs": 90, **_TORCHVISION},
     },
+    order=20,
 )

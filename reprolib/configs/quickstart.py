@@ -31,4 +31,5 @@ register_paper(
         "gpu": {"dataset": "cifar10", "widths": (0.25, 0.5, 1.0, 2.0), "train.epochs": 30,
                 "train.batch_size": 256, "train.lr": 0.1},
     },
+    order=0,
 )

@@ -7,7 +7,7 @@ The two training recipes are nested: ``search`` (weights + scores with the L1 te
 both, so the presets set each value on both (``-p finetune.epochs=3`` changes one).
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from reprolib.configs import (BaseConfig, TrainConfig, check_choice, check_each, check_model,
                               check_number, kwargs_field, recipe, register_paper)
@@ -130,4 +130,5 @@ register_paper(
                           global_batch=256, lr=2.5e-4, warmup_epochs=20.0,
                           mixup=0.8, cutmix=1.0, **_SWIN_AUG)},
     },
+    order=10,
 )

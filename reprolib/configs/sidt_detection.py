@@ -13,7 +13,7 @@ backbone, L1 added to the detection loss) and ``finetune`` (each pruned detector
 warm-started, no L1).
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from reprolib.configs import BaseConfig, TrainConfig, kwargs_field, recipe, register_paper
 from reprolib.errors import ReprolibError, choose
@@ -101,4 +101,5 @@ register_paper(
                      for k, v in dict(epochs=36, milestones=(27, 33), batch_size=2, lr=1e-4,
                                       warmup_epochs=0.07, eval_every=12).items()}},
     },
+    order=15,
 )

@@ -156,6 +156,7 @@ register_paper(
                   "train.milestones": (80, 120), "train.batch_size": 64, "train.lr": 0.1,
                   "latency_batch": 64, "latency_repeats": 20},
     },
+    order=50,
 )
 
 # ---------------------------------------------------------------------------------------

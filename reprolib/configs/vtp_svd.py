@@ -171,4 +171,6 @@ PAPER = {"dataset": "cifar10", "model": "vit_cifar", "patch_sizes": (2, 4, 8),
 
 register_paper("vtp_svd", "VTP pruning of a CIFAR ViT + SVD / QR / LU decomposition (Table 2)",
                VtpSvdConfig, presets={"smoke": SMOKE, "cpu": CPU, "evidence": EVIDENCE, "gpu": GPU,
-                        "paper": PAPER})
+                        "paper": PAPER},
+    order=30,
+)

@@ -12,9 +12,9 @@ import os
 import torch
 import torch.distributed as dist
 
-from reprolib.errors import ReprolibError, choose
+from reprolib.configs import DEVICES, check_device  # noqa: F401 - the one list of names
+from reprolib.errors import ReprolibError
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 def resolve_device(device=None) -> torch.device:
@@ -28,7 +28,7 @@ def resolve_device(device=None) -> torch.device:
         if torch.cuda.is_available():
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         return torch.device("cpu")
-    choose("device", str(device).split(":")[0], DEVICES)
+    check_device("device", str(device))
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ReprolibError(f"device={device!r} but this machine has no CUDA device; "

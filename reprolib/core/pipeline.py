@@ -1,202 +1,305 @@
-"""The one engine every paper's pipeline runs on.
+"""A paper is one declared graph of stages: :class:`Pipeline` (the paper's description),
+:class:`Graph` (its stages for one config) and the helpers stage functions share.
 
-A pipeline is a list of :class:`Stage` objects.  A stage is one cached step: a results record
-(``results/<paper>/<profile>/<name>-<hash>.json``, the hash taken over the stage's config)
-plus its checkpoint folder (``results/<paper>/<profile>/ckpt/<name>-<hash>/``), where training
-checkpoints and the stage's saved models live.  A stage that depends on another names it in
-``after``: the upstream stage's run id enters the downstream key, so changing an upstream
-setting re-keys everything after it, and a stage asks its upstream for its model with
-:meth:`Stage.model`, which recomputes the upstream stage only if its file is gone.
+A paper module subclasses :class:`Pipeline`, names itself, and declares its stages by role
+in :meth:`Pipeline.declare`; every tool walks the graph that builds -- ``run`` / ``compute``
+(all stages, or ``--stage NAME`` alone once its upstream records exist), ``plan`` (what each
+training stage would do, counted on the meta device), ``graph`` (stages, edges, done or
+missing, resources), ``clean``, ``bench`` (:meth:`Pipeline.bench_families`), the overview
+(:meth:`Pipeline.points`, :meth:`Pipeline.conformance`, :meth:`Pipeline.export_cases`) and
+the cluster launcher.  What is generic lives here once: running and reading records,
+seeds, the data-set label, test-image counts, the empty claims table of a profile without
+seeds.
 
-    search = Stage(cfg, "search", {...}, fn=do_search)
-    tune = Stage(cfg, "finetune-p40", {...}, fn=do_finetune, after=[search])
-    records = run_stages([search, tune], force=False)
+    class Quickstart(Pipeline):
+        name = "quickstart"
 
-Inside ``fn(stage)``: the global RNGs are seeded from the stage's seed, ``stage.ckpt_dir`` is
-where to checkpoint, :func:`train_and_measure` trains and measures a model, and
-``stage.save_model(model)`` writes it in the one compressed-model format.  Every paper module
-in ``reprolib.experiments`` exposes ``stages(cfg)``, ``run(cfg, force=False)``,
-``tables(cfg)``, ``figures(cfg)`` and ``summary(cfg)`` on top of this.
+        def declare(self, cfg, g):
+            for w in cfg.widths:
+                g.add(Stage(cfg, f"{cfg.model}-w{w}", key, fn, model=..., train=...),
+                      role="width", width=w)
+
+    PIPELINE = register_pipeline(Quickstart())
+    stages, run, tables, figures, summary, claims = PIPELINE.api()
+
+A new paper is a config module (``reprolib/configs/<paper>.py``), a pipeline module
+(``reprolib/experiments/<paper>.py``) and a notebook (``notebooks/<paper>.ipynb``); nothing
+else lists it (``reprolib.experiments.get_experiment`` finds it).
 """
 
 from __future__ import annotations
 
-import random
-import re
-import shutil
 from pathlib import Path
-from typing import Any, Callable, Iterable
-
-import torch
-import torch.nn as nn
+from typing import Any, Iterable, Iterator
 
 from reprolib import paths
-from reprolib.core import results
-from reprolib.core.compressed import load_compressed, save_compressed
-from reprolib.configs import TrainConfig, config_dict, recipe_dict
-from reprolib.core.device import resolve_device
+from reprolib.configs import TrainConfig, config_dict, recipe_dict, seeded
+from reprolib.core.claims import claims_frame, not_run
+from reprolib.core.stage import (RECORD_NAME, ModelSpec, Resources, Stage,  # noqa: F401
+                                 Training, declared_reads, foreign_files, records,
+                                 remove_record, run_stages, seed_everything, stale_records)
+from reprolib.data.catalog import check_dataset, dataset_label
 from reprolib.errors import ReprolibError
-from reprolib.core.measure import measure_model
-from reprolib.core.train import fit
+
+# --------------------------------------------------------------------------- the graph
 
 
-def seed_everything(seed: int) -> None:
-    """Seed torch (CPU and CUDA), Python's ``random`` and NumPy's global RNG."""
-    import numpy as np
+class Graph:
+    """The stages of one config, in run order, each under a ``role`` with ``tags``.
 
-    torch.manual_seed(seed)
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
+    ``add`` keeps the first of two stages with the same run id (the same computation, e.g.
+    a sweep point Table 2 also needs) and refuses two different stages of one name, or a
+    stage whose upstream is not in the graph yet (so the order is a topological one and the
+    graph is closed)."""
 
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self._stages: dict[str, Stage] = {}
+        self._index: list[tuple[str, dict, Stage]] = []
 
-class Stage:
-    """One cached step of a pipeline (see the module docstring).
-
-    cfg: the paper config (gives paper, profile and the default seed).
-    name: the record's name, unique within the paper and profile (``search``, ``dense-p4``).
-    config: JSON-ready dict of everything the result depends on (the record key); the seed
-        is added when it is missing.
-    fn: ``fn(stage) -> dict`` of JSON-ready metrics; runs only when no record exists.
-    after: upstream stages; their run ids are part of this stage's key.
-    """
-
-    def __init__(self, cfg, name: str, config: dict, fn: Callable[["Stage"], dict], *,
-                 after: Iterable["Stage"] = (), paper: str | None = None):
-        self.paper = paper or _paper_of(cfg)
-        self.profile = cfg.profile
-        self.name = name
-        self.after = list(after)
-        key = dict(config)
-        key.setdefault("seed", getattr(cfg, "seed", 0))
-        if self.after:
-            key["after"] = {s.name: s.run_id for s in self.after}
-        self.config = key
-        self.seed = int(key["seed"])
-        self.fn = fn
-        self.path = results.record_path(self.paper, self.profile, name, key)
-
-    def __repr__(self) -> str:
-        return f"Stage({self.paper}/{self.profile}/{self.run_id})"
+    def add(self, stage: Stage, role: str | None = None, **tags) -> Stage:
+        """Add ``stage`` (or find the identical one already there) under ``role`` / ``tags``
+        (default: the stage's own); returns the stage in the graph."""
+        old = self._stages.get(stage.name)
+        if old is not None and old.run_id != stage.run_id:
+            raise ReprolibError(f"two different stages are named {stage.name!r} in the "
+                                f"{stage.paper} graph (keys {old.run_id} and {stage.run_id}); "
+                                "name them apart")
+        if old is None:
+            missing = [s.name for s in stage.after if self._stages.get(s.name) is None
+                       or self._stages[s.name].run_id != s.run_id]
+            if missing:
+                raise ReprolibError(f"stage {stage.name!r} reads {', '.join(missing)}, which "
+                                    "the graph does not hold (add upstream stages first)")
+            if role is not None:
+                stage.role = role
+            if tags:
+                stage.tags = {**stage.tags, **tags}
+            self._stages[stage.name] = stage
+        s = old or stage
+        self._index.append((role or s.role, {**s.tags, **tags}, s))
+        return s
 
     @property
-    def run_id(self) -> str:
-        return self.path.stem
+    def stages(self) -> list[Stage]:
+        return list(self._stages.values())
 
-    @property
-    def ckpt_dir(self) -> Path:
-        return self.path.parent / "ckpt" / self.path.stem
+    def __iter__(self) -> Iterator[Stage]:
+        return iter(self._stages.values())
 
-    @property
-    def done(self) -> bool:
-        return self.path.exists()
+    def __len__(self) -> int:
+        return len(self._stages)
 
-    def run(self, force: bool = False) -> dict:
-        """The stage's record, computed (seeded, checkpointing in ``ckpt_dir``) if needed."""
+    def __getitem__(self, name: str) -> Stage:
+        if name not in self._stages:
+            raise ReprolibError(f"no stage {name!r}; stages: {', '.join(self._stages)}")
+        return self._stages[name]
 
-        def compute(_ckpt):
-            seed_everything(self.seed)
-            return self.fn(self)
+    def __contains__(self, name: str) -> bool:
+        return name in self._stages
 
-        return results.run_cached(self.paper, self.profile, self.name, self.config, compute,
-                                  force=force)
+    def select(self, role: str, **tags) -> list[Stage]:
+        """The stages under ``role`` whose tags include ``tags``, in the order they were
+        added (a stage added under two roles or tag sets is found by each)."""
+        out = []
+        for r, t, s in self._index:
+            if r == role and all(t.get(k) == v for k, v in tags.items()) and s not in out:
+                out.append(s)
+        return out
 
-    def record(self) -> dict:
-        """The stored record; a ReprolibError saying how to make it when there is none."""
-        if not self.done:
-            raise ReprolibError(f"no record for stage {self.name!r} of {self.paper} at profile "
-                                f"{self.profile!r} ({paths.rel(self.path)}); run it first: "
-                                f"reprolib run {self.paper} --profile {self.profile}")
-        return results.load_record(self.path)
+    def find(self, role: str, **tags) -> Stage | None:
+        """The one stage of ``role`` / ``tags``, or None; more than one is an error."""
+        got = self.select(role, **tags)
+        if len(got) > 1:
+            raise ReprolibError(f"{len(got)} stages of role {role!r} with {tags}: "
+                                f"{', '.join(s.name for s in got)}")
+        return got[0] if got else None
 
-    def metrics(self) -> dict:
-        return self.record()["metrics"]
+    def get(self, role: str, **tags) -> Stage:
+        """The one stage of ``role`` / ``tags``; none is an error."""
+        s = self.find(role, **tags)
+        if s is None:
+            raise ReprolibError(f"no stage of role {role!r} with {tags} in the graph")
+        return s
 
-    # ---- the stage's models, in the one compressed-model format
-    def save_model(self, model: nn.Module, stem: str = "model") -> Path:
-        """Write ``model`` as ``ckpt_dir/<stem>.json`` + ``.safetensors``."""
-        return save_compressed(model, self.ckpt_dir / stem)
+    def roles(self) -> list[str]:
+        return list(dict.fromkeys(r for r, _, _ in self._index))
 
-    def model(self, stem: str = "model") -> nn.Module:
-        """The model this stage saved; recomputes the stage (same config, same seed) when
-        the file is missing, e.g. in a fresh clone that has only the records."""
-        js = self.ckpt_dir / f"{stem}.json"
-        if not js.exists():
-            print(f"[{self.paper}] recomputing stage {self.name}: its saved model "
-                  f"{paths.rel(js)} is missing", flush=True)
-            self.run(force=True)
-        return load_compressed(js)
-
-
-def _paper_of(cfg) -> str:
-    from reprolib.configs import papers
-
-    for name, p in papers().items():
-        if type(cfg) is p.config_cls:
-            return name
-    raise ReprolibError(f"{type(cfg).__name__} is not a registered paper config")
+    def downstream(self, stage: Stage) -> list[Stage]:
+        """Every stage that reads ``stage``, directly or through others."""
+        out, frontier = [], {stage.run_id}
+        for s in self._stages.values():
+            if any(u.run_id in frontier for u in s.after):
+                out.append(s)
+                frontier.add(s.run_id)
+        return out
 
 
-def run_stages(stages: Iterable[Stage], force: bool = False) -> dict[str, dict]:
-    """Run (or reuse) each stage in order; returns ``{stage name: record}``."""
-    return {s.name: s.run(force) for s in stages}
+# --------------------------------------------------------------------------- the pipeline
 
 
-#: A record's file name: ``<stage name>-<10 hex digits>.json`` (results.record_path).
-RECORD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+=,-]*-[0-9a-f]{10}\.json")
+class Pipeline:
+    """A paper's description (module docstring).  Subclasses set :attr:`name` (the paper,
+    as its config is registered) and implement :meth:`declare`; the rest is optional."""
+
+    name: str = ""
+    #: The figures the README shows: the profile's headline figure and the evidence one.
+    readme_figure: str = ""
+    readme_evidence_figure: str = ""
+    #: What the paper states per recipe, for ``plan``: ``{stated key: {field: (value,
+    #: source)}}`` (fields: dataset, image_size, epochs, global_batch, optimizer, lr,
+    #: schedule, warmup_epochs, weight_decay, label_smoothing, mixup, cutmix, drop_path,
+    #: randaugment, random_erasing, repeated_aug, l1, select_every, milestones, model).
+    stated: dict[str, dict[str, tuple]] = {}
+    #: Why a ``paper`` profile departs from a stated value: ``{(stated key | "*", field):
+    #: reason}``.
+    departures: dict[tuple[str, str], str] = {}
+
+    # ---- what a paper declares
+    def declare(self, cfg, g: Graph) -> None:
+        """Add every stage of ``cfg`` to ``g``, upstream stages first."""
+        raise NotImplementedError
+
+    def tables(self, cfg) -> dict:
+        """``{stem: DataFrame}`` read back from the records (``attrs["caption"]``)."""
+        return {}
+
+    def figures(self, cfg) -> dict:
+        """``{stem: Figure}`` built from the records."""
+        return {}
+
+    def summary(self, cfg) -> str:
+        """Markdown sentences about the results, numbers from the records."""
+        return ""
+
+    def evidence_claims(self, cfg):
+        """The claims table of an evidence run whose stages all have records (``claims``
+        calls it only then)."""
+        return claims_frame([])
+
+    # ---- what the tools read (optional)
+    def bench_families(self, bench_cfg) -> list[dict]:
+        """The compressed-model examples ``reprolib bench`` times: families of a dense
+        parent and its compressed models (``reprolib.tools.bench``)."""
+        return []
+
+    def points(self, recs: dict[str, dict], profile: str) -> list[dict]:
+        """The overview chart's points of this paper's records at ``profile`` (``recs`` by
+        stage name): one per compressed model against its own dense parent."""
+        return []
+
+    def conformance(self) -> list[dict]:
+        """The overview's conformance rows: the architecture-determined numbers the paper
+        prints, counted (on the meta device)."""
+        return []
+
+    def export_cases(self) -> dict:
+        """``{case: builder(scale, cfg) -> (model, input side)}`` of this paper's compressed
+        models that the overview exports to ONNX."""
+        return {}
+
+    # ---- generic
+    def graph(self, cfg) -> Graph:
+        """The graph of ``cfg``: every stage, in run order; each stage's data set checked
+        (known name, an ``npz:`` file that exists) before anything runs."""
+        if getattr(cfg, "profile", None) is None:
+            raise ReprolibError(f"{self.name}: not a config: {cfg!r}")
+        g = Graph(cfg)
+        self.declare(cfg, g)
+        for ds in dict.fromkeys(s.train.dataset for s in g if s.train is not None):
+            check_dataset(ds)
+        return g
+
+    def stages(self, cfg) -> list[Stage]:
+        """Every stage of ``cfg`` in run order (nothing runs)."""
+        return self.graph(cfg).stages
+
+    def run(self, cfg, force: bool = False, only: Iterable[str] | None = None) -> dict:
+        """Run (or reuse) every stage -- or only the stages named in ``only``, whose upstream
+        records must then exist -- and return ``{stage name: record}``."""
+        g = self.graph(cfg)
+        if only is None:
+            return run_stages(g.stages, force)
+        chosen = select_stages(g, only)
+        return run_stages(chosen, force)
+
+    def records(self, cfg, role: str | None = None, **tags) -> dict[str, dict]:
+        """The stored records of the graph's stages (of ``role`` / ``tags`` when given), by
+        stage name; a missing one is a ReprolibError saying how to make it."""
+        g = self.graph(cfg)
+        return records(g.select(role, **tags) if role else g.stages)
+
+    def seeds(self, cfg) -> list[int]:
+        """``cfg.seed`` first, then every other seed of ``cfg.seeds`` (the evidence
+        replicates), each once."""
+        return list(dict.fromkeys([int(cfg.seed), *(int(s) for s in getattr(cfg, "seeds", ()))]))
+
+    def seeded(self, cfg, seed: int):
+        """``cfg`` at ``seed`` (its recipes' seeds too): :func:`reprolib.configs.seeded`."""
+        return seeded(cfg, seed)
+
+    def data_label(self, cfg) -> str:
+        """How captions name ``cfg``'s data set (:func:`reprolib.data.dataset_label`)."""
+        return dataset_label(cfg.dataset)
+
+    def claims(self, cfg):
+        """The claims table (columns ``evidence.CLAIM_COLUMNS``): :meth:`evidence_claims` of
+        an evidence run whose stages all have records; otherwise an empty table whose
+        caption says why there is nothing to test and how to make it -- the same for every
+        paper."""
+        empty = not_run(self.name, cfg, self.stages(cfg))
+        return empty if empty is not None else self.evidence_claims(cfg)
+
+    def notebook(self) -> Path:
+        """The paper's notebook: ``notebooks/<name>.ipynb``."""
+        return paths.ROOT / "notebooks" / f"{self.name}.ipynb"
+
+    def api(self):
+        """``stages, run, tables, figures, summary, claims`` of this pipeline, for the paper
+        module's namespace (the functions notebooks call)."""
+        return self.stages, self.run, self.tables, self.figures, self.summary, self.claims
 
 
-def stale_records(stages: Iterable[Stage]) -> list[Path]:
-    """The records in the folders of ``stages`` that none of them names: what an earlier
-    config of the profile left (a changed key writes a new record and keeps the old one).
-    Their checkpoints are ``path.parent / "ckpt" / path.stem``.  Only files named like a
-    record (:data:`RECORD_NAME`) are records; :func:`foreign_files` lists the rest."""
-    stages = list(stages)
-    keep = {s.path.resolve() for s in stages}
-    folders = sorted({s.path.parent for s in stages})
-    return [p for f in folders for p in sorted(f.glob("*.json"))
-            if RECORD_NAME.fullmatch(p.name) and not p.is_symlink() and p.resolve() not in keep]
+def select_stages(g: Graph, names: Iterable[str]) -> list[Stage]:
+    """The stages of ``g`` named in ``names`` (in run order), each of whose upstream stages
+    is either chosen too or already has its record; otherwise one ReprolibError naming the
+    missing upstream stages."""
+    names = [n.strip() for n in names if n.strip()]
+    unknown = [n for n in names if n not in g]
+    if unknown:
+        raise ReprolibError(f"unknown stage {unknown[0]!r}; stages: {', '.join(s.name for s in g)}")
+    chosen = [s for s in g if s.name in names]
+    ids = {s.run_id for s in chosen}
+    missing = sorted({u.name for s in chosen for u in s.after if u.run_id not in ids and not u.done})
+    if missing:
+        raise ReprolibError(f"stage(s) {', '.join(names)} read {', '.join(missing)}, which have "
+                            f"no record yet: run them first (--stage {','.join(missing)}) or run "
+                            "the whole graph")
+    return chosen
 
 
-def foreign_files(stages: Iterable[Stage]) -> list[Path]:
-    """The ``.json`` files in the folders of ``stages`` that are not named like a record
-    (``...json``, a symlink, ``notes.json``): never removed by ``clean``."""
-    folders = sorted({s.path.parent for s in stages})
-    return [p for f in folders for p in sorted(f.glob("*.json"))
-            if not RECORD_NAME.fullmatch(p.name) or p.is_symlink()]
+# --------------------------------------------------------------------------- registry
 
 
-def remove_record(path: Path) -> list[Path]:
-    """Remove the record file ``path`` and its own checkpoint folder
-    (``path.parent / "ckpt" / path.stem``), after checking that both are what they claim: a
-    file named like a record directly inside its profile folder, and a real folder (not a
-    link) directly inside that folder's ``ckpt/``.  Anything else is a ReprolibError naming
-    it, and nothing is removed.  Returns what was removed."""
-    path = Path(path)
-    folder = path.parent.resolve()
-    if not RECORD_NAME.fullmatch(path.name) or path.is_symlink() or not path.is_file() \
-            or path.resolve().parent != folder:
-        raise ReprolibError(f"refusing to remove {paths.rel(path)}: it is not a record file "
-                            "of this profile folder")
-    ckpt = path.parent / "ckpt" / path.stem
-    if ckpt.is_symlink() or (ckpt.exists() and (not ckpt.is_dir()
-                                                or ckpt.resolve().parent != folder / "ckpt")):
-        raise ReprolibError(f"refusing to remove {paths.rel(ckpt)}: it is not the checkpoint "
-                            f"folder of {path.name} (a link, a file, or outside "
-                            f"{paths.rel(folder / 'ckpt')})")
-    path.unlink()
-    removed = [path]
-    if ckpt.is_dir():
-        shutil.rmtree(ckpt)
-        removed.append(ckpt)
-    return removed
+_PIPELINES: dict[str, Pipeline] = {}
 
 
-def records(stages: Iterable[Stage]) -> dict[str, dict]:
-    """The stored records of ``stages`` (all must exist), by stage name."""
-    return {s.name: s.record() for s in stages}
+def register_pipeline(pipeline: Pipeline) -> Pipeline:
+    """Register ``pipeline`` under its name (the paper's config must be registered under the
+    same name); returns it."""
+    if not pipeline.name:
+        raise ValueError(f"{type(pipeline).__name__} has no name")
+    _PIPELINES[pipeline.name] = pipeline
+    return pipeline
 
 
-# --------------------------------------------------------------------------- data
+def registered() -> dict[str, Pipeline]:
+    """The pipelines registered so far, by name (``reprolib.experiments.pipelines()`` imports
+    the package's own first)."""
+    return dict(_PIPELINES)
+
+
+# --------------------------------------------------------------------------- stage helpers
 
 
 _DATA: dict[tuple, Any] = {}
@@ -211,10 +314,10 @@ def load_data(cfg, batch_size: "int | TrainConfig", *, dataset: str | None = Non
     batch_size: the per-process batch, or the recipe (``TrainConfig``) the data is for: then
     the per-process batch follows from its global batch and the world size
     (``TrainConfig.process_batch``) and its RandAugment / random erasing / repeated
-    augmentation are applied (``reprolib.augment``)."""
-    from reprolib.data.augment import recipe_aug
+    augmentation are applied (``reprolib.data.augment``)."""
+    from reprolib.core.device import resolve_device, world
     from reprolib.data import get_data
-    from reprolib.core.device import world
+    from reprolib.data.augment import recipe_aug
 
     aug = {}
     if isinstance(batch_size, TrainConfig):
@@ -231,10 +334,7 @@ def load_data(cfg, batch_size: "int | TrainConfig", *, dataset: str | None = Non
     return _DATA[key]
 
 
-# --------------------------------------------------------------------------- train + measure
-
-
-def train_and_measure(model: nn.Module, data, recipe: TrainConfig, ckpt_dir=None, *,
+def train_and_measure(model, data, recipe: TrainConfig, ckpt_dir=None, *,
                       device="auto", desc: str = "", extra_loss=None, grad_hook=None,
                       input_size=None, latency_batch: int = 1, latency_repeats: int = 20,
                       memory_batch: int | None = None) -> dict:
@@ -243,6 +343,10 @@ def train_and_measure(model: nn.Module, data, recipe: TrainConfig, ckpt_dir=None
     ``epochs``, ``train_time_s`` (sum of the epochs' times, kept across resumes),
     ``history``, ``train_device``, ``test_images``, params, FLOPs, latency (and peak memory
     when asked)."""
+    from reprolib.core.device import resolve_device
+    from reprolib.core.measure import measure_model
+    from reprolib.core.train import fit
+
     dev = resolve_device(device)
     res = fit(model, data, recipe, ckpt_dir=ckpt_dir, device=dev, desc=desc,
               extra_loss=extra_loss, grad_hook=grad_hook)
@@ -253,9 +357,6 @@ def train_and_measure(model: nn.Module, data, recipe: TrainConfig, ckpt_dir=None
             "train_time_s": round(sum(h["time_s"] for h in res.history), 2),
             "history": res.history, "train_device": str(dev),
             "test_images": getattr(data, "test_size", None), **meas}
-
-
-# --------------------------------------------------------------------------- record keys
 
 
 def key_of(cfg, *fields: str, **extra) -> dict:
@@ -270,6 +371,47 @@ def key_of(cfg, *fields: str, **extra) -> dict:
     return out
 
 
+def training(cfg, recipe_name: str, **kw) -> Training:
+    """The :class:`Training` of a stage that trains with ``cfg``'s recipe ``recipe_name`` on
+    ``cfg``'s data set and image size (``kw``: ``l1``, ``val_split``, ``stated``, ``runs``,
+    or another ``dataset`` / ``image_size`` / ``recipe``)."""
+    recipe = kw.pop("recipe", getattr(cfg, recipe_name))
+    return Training(recipe, recipe_name, kw.pop("dataset", cfg.dataset),
+                    kw.pop("image_size", cfg.image_size), **kw)
+
+
+def resources(cfg, trains: bool = True, processes: int = 1) -> Resources:
+    """What one run of a stage of ``cfg`` needs: ``processes`` processes, one GPU each when
+    it trains and the config's device is not the CPU (``auto`` takes one where there is one),
+    one CPU each."""
+    gpus = 1 if trains and cfg.device != "cpu" and not str(cfg.device).startswith("mps") else 0
+    return Resources(processes=processes, gpus=gpus)
+
+
+def test_images(recs: Iterable[dict]) -> int | None:
+    """The number of test images the records' metrics report (``test_images``, else
+    ``test_size``), when they agree; None when none says (or they disagree)."""
+    seen = {r["metrics"].get("test_images") or r["metrics"].get("test_size")
+            for r in recs if r}
+    seen.discard(None)
+    return seen.pop() if len(seen) == 1 else None
+
+
 def profile_note(cfg) -> str:
     """" [cpu run: not the paper's setting]" for every profile but ``paper``."""
     return "" if cfg.profile == "paper" else f" [{cfg.profile} run: not the paper's setting]"
+
+
+def field_of(cfg, name: str):
+    """``cfg``'s value of ``name`` (``recipe.field`` for a recipe's), for tools that read a
+    config by key."""
+    head, _, sub = name.partition(".")
+    v = getattr(cfg, head)
+    return getattr(v, sub) if sub else v
+
+
+__all__ = ["Pipeline", "Graph", "Stage", "ModelSpec", "Training", "Resources",
+           "register_pipeline", "registered", "select_stages", "load_data",
+           "train_and_measure", "key_of", "training", "resources", "test_images",
+           "profile_note", "run_stages", "records", "stale_records", "foreign_files",
+           "remove_record", "seed_everything", "declared_reads"]

@@ -1,34 +1,78 @@
-"""Experiment pipelines, one module per notebook, all on the engine in
-:mod:`reprolib.experiments.common`.
+"""One pipeline per notebook ("paper"), each a :class:`reprolib.core.pipeline.Pipeline` that
+declares its stage graph; every module keeps only what is that paper's own.
 
-Every module has the same entry points:
+Every paper module exposes the same entry points (its pipeline's methods):
 
-    stages(cfg)            the pipeline's cached stages, in run order (nothing runs)
+    stages(cfg)            the graph's stages, in run order (nothing runs)
     run(cfg, force=False)  every stage, each a cached record; returns {stage name: record}
     tables(cfg)            pandas DataFrames read back from the results store (attrs["caption"])
     figures(cfg)           matplotlib figures built from the same records
     summary(cfg)           Markdown sentences about the results, numbers from the records
+    claims(cfg)            the claims table of an evidence run (empty, saying why, otherwise)
 
     from reprolib.configs import get_config
     from reprolib.experiments import get_experiment
-    exp = get_experiment("sidt")
+    exp = get_experiment("sidt")                     # the sidt Pipeline
     cfg = get_config("sidt", "smoke")
     exp.run(cfg); exp.tables(cfg)["table1"]
+
+The papers are the configs registered in :mod:`reprolib.configs`; a paper's pipeline is the
+module ``reprolib.experiments.<paper>`` (its ``PIPELINE``) or one registered with
+:func:`reprolib.core.pipeline.register_pipeline` (a paper defined outside the package).
 """
 
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
+import pkgutil
 
-from reprolib.errors import choose
+from reprolib.errors import ReprolibError, choose
 
-#: The notebooks, in the order the README and ``reprolib reproduce`` present them.
-EXPERIMENTS = ("quickstart", "sidt", "sidt_detection", "pe", "vtp_svd", "metaformer_nas",
-               "templates", "overview")
+#: Shared helpers of the papers' modules, not papers themselves.
+HELPERS = ("evidence",)
 
 
-def get_experiment(paper: str) -> ModuleType:
-    """The pipeline module of ``paper`` (``reprolib.experiments.<paper>``)."""
-    choose("paper", paper, EXPERIMENTS)
-    return importlib.import_module(f"reprolib.experiments.{paper}")
+def names() -> list[str]:
+    """Every paper (registered config), in notebook order (``reprolib reproduce``, the README):
+    the configs' ``order``; imports no torch."""
+    from reprolib.configs import papers
+
+    return [p.name for p in sorted(papers().values(), key=lambda p: (p.order, p.name))]
+
+
+def load() -> None:
+    """Import every paper module of the package (each registers its pipeline)."""
+    for m in pkgutil.iter_modules(__path__):
+        if m.name not in HELPERS and not m.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{m.name}")
+
+
+def pipelines() -> dict:
+    """Every paper's pipeline by name, in notebook order (the package's own imported)."""
+    return {n: get_experiment(n) for n in names()}
+
+
+def get_experiment(paper: str):
+    """The :class:`~reprolib.core.pipeline.Pipeline` of ``paper``."""
+    from reprolib.core.pipeline import _PIPELINES
+
+    choose("paper", paper, names())
+    if paper not in _PIPELINES:
+        try:
+            module = importlib.import_module(f"{__name__}.{paper}")
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{paper}":
+                raise
+            module = None
+        if paper not in _PIPELINES and module is not None:   # TRANSITION: not yet a Pipeline
+            return module
+        if paper not in _PIPELINES and getattr(module, "PIPELINE", None) is None:
+            raise ReprolibError(f"paper {paper!r} has a config but no pipeline: add "
+                                f"reprolib/experiments/{paper}.py (its PIPELINE)")
+    return _PIPELINES[paper]
+
+
+def __getattr__(name: str):
+    if name == "EXPERIMENTS":          # the notebooks in order (kept for scripts)
+        return tuple(names())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,9 +24,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-#: The columns of every paper's claims table, in this order.
-CLAIM_COLUMNS = ("claim", "ours", "paper", "verdict", "reason")
-VERDICTS = ("holds", "does not hold", "inconclusive")
+from reprolib.core.claims import (CLAIM_COLUMNS, VERDICTS, claim_row,  # noqa: E402,F401
+                                  claims_frame, not_run)
 
 
 def mean_std(values: Iterable[float]) -> tuple[float, float, int]:
@@ -110,32 +109,16 @@ def plateaued(history: Sequence[dict], window: int = 3, tol: float = 1.0,
     return {"plateau": last - prev < tol, "last": last, "gain": last - prev}
 
 
-def claim_row(claim: str, ours: str, paper: str, verdict: str, reason: str) -> dict:
-    """One row of a claims table (see :data:`CLAIM_COLUMNS`)."""
-    if verdict not in VERDICTS:
-        raise ValueError(f"verdict {verdict!r} is not one of {VERDICTS}")
-    return dict(zip(CLAIM_COLUMNS, (claim, ours, paper, verdict, reason)))
-
-
-def claims_frame(rows: Iterable[dict]) -> pd.DataFrame:
-    """The claims table: one row per claim, columns :data:`CLAIM_COLUMNS`."""
-    return pd.DataFrame(list(rows), columns=list(CLAIM_COLUMNS))
-
-
 # --------------------------------------------------------------------------- seeds, spread, notes
 # General helpers of the evidence pipelines: a config per seed, per-group spread, a combined
 # verdict, the plateau sentence, the run-cost sentence, error-bar plots, the notebook's section.
 
 
 def seeded(cfg, seed: int):
-    """A copy of the config ``cfg`` whose ``seed`` (and every nested recipe's, as
-    ``get_config`` sets them) is ``seed``: one seed of an evidence run."""
-    new = dataclasses.replace(cfg, seed=int(seed))
-    for f in dataclasses.fields(new):
-        v = getattr(new, f.name)
-        if dataclasses.is_dataclass(v) and any(g.name == "seed" for g in dataclasses.fields(v)):
-            setattr(new, f.name, dataclasses.replace(v, seed=int(seed)))
-    return new
+    """One seed of an evidence run: :func:`reprolib.configs.seeded`."""
+    from reprolib.configs import seeded as _seeded
+
+    return _seeded(cfg, seed)
 
 
 def seed_suffix(seed: int, base_seed: int | None = None) -> str:
@@ -240,21 +223,3 @@ def claims_markdown(paper: str, cfg=None, profile: str = "evidence") -> str:
         return df.attrs.get("caption", "")
     head = "" if ev is cfg else f"From the records of the `{profile}` profile (not this run). "
     return f"{head}{df.attrs.get('caption', '')}\n\n{to_markdown(df)}\n"
-
-
-def not_run(paper: str, cfg, stages) -> pd.DataFrame | None:
-    """None when ``cfg`` has seeds and every one of ``stages`` has a record; else an empty
-    claims table (columns :data:`CLAIM_COLUMNS`) whose caption says why there is nothing to
-    test and how to make it: a profile without seeds, or an evidence run not (fully) made."""
-    if not getattr(cfg, "seeds", ()):
-        why = (f"profile `{cfg.profile}` has no seeds: the claims are tested by the `evidence` "
-               f"profile (`reprolib run {paper} --profile evidence`)")
-    else:
-        missing = [s.name for s in stages if not s.done]
-        if not missing:
-            return None
-        why = (f"not run: {len(missing)} of {len(stages)} stages of profile `{cfg.profile}` "
-               f"have no record yet (`reprolib run {paper} --profile {cfg.profile}`)")
-    out = claims_frame([])
-    out.attrs["caption"] = f"{paper} claims: {why}."
-    return out

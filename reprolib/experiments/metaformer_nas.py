@@ -43,7 +43,7 @@ from reprolib.core import report
 from reprolib.configs.metaformer_nas import (PAPER_DEVICE, PAPER_TABLE1, PAPER_TABLE2,
                                              TABLE2_LABELS, TABLE2_MIXERS)
 from reprolib.core.device import resolve_device
-from reprolib.errors import check_range
+from reprolib.errors import check_number
 from reprolib.experiments import evidence as ev
 from reprolib.core.pipeline import (Stage, key_of, load_data, profile_note, records,
                                          run_stages, train_and_measure)
@@ -251,8 +251,8 @@ def stages(cfg) -> list[Stage]:
     retrain-nas<N> (per N, after search-nas<N>); with ``cfg.seeds`` the stages after the toy
     check once per seed (``-s<seed>``), each seed's stages together, with the random-search
     control when ``random_samples`` > 0."""
-    check_range("random_samples", cfg.random_samples, 0, 10_000)
-    check_range("margin", cfg.margin, 0.0, 100.0)
+    check_number("random_samples", cfg.random_samples, 0, 10_000)
+    check_number("margin", cfg.margin, 0.0, 100.0)
     toys = [toy_stage(cfg, n) for n in cfg.node_counts]
     if cfg.seeds:
         return toys + [st for s in cfg.seeds for st in _seed_stages(ev.seeded(cfg, s))]

@@ -1,23 +1,40 @@
 """Quickstart pipeline: one stage per width of a small CNN (train + measure), a table and
-an accuracy-vs-params plot from the records.  The smallest example of the engine every paper
-uses (:mod:`reprolib.experiments.common`)."""
+an accuracy-vs-params plot from the records.  The smallest example of a paper on the engine
+(:mod:`reprolib.core.pipeline`): a :class:`Pipeline` whose :meth:`declare` adds one stage per
+width, and tables / figures / summary read back from the records."""
 
 from __future__ import annotations
 
 import pandas as pd
 
 from reprolib.core import report
-from reprolib.core.pipeline import (Stage, key_of, load_data, records, run_stages,
-                                         train_and_measure)
+from reprolib.core.pipeline import (ModelSpec, Pipeline, Stage, key_of, load_data,
+                                    register_pipeline, resources, train_and_measure, training)
 from reprolib.core.registry import create_model
 
-PAPER = "quickstart"
-README_FIGURE = "acc_vs_params"
 
+class Quickstart(Pipeline):
+    name = "quickstart"
+    readme_figure = "acc_vs_params"
 
-def stages(cfg) -> list[Stage]:
-    """One stage per width: ``<model>-w<width>``."""
-    return [_width_stage(cfg, float(w)) for w in cfg.widths]
+    def declare(self, cfg, g) -> None:
+        """One stage per width: ``<model>-w<width>``."""
+        for w in cfg.widths:
+            g.add(_width_stage(cfg, float(w)), role="width", width=float(w))
+
+    def tables(self, cfg) -> dict[str, pd.DataFrame]:
+        """``widths``: width, params (M), MFLOPs, CPU latency (ms, batch ``latency_batch``),
+        test accuracy (%), epochs."""
+        df = _frame(cfg)
+        df.attrs["caption"] = (f"Quickstart: {cfg.model} widths ({df.attrs['provenance']}); "
+                               f"{report.FLOPS_NOTE}; latency: batch {cfg.latency_batch}, CPU")
+        return {"widths": df}
+
+    def figures(self, cfg) -> dict:
+        return figures_(cfg)
+
+    def summary(self, cfg) -> str:
+        return summary_(cfg)
 
 
 def _width_stage(cfg, width: float) -> Stage:
@@ -30,16 +47,14 @@ def _width_stage(cfg, width: float) -> Stage:
         return metrics
 
     key = key_of(cfg, "dataset", "image_size", "model", "train", "latency_batch", width=width)
-    return Stage(cfg, f"{cfg.model}-w{width}", key, fn)
-
-
-def run(cfg, force: bool = False) -> dict[str, dict]:
-    """Train and measure every width (cached records); returns ``{stage name: record}``."""
-    return run_stages(stages(cfg), force)
+    return Stage(cfg, f"{cfg.model}-w{width}", key, fn, group="width",
+                 model=ModelSpec(cfg.model, {"num_classes": 10, "width": width},
+                                 (3, cfg.image_size, cfg.image_size)),
+                 train=training(cfg, "train"), resources=resources(cfg))
 
 
 def _frame(cfg) -> pd.DataFrame:
-    recs = records(stages(cfg))
+    recs = PIPELINE.records(cfg)
     rows = [{"width": r["config"]["width"], "params_M": r["metrics"]["params"] / 1e6,
              "MFLOPs": r["metrics"]["flops"] / 1e6, "latency_ms": r["metrics"]["latency_ms"],
              "acc": r["metrics"]["acc"], "epochs": r["metrics"]["epochs"]}
@@ -49,16 +64,7 @@ def _frame(cfg) -> pd.DataFrame:
     return df
 
 
-def tables(cfg) -> dict[str, pd.DataFrame]:
-    """``widths``: width, params (M), MFLOPs, CPU latency (ms, batch ``latency_batch``),
-    test accuracy (%), epochs."""
-    df = _frame(cfg)
-    df.attrs["caption"] = (f"Quickstart: {cfg.model} widths ({df.attrs['provenance']}); "
-                           f"{report.FLOPS_NOTE}; latency: batch {cfg.latency_batch}, CPU")
-    return {"widths": df}
-
-
-def figures(cfg) -> dict:
+def figures_(cfg) -> dict:
     """``acc_vs_params``: test accuracy vs parameters over the widths, one marker per trained
     width labelled with its multiplier (one seed, so no error bars)."""
     import matplotlib.pyplot as plt
@@ -80,7 +86,7 @@ def figures(cfg) -> dict:
     return {"acc_vs_params": fig}
 
 
-def summary(cfg) -> str:
+def summary_(cfg) -> str:
     """One paragraph with the accuracy and size of every width, from the records."""
     df = _frame(cfg)
     ep = int(df["epochs"].iloc[0])
@@ -90,3 +96,7 @@ def summary(cfg) -> str:
     return (f"`reprolib run quickstart --profile {cfg.profile}`: {cfg.model} at widths {ws}, "
             f"{ep} epochs on `{cfg.dataset}` ({df.attrs['provenance']}): {accs} % top-1 at "
             f"{ps} M parameters (`figures/quickstart/widths-{cfg.profile}.md`).")
+
+
+PIPELINE = register_pipeline(Quickstart())
+stages, run, tables, figures, summary, claims = PIPELINE.api()

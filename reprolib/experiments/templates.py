@@ -30,7 +30,7 @@ import pandas as pd
 
 from reprolib.core import report
 from reprolib.configs.templates import PAPER_BASE_PARAMS_M, PAPER_TABLE1, PAPER_TABLE2
-from reprolib.errors import check_range
+from reprolib.errors import check_number
 from reprolib.experiments import evidence as ev
 from reprolib.core.pipeline import (Stage, key_of, load_data, profile_note, records,
                                          run_stages, train_and_measure)
@@ -185,7 +185,7 @@ def table2_stages(cfg) -> list[Stage]:
 def grid_stages(cfg) -> list[Stage]:
     """``<model>-<template>-w<width>-<data>``: one per cell of :func:`grid`; with
     ``cfg.seeds`` one per cell and seed (``-s<seed>``), seed by seed."""
-    check_range("margin", cfg.margin, 0.0, 100.0)
+    check_number("margin", cfg.margin, 0.0, 100.0)
     if cfg.seeds:
         return [_cell_stage(ev.seeded(cfg, s), *cell, suffix=ev.seed_suffix(s))
                 for s in cfg.seeds for cell in grid(cfg)]

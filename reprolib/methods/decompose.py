@@ -52,7 +52,7 @@ import torch
 import torch.nn as nn
 
 from reprolib.core.compressed import add_arch
-from reprolib.errors import ReprolibError, check_range, choose
+from reprolib.errors import ReprolibError, check_number, choose
 from reprolib.methods import round_width
 from reprolib.models.layers.lowrank import LowRankLinear, apply_ranks, current_ranks, set_module
 
@@ -105,7 +105,7 @@ def _whole_rank(rank, full: int) -> int:
             or rank != int(rank):
         raise ReprolibError(f"rank={rank!r} must be a whole number of factors, 1 .. {full} "
                             "(for a fraction of the full rank use rank_ratio)")
-    check_range("rank", int(rank), 1, full)
+    check_number("rank", int(rank), 1, full)
     return int(rank)
 
 
@@ -144,9 +144,9 @@ def choose_rank(weight: torch.Tensor, rank_ratio: float | None = None,
         raise ReprolibError("give exactly one of rank_ratio (fraction of min(out, in)) or energy")
     k = min(weight.shape)
     if rank_ratio is not None:
-        check_range("rank_ratio", rank_ratio, 0.0, 1.0, lo_open=True)
+        check_number("rank_ratio", rank_ratio, 0.0, 1.0, lo_open=True)
         return max(1, min(k, int(round(rank_ratio * k))))
-    check_range("energy", energy, 0.0, 1.0, lo_open=True)
+    check_number("energy", energy, 0.0, 1.0, lo_open=True)
     s2 = torch.linalg.svdvals(weight.detach().double().cpu()) ** 2
     frac = torch.cumsum(s2, 0) / s2.sum()
     return int(min(k, int(torch.searchsorted(frac, torch.tensor(energy, dtype=frac.dtype) - 1e-12)) + 1))

@@ -55,7 +55,7 @@ import torch.nn.functional as F
 
 from reprolib import paths
 from reprolib.core import io
-from reprolib.errors import ReprolibError, check_range, choose
+from reprolib.errors import ReprolibError, check_number, choose
 from reprolib.models.metaformer import (OPS, Architecture, MetaFormer,
                                         load_architecture, save_architecture)
 
@@ -317,11 +317,11 @@ class NASConfig:
     #                                     uniform policy's reward, a reference; 0 = none)
 
     def __post_init__(self):
-        check_range("n_nodes", self.n_nodes, 1, 64)
+        check_number("n_nodes", self.n_nodes, 1, 64)
         choose("arch_per", self.arch_per, ("step", "epoch"))
-        check_range("baseline_decay", self.baseline_decay, 0.0, 1.0)
-        check_range("reward_batches", self.reward_batches, 1, 10_000)
-        check_range("uniform_samples", self.uniform_samples, 0, 1_000_000)
+        check_number("baseline_decay", self.baseline_decay, 0.0, 1.0)
+        check_number("reward_batches", self.reward_batches, 1, 10_000)
+        check_number("uniform_samples", self.uniform_samples, 0, 1_000_000)
 
 
 @torch.no_grad()

@@ -54,7 +54,7 @@ from timm.layers import Mlp
 from timm.models.swin_transformer import SwinTransformer, SwinTransformerBlock, WindowAttention
 
 from reprolib.core.compressed import add_arch, register_arch
-from reprolib.errors import ReprolibError, check_range, choose
+from reprolib.errors import ReprolibError, check_number, choose
 from reprolib.core.io import to_strict_json
 from reprolib.core.measure import count_flops_by_module
 from reprolib.methods import round_width
@@ -272,7 +272,7 @@ def keep_indices(model: nn.Module, ratio: float, scope: str = "global",
             shape of its scores (default None: the learned scores), e.g. random values for
             a random-pruning control; the kept scores are still folded in by :func:`prune`.
     """
-    check_range("ratio", ratio, 0.0, 1.0, hi_open=True)
+    check_number("ratio", ratio, 0.0, 1.0, hi_open=True)
     choose("pruning scope", scope, SCOPES)
     round_width(1, 1, round_to)               # validates round_to before any work
     s = {n: a.detach().abs().float().cpu() for n, a in scores(model).items()}

@@ -45,7 +45,7 @@ from typing import Sequence
 import numpy as np
 import torch.nn as nn
 
-from reprolib.errors import ReprolibError, check_range, choose
+from reprolib.errors import ReprolibError, check_number, choose
 from reprolib.models import templates_cifar as networks
 from reprolib.models.templates_cifar import (PAPER_MODELS, round_preserving_sum,  # noqa: F401
                                              scale_group, scale_one)
@@ -76,7 +76,7 @@ def check_width(width: float) -> float:
     if isinstance(width, bool) or not isinstance(width, (int, float)):
         raise ReprolibError(f"width={width!r} must be a number in (0, {WIDTH_MAX}]; "
                             f"the paper's widths: {', '.join(map(str, PAPER_WIDTHS))}")
-    check_range("width", float(width), 0.0, WIDTH_MAX, lo_open=True)
+    check_number("width", float(width), 0.0, WIDTH_MAX, lo_open=True)
     return float(width)
 
 

@@ -53,7 +53,7 @@ import torch
 import torch.nn as nn
 
 from reprolib.core.compressed import add_arch, register_arch
-from reprolib.errors import ReprolibError, check_range
+from reprolib.errors import ReprolibError, check_number
 from reprolib.methods import round_width
 from reprolib.models.layers.lowrank import current_ranks
 from reprolib.models.vit_cifar import Attention, FeedForward, Score, ViTCifar
@@ -160,7 +160,7 @@ def plan(model: nn.Module, rate: float, round_to: int = 1) -> PrunePlan:
     multiple of ``round_to`` (``reprolib.methods.round_width``), keeping the entries of
     largest |a|; 1 (default) = the paper's rule, 8 = hardware-aligned widths.
     """
-    check_range("rate", rate, 0.0, 1.0, hi_open=True)
+    check_number("rate", rate, 0.0, 1.0, hi_open=True)
     round_width(1, 1, round_to)               # validates round_to before any work
     mods = score_modules(model)
     if not mods:

@@ -61,7 +61,7 @@ from timm.layers import trunc_normal_
 from timm.models.vision_transformer import VisionTransformer
 from torchvision.models.resnet import Bottleneck, ResNet
 
-from reprolib.errors import ReprolibError, check_range
+from reprolib.errors import ReprolibError, check_number
 from reprolib.core.registry import register_model
 
 __all__ = ["PEAttention", "PEMlp", "PEBottleneck", "apply_pe", "vit_pe", "resnet_bottleneck",
@@ -150,7 +150,7 @@ def vit_pe(num_classes: int = 1000, img_size: int = 224, patch_size: int = 16,
     drop_rate: dropout before the head (0).  pe: False builds the unshared twin (a plain
     timm ViT of the same geometry).  Other keywords go to ``VisionTransformer``.
     """
-    check_range("drop_path_rate", drop_path_rate, 0.0, 1.0, hi_open=True)
+    check_number("drop_path_rate", drop_path_rate, 0.0, 1.0, hi_open=True)
     model = VisionTransformer(img_size=img_size, patch_size=patch_size, num_classes=num_classes,
                               embed_dim=embed_dim, depth=depth, num_heads=num_heads,
                               mlp_ratio=mlp_ratio, qkv_bias=True, drop_rate=drop_rate,

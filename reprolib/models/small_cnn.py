@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from reprolib.errors import check_range
+from reprolib.errors import check_number
 from reprolib.core.registry import register_model
 
 BASE_WIDTHS = (32, 64, 128)  # filters per stage at width 1.0
@@ -22,7 +22,7 @@ def stage_widths(width: float) -> list[int]:
 class SmallCNN(nn.Module):
     def __init__(self, num_classes: int = 10, width: float = 1.0, in_chans: int = 3):
         super().__init__()
-        check_range("width", width, 0, 16, lo_open=True)
+        check_number("width", width, 0, 16, lo_open=True)
         layers, c = [], in_chans
         for w in stage_widths(width):
             for _ in range(2):

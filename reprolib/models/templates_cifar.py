@@ -49,7 +49,7 @@ import torch.nn.functional as F
 
 import numpy as np
 
-from reprolib.errors import ReprolibError, check_range, choose
+from reprolib.errors import ReprolibError, check_number, choose
 
 # ---------------------------------------------------------------------------------------
 # Base architectures as data

@@ -36,7 +36,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from reprolib.errors import ReprolibError, check_range, choose
+from reprolib.errors import ReprolibError, check_number, choose
 from reprolib.models.layers.lowrank import apply_ranks, current_ranks
 from reprolib.core.registry import register_model
 
@@ -142,7 +142,7 @@ class ViTCifar(nn.Module):
                                 "(attention width per head, independent of dim) to allow it")
         if head_dim is not None and int(head_dim) < 1:
             raise ReprolibError(f"head_dim={head_dim} must be a positive integer")
-        check_range("dropout", dropout, 0.0, 1.0, hi_open=True)
+        check_number("dropout", dropout, 0.0, 1.0, hi_open=True)
         self.arch = dict(image_size=image_size, patch_size=patch_size, num_classes=num_classes,
                          dim=dim, depth=depth, heads=heads, mlp_dim=mlp_dim, dropout=dropout,
                          emb_dropout=emb_dropout, channels=channels, attn_scale=attn_scale)

@@ -76,7 +76,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from reprolib.core.device import resolve_device
-from reprolib.errors import ReprolibError, check_range, choose
+from reprolib.errors import ReprolibError, check_number, choose
 from reprolib.core.measure import count_flops, count_params
 
 PRECISIONS = ("fp32", "bf16")
@@ -155,19 +155,19 @@ class BenchConfig:
                 raise ReprolibError(f"round_to={self.round_to!r}: every entry must be an "
                                     "integer >= 1")
         for name in ("warmup", "threads"):
-            check_range(name, getattr(self, name), 0, 1 << 16)
+            check_number(name, getattr(self, name), 0, 1 << 16)
         for name in ("repeats", "large_repeats", "train_repeats", "fit_repeats", "fit_images",
                      "fit_batch"):
-            check_range(name, getattr(self, name), 1, 1 << 30)
+            check_number(name, getattr(self, name), 1, 1 << 30)
         for f in dataclasses.fields(self):
             if f.name.endswith("_batch"):
-                check_range(f.name, getattr(self, f.name), 1, 1 << 16)
+                check_number(f.name, getattr(self, f.name), 1, 1 << 16)
         for r in self.sidt_ratios:
-            check_range("sidt_ratios", r, 0.0, 1.0, lo_open=True, hi_open=True)
+            check_number("sidt_ratios", r, 0.0, 1.0, lo_open=True, hi_open=True)
         choose("SiDT scope", self.sidt_scope, ("global", "layer"))
-        check_range("vtp_rate", self.vtp_rate, 0.0, 1.0, hi_open=True)
-        check_range("vtp_rank_ratio", self.vtp_rank_ratio, 0.0, 1.0, lo_open=True)
-        check_range("templates_width", self.templates_width, 0.0, 16.0, lo_open=True)
+        check_number("vtp_rate", self.vtp_rate, 0.0, 1.0, hi_open=True)
+        check_number("vtp_rank_ratio", self.vtp_rank_ratio, 0.0, 1.0, lo_open=True)
+        check_number("templates_width", self.templates_width, 0.0, 16.0, lo_open=True)
 
 
 #: Profiles: ``smoke`` (tiny models, seconds: tests), ``cpu`` (the papers' sizes where a
@@ -378,7 +378,7 @@ def speedup(dense: nn.Module, compressed: nn.Module, input_size=(3, 224, 224),
         ``precision``, ``mode`` and the :func:`environment` (device, threads, versions).
     """
     dev = resolve_device(device)
-    check_range("batch_size", batch_size, 1, 1 << 20)
+    check_number("batch_size", batch_size, 1, 1 << 20)
     precision = "bf16" if amp else "fp32"
     flops = [count_flops(m.cpu(), tuple(input_size)) for m in (dense, compressed)]
     params = [count_params(m) for m in (dense, compressed)]

@@ -36,7 +36,7 @@ def results_section(profile: str = PROFILE) -> str:
             parts.append(f"### {get_paper(paper).title}\n\nNo `{profile}` records yet "
                          f"(`reprolib run {paper} --profile {profile}` writes them).\n")
             continue
-        fig = f"figures/{paper}/{exp.README_FIGURE}-{profile}.png"
+        fig = f"figures/{paper}/{getattr(exp, 'readme_figure', None) or exp.README_FIGURE}-{profile}.png"
         parts.append(f"### {get_paper(paper).title}\n\n![{paper}]({fig})\n\n"
                      f"{exp.summary(cfg).strip()}\n")
         ev = evidence_section(paper)
@@ -67,7 +67,7 @@ def evidence_section(paper: str, profile: str = EVIDENCE_PROFILE) -> str:
     if not all(s.done for s in exp.stages(cfg)):
         return ""
     claims = exp.claims(cfg)
-    fig = f"figures/{paper}/{exp.README_EVIDENCE_FIGURE}-{profile}.png"
+    fig = f"figures/{paper}/{getattr(exp, 'readme_evidence_figure', None) or exp.README_EVIDENCE_FIGURE}-{profile}.png"
     caption = claims.attrs.get("caption", "")
     return (f"#### Evidence (`reprolib run {paper} --profile {profile}`)\n\n![{paper} evidence]({fig})"
             f"\n\n{caption}\n\n{to_markdown(claims)}\n")

@@ -87,7 +87,7 @@ def test_every_experiment_has_the_same_entry_points():
         exp = get_experiment(paper)
         for fn in ("stages", "run", "tables", "figures", "summary"):
             assert callable(getattr(exp, fn, None)), f"{paper}.{fn}"
-        assert isinstance(exp.README_FIGURE, str)
+        assert isinstance(getattr(exp, "readme_figure", None) or exp.README_FIGURE, str)
         stages = exp.stages(configs.get_config(paper, "smoke"))
         names = [s.name for s in stages]
         assert names and len(names) == len(set(names)), paper
