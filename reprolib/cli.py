@@ -94,7 +94,8 @@ def cmd_compute(args) -> int:
 
     init_distributed()
     t0 = time.perf_counter()
-    recs = get_experiment(args.paper).run(cfg, force=args.force)
+    only = [n for part in args.stage for n in part.split(",") if n.strip()] if args.stage else None
+    recs = get_experiment(args.paper).run(cfg, force=args.force, only=only)
     if is_main_process():
         waited = f", {ACTIVITY['waited']} after waiting for another process" \
             if ACTIVITY["waited"] else ""
@@ -211,6 +212,19 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_graph(args) -> int:
+    from reprolib.tools.graph import format_graph, graph_rows
+
+    rows = graph_rows(args.paper, args.profile, **parse_overrides(args.param))
+    if args.json:
+        import json
+
+        print(json.dumps(rows, indent=1))
+    else:
+        print(format_graph(args.paper, args.profile, rows))
+    return 0
+
+
 def cmd_plan(args) -> int:
     from reprolib.tools.plan import format_plan, plan
 
@@ -295,7 +309,18 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compute", help="run one paper's pipeline in this process (torchrun too)",
                        add_help=False)
     _paper_args(c)
+    c.add_argument("--stage", action="append", metavar="NAME[,NAME]",
+                   help="run only these stages (their upstream records must exist; "
+                        "reprolib graph PAPER lists the stages); repeatable")
     c.set_defaults(fn=cmd_compute)
+    gr = sub.add_parser("graph", help="a paper's stage graph: stages, edges, done or missing, "
+                        "resources (nothing runs)")
+    gr.add_argument("paper", help="the paper (reprolib list)")
+    gr.add_argument("--profile", default="smoke", help="preset (default smoke)")
+    gr.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                    help="override one config value (repeatable)")
+    gr.add_argument("--json", action="store_true", help="the graph as JSON")
+    gr.set_defaults(fn=cmd_graph)
     pl = sub.add_parser("plan", help="what a profile would run, per stage, beside the paper's "
                         "values (nothing is trained or read)")
     pl.add_argument("paper")

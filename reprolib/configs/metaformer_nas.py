@@ -5,8 +5,9 @@ Paper: Zhang & Liu, "基于 MetaFormer 的高效神经架构搜索" (``../shared
 100 controller samples (Adam lr 3.5e-4); batch 128 for training and rewards.  §4.2: the
 searched and the baseline mixers retrained from scratch for 600 epochs on Flowers-102 at
 224 px (random crop + flip), AdamW lr 1e-3, wd 1e-4 (the ``retrain`` recipe).  The search
-hyperparameters are flat fields (they map one to one to
-``reprolib.methods.metaformer_nas.NASConfig``); the pipeline is
+hyperparameters are flat fields, from which
+``reprolib.experiments.metaformer_nas.nas_config`` builds the
+``reprolib.methods.metaformer_nas.NASConfig`` field by field; the pipeline is
 ``reprolib.experiments.metaformer_nas``.
 """
 
@@ -14,8 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from reprolib.configs import (BaseConfig, TrainConfig, check_choice, check_each, check_model,
-                              check_number, recipe, register_paper)
+from reprolib.configs import BaseConfig, TrainConfig, ranged, recipe, register_paper
+from reprolib.errors import check_number
 
 # The paper's Table 1 (§4.1), as printed: search wall time (hours, Quadro RTX 8000) and the
 # number of architectures of the search space, for N = 4 and N = 7 nodes.
@@ -37,75 +38,50 @@ TABLE2_MIXERS = {"pooling": "Pooling", "mlp": "SpatialMLP", "attention": "MHSA",
 
 @dataclass
 class MetaFormerNASConfig(BaseConfig):
-    model: str = "test_metaformer"       # registered backbone: test_metaformer, metaformer_tiny, metaformer_s12
-    node_counts: tuple = (4, 7)          # DAG sizes N searched (paper Table 1: 4 and 7)
-    baselines: tuple = ("pooling", "mlp", "attention")  # hand-designed mixers of Table 2
-    layer_scale_init: float = 1e-5       # initial layer scale of both residual branches (PoolFormer/paper 1e-5; cpu/smoke larger, see CPU)
-    # ---- the search (NASConfig)
-    batch_size: int = 128                # shared-training and reward batch of the search (paper 128)
-    val_fraction: float = 0.1            # fraction of the training set held out for rewards
-    rounds: int = 2                      # search rounds (paper 100)
-    shared_epochs: int = 1               # shared-weight epochs per round (paper 1)
-    arch_per: str = "step"               # a new sampled architecture every "step" (paper) or "epoch"
-    shared_lr: float = 1e-3              # AdamW lr of the shared weights (paper 1e-3)
-    shared_wd: float = 1e-4              # AdamW weight decay of the shared weights (paper 1e-4)
-    max_train_batches: int | None = None  # cap on shared-training batches per round (None: all)
-    controller_samples: int = 100        # controller samples / updates per round (paper 100)
-    controller_lr: float = 3.5e-4        # Adam lr of the controller (paper 3.5e-4; cpu 1.5e-3, see CPU)
-    controller_hidden: int = 64          # LSTM units (paper 64)
-    controller_clip: float = 5.0         # max grad norm of the controller
-    temperature: float | None = None     # controller softmax temperature (None: 1)
-    tanh_c: float | None = None          # controller tanh constant (None: off)
-    entropy_weight: float = 1e-2         # bonus beta on the summed entropy (ENAS 1e-4..1e-2; 1e-4 let the toy collapse)
-    baseline_decay: float = 0.95         # EMA decay of the REINFORCE baseline (ENAS 0.95..0.99)
-    derive_samples: int = 100            # K architectures sampled to pick the final one
-    derive_batches: int = 1              # validation batches scoring each derived candidate
-    reward_batches: int = 1              # validation batches averaged into one controller reward (paper 1)
-    uniform_samples: int = 0             # per round, uniformly drawn cells scored alike: the uniform policy's reward (0 = none)
+    model: str = ranged("test_metaformer", model=True)  # registered backbone: test_metaformer, metaformer_tiny, metaformer_s12
+    node_counts: tuple = ranged((4, 7), ge=2, integer=True, each=True)  # DAG sizes N searched (paper Table 1: 4 and 7)
+    baselines: tuple = ranged(("pooling", "mlp", "attention"), choices=BASE_MIXERS, each=True,
+                              empty=True)  # hand-designed mixers of Table 2
+    layer_scale_init: float = ranged(1e-5, gt=0)  # initial layer scale of both residual branches (PoolFormer/paper 1e-5; cpu/smoke larger, see CPU)
+    # ---- the search (experiments.metaformer_nas.nas_config: the NASConfig, field by field)
+    batch_size: int = ranged(128, ge=1)  # shared-training and reward batch of the search (paper 128)
+    val_fraction: float = ranged(0.1, gt=0, lt=1)  # fraction of the training set held out for rewards
+    rounds: int = ranged(2, ge=1)        # search rounds (paper 100)
+    shared_epochs: int = ranged(1, ge=1)  # shared-weight epochs per round (paper 1)
+    arch_per: str = ranged("step", choices=("step", "epoch"))  # a new sampled architecture every "step" (paper) or "epoch"
+    shared_lr: float = ranged(1e-3, gt=0)  # AdamW lr of the shared weights (paper 1e-3)
+    shared_wd: float = ranged(1e-4, ge=0)  # AdamW weight decay of the shared weights (paper 1e-4)
+    max_train_batches: int | None = ranged(None, ge=1, integer=True, optional=True)  # cap on shared-training batches per round (None: all)
+    controller_samples: int = ranged(100, ge=1)  # controller samples / updates per round (paper 100)
+    controller_lr: float = ranged(3.5e-4, gt=0)  # Adam lr of the controller (paper 3.5e-4; cpu 1.5e-3, see CPU)
+    controller_hidden: int = ranged(64, ge=1)  # LSTM units (paper 64)
+    controller_clip: float = ranged(5.0, gt=0)  # max grad norm of the controller
+    temperature: float | None = ranged(None, gt=0, optional=True)  # controller softmax temperature (None: 1)
+    tanh_c: float | None = ranged(None, gt=0, optional=True)  # controller tanh constant (None: off)
+    entropy_weight: float = ranged(1e-2, ge=0)  # bonus beta on the summed entropy (ENAS 1e-4..1e-2; 1e-4 let the toy collapse)
+    baseline_decay: float = ranged(0.95, ge=0, lt=1)  # EMA decay of the REINFORCE baseline (ENAS 0.95..0.99)
+    derive_samples: int = ranged(100, ge=1)  # K architectures sampled to pick the final one
+    derive_batches: int = ranged(1, ge=1)  # validation batches scoring each derived candidate
+    reward_batches: int = ranged(1, ge=1, le=10_000)  # validation batches averaged into one controller reward (paper 1)
+    uniform_samples: int = ranged(0, ge=0, le=1_000_000)  # per round, uniformly drawn cells scored alike: the uniform policy's reward (0 = none)
     # ---- evidence: seeds, the random-search control and the claims' margin
-    seeds: tuple = ()                    # every condition searched / trained once per seed, one stage each (() = `seed` only)
-    random_samples: int = 0              # K of the random-search control: K cells drawn uniformly, each trained with `proxy`, best on validation kept (0 = none)
+    seeds: tuple = ranged((), ge=0, integer=True, each=True, empty=True)  # every condition searched / trained once per seed, one stage each (() = `seed` only)
+    random_samples: int = ranged(0, ge=0, le=10_000)  # K of the random-search control: K cells drawn uniformly, each trained with `proxy`, best on validation kept (0 = none)
     proxy: TrainConfig = recipe(epochs=1, batch_size=128, optimizer="adamw", lr=1e-3,
                                 weight_decay=1e-4, schedule="cosine")  # each random-search candidate, on the search's train/val split
-    margin: float = 1.0                  # non-inferiority margin (accuracy points) of the ">=" claims
+    margin: float = ranged(1.0, ge=0.0, le=100.0)  # non-inferiority margin (accuracy points) of the ">=" claims
     # ---- retraining from scratch (Table 2): AdamW lr 1e-3, wd 1e-4 (paper; 600 epochs)
     retrain: TrainConfig = recipe(epochs=1, batch_size=128, optimizer="adamw", lr=1e-3,
                                   weight_decay=1e-4, schedule="cosine")  # the paper names no schedule
     # ---- the toy-reward REINFORCE check
-    toy_samples: int = 800               # controller updates of the toy-reward REINFORCE check
-    toy_lr: float = 1.5e-3               # Adam lr of the toy-reward check (its own; 3e-3 left 1 of 3 N = 7 seeds stuck)
+    toy_samples: int = ranged(800, ge=1)  # controller updates of the toy-reward REINFORCE check
+    toy_lr: float = ranged(1.5e-3, gt=0)  # Adam lr of the toy-reward check (its own; 3e-3 left 1 of 3 N = 7 seeds stuck)
 
     def check(self) -> None:
+        """The field rules (``super().check()``), then what the recipe's own rule allows but
+        this paper does not: a retraining of at least one epoch."""
         super().check()
-        n = check_number
-        check_model("model", self.model)
-        check_each("node_counts", self.node_counts, lambda k, v: n(k, v, 2, integer=True))
-        check_each("baselines", self.baselines, lambda k, b: check_choice(k, b, BASE_MIXERS),
-                   allow_empty=True)
-        n("layer_scale_init", self.layer_scale_init, 0, lo_open=True)
-        n("batch_size", self.batch_size, 1, integer=True)
-        n("val_fraction", self.val_fraction, 0, 1, lo_open=True, hi_open=True)
-        n("rounds", self.rounds, 1, integer=True)
-        n("shared_epochs", self.shared_epochs, 1, integer=True)
-        check_choice("arch_per", self.arch_per, ("step", "epoch"))
-        n("shared_lr", self.shared_lr, 0, lo_open=True)
-        n("shared_wd", self.shared_wd, 0)
-        if self.max_train_batches is not None:
-            n("max_train_batches", self.max_train_batches, 1, integer=True)
-        n("controller_samples", self.controller_samples, 1, integer=True)
-        n("controller_lr", self.controller_lr, 0, lo_open=True)
-        n("controller_hidden", self.controller_hidden, 1, integer=True)
-        n("controller_clip", self.controller_clip, 0, lo_open=True)
-        for key in ("temperature", "tanh_c"):
-            if getattr(self, key) is not None:
-                n(key, getattr(self, key), 0, lo_open=True)
-        n("entropy_weight", self.entropy_weight, 0)
-        n("baseline_decay", self.baseline_decay, 0, 1, hi_open=True)
-        n("derive_samples", self.derive_samples, 1, integer=True)
-        n("derive_batches", self.derive_batches, 1, integer=True)
-        n("retrain.epochs", self.retrain.epochs, 1, integer=True)
-        n("toy_samples", self.toy_samples, 1, integer=True)
-        n("toy_lr", self.toy_lr, 0, lo_open=True)
+        check_number("retrain.epochs", self.retrain.epochs, 1, integer=True)
 
 
 SMOKE = {"dataset": "digits", "model": "test_metaformer", "image_size": 16, "batch_size": 64,
@@ -153,14 +129,15 @@ GPU = {"dataset": "flowers102", "model": "metaformer_s12", "image_size": 224, "r
        "device": "cuda"}
 # §4.2: weights saved every 10 epochs, the one best on validation tested (select_every 10:
 # trained on the train split, Flowers-102's official val split selects).
-PAPER = {"dataset": "flowers102", "model": "metaformer_s12", "image_size": 224, "rounds": 100,
-         "retrain.epochs": 600, "retrain.schedule": "constant", "retrain.select_every": 10,
-         "device": "cuda"}
+PAPER_PRESET = {"dataset": "flowers102", "model": "metaformer_s12", "image_size": 224,
+                "rounds": 100, "retrain.epochs": 600, "retrain.schedule": "constant",
+                "retrain.select_every": 10, "device": "cuda"}
 
 register_paper(
     "metaformer_nas",
     "MetaFormer-NAS: token-mixer search with a shared-weight DAG, LSTM controller, REINFORCE",
     MetaFormerNASConfig,
-    presets={"smoke": SMOKE, "cpu": CPU, "evidence": EVIDENCE, "gpu": GPU, "paper": PAPER},
+    presets={"smoke": SMOKE, "cpu": CPU, "evidence": EVIDENCE, "gpu": GPU,
+             "paper": PAPER_PRESET},
     order=40,
 )

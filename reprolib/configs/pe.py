@@ -12,7 +12,7 @@ cutmix; 300 and 600 epochs, 224 px); torchvision for ResNet50-PE (SGD lr 0.1, wd
 from dataclasses import dataclass
 
 from reprolib.configs import (BaseConfig, TrainConfig, check_each, check_model, check_number,
-                              kwargs_field, recipe, register_paper)
+                              kwargs_field, ranged, recipe, register_paper)
 from reprolib.errors import ReprolibError
 
 
@@ -35,8 +35,9 @@ class PEConfig(BaseConfig):
     narrowed: bool = False                # also train each twin narrowed (ViT: embed_dim; ResNet:
     #                                       base width) to its PE model's parameter count
     seeds: tuple = ()                     # evidence: replicate seeds of every training; () = none
-    table_image_size: int = 224           # input side of the params/FLOPs tables (Tables 1-2: 224)
-    table_num_classes: int = 1000         # classifier width of the tables (ImageNet-1k)
+    table_image_size: int = ranged(224, ge=1)  # input side of the params/FLOPs tables
+    #                                       (Tables 1-2: 224)
+    table_num_classes: int = ranged(1000, ge=1)  # classifier width of the tables (ImageNet-1k)
     # DeiT recipe (ViT-PE and its twin).  lr is stated for a global batch of 512 and scaled
     # linearly to batch_size x processes (the paper's lr_512 / 512 x batch); warmup starts at
     # warmup_start x the scaled lr: 1e-3 x 1e-3 = DeiT's 1e-6 at the presets' scaled lr 1e-3.
@@ -45,8 +46,10 @@ class PEConfig(BaseConfig):
                                     lr_ref_batch=512, weight_decay=0.05, no_decay_norm_bias=True,
                                     schedule="cosine", warmup_epochs=0.0, warmup_start=1e-3,
                                     min_lr=1e-5, label_smoothing=0.1, mixup=0.0, cutmix=0.0)
-    vit_drop_path: float = 0.0            # stochastic depth rate of the last block (DeiT-S: 0.1)
-    vit_long_epochs: int = 0              # >0: also train vit_model this many epochs (ViT-PE^2: 600)
+    vit_drop_path: float = ranged(0.0, ge=0, lt=1)  # stochastic depth rate of the last block
+    #                                       (DeiT-S: 0.1)
+    vit_long_epochs: int = ranged(0, ge=0)  # >0: also train vit_model this many epochs
+    #                                       (ViT-PE^2: 600)
     # torchvision recipe (ResNet50-PE and its twin): SGD momentum 0.9, cosine, linear warmup
     # (paper: lr 0.1, wd 1e-4, 5 warmup epochs; epochs not stated, torchvision: 90)
     resnet_train: TrainConfig = recipe(epochs=2, batch_size=64, optimizer="sgd", lr=0.1,
@@ -54,6 +57,9 @@ class PEConfig(BaseConfig):
                                        warmup_epochs=0.0, label_smoothing=0.0)
 
     def check(self) -> None:
+        """The field rules (``super().check()``), then what a field rule cannot say: a model
+        field is a registered model or "" (none), a ResNet variant names distinct stages 1-4,
+        and a family that trains something trains for at least one epoch."""
         super().check()
         for key in ("vit_model", "vit_twin", "resnet_model", "resnet_twin"):
             if getattr(self, key):
@@ -65,9 +71,6 @@ class PEConfig(BaseConfig):
                                     "(PE^1) or '34' (PE^2)")
 
         check_each("resnet_variants", self.resnet_variants, stage_set)
-        check_number("table_image_size", self.table_image_size, 1, integer=True)
-        check_number("table_num_classes", self.table_num_classes, 1, integer=True)
-        check_number("vit_drop_path", self.vit_drop_path, 0, 1, hi_open=True)
         if self.vit_model or self.vit_twin:
             check_number("vit_train.epochs", self.vit_train.epochs, 1, integer=True)
         if self.resnet_model or self.resnet_twin:

@@ -2,16 +2,22 @@
 ../shared/papers/sidt.md): hyperparameters of the search / prune / fine-tune pipeline, and
 the paper's own printed numbers (Tables I and II) as data.
 
-The two training recipes are nested: ``search`` (weights + scores with the L1 term) and
+The three training recipes are nested: ``baseline`` (the dense model the search starts from;
+0 epochs = the search starts from scratch), ``search`` (weights + scores with the L1 term) and
 ``finetune`` (the pruned model, warm-started, no L1); section 4 uses the same settings for
-both, so the presets set each value on both (``-p finetune.epochs=3`` changes one).
+all, so the presets set each value on each (``-p finetune.epochs=3`` changes one).  Ranges
+and choices are declared beside each field (``ranged``); ``check()`` adds what a field rule
+cannot say.
 """
 
 from dataclasses import dataclass
 
-from reprolib.configs import (BaseConfig, TrainConfig, check_choice, check_each, check_model,
-                              check_number, kwargs_field, recipe, register_paper)
+from reprolib.configs import (BaseConfig, TrainConfig, check_number, kwargs_field, ranged,
+                              recipe, register_paper)
 from reprolib.errors import ReprolibError
+
+#: The pruning controls of the evidence profile (``controls``).
+CONTROLS = ("uniform", "random")
 
 # Swin's recipe as SiDT uses it in both stages: AdamW, cosine, no weight decay on norms,
 # biases and scores, label smoothing 0.1, gradient norm clipped at 5.
@@ -22,25 +28,31 @@ _RECIPE = dict(batch_size=64, optimizer="adamw", lr=1e-3, weight_decay=0.05,
 
 @dataclass
 class SiDTConfig(BaseConfig):
-    model: str = "swin_tiny_test"         # registered Swin trained, searched and pruned
+    model: str = ranged("swin_tiny_test", model=True)  # registered Swin trained, searched and
+    #                                       pruned
     model_kwargs: dict = kwargs_field("model", reserved=("num_classes", "img_size"))  # extra
     #                                       builder arguments of `model`
     #                                       ({"patch_size": 4, "embed_dim": 24}; {} = its defaults)
-    ratios: tuple = (0.2, 0.4, 0.6, 0.8)  # pruning ratios PR = fraction of dimensions removed
-    scope: str = "global"                 # ranking of |alpha|: "global" (all layers) or "layer"
-    l1_strength: float = 1e-4             # L1 weight on the scores during search (gamma, section 4)
+    ratios: tuple = ranged((0.2, 0.4, 0.6, 0.8), ge=0, lt=1, each=True)  # pruning ratios PR =
+    #                                       fraction of dimensions removed
+    scope: str = ranged("global", choices=("global", "layer"))  # ranking of |alpha|: "global"
+    #                                       (all layers) or "layer"
+    l1_strength: float = ranged(1e-4, ge=0)  # L1 weight on the scores during search (gamma,
+    #                                       section 4)
     baseline: TrainConfig = recipe(epochs=0, **_RECIPE)  # dense model trained first; the search
     #                                       starts from it (the paper's order); 0 = from scratch
     search: TrainConfig = recipe(epochs=2, **_RECIPE)    # search: weights + scores, L1 on scores
     finetune: TrainConfig = recipe(epochs=1, **_RECIPE)  # warm-started fine-tune per ratio, no L1
-    reference_model: str = "swin_t"       # the full-size Swin-T whose Table I / II sizes we count
-    reference_classes: int = 100          # its classifier outputs (CIFAR-100 in Table I)
-    reference_size: int = 224             # its input resolution (pixels)
-    latency_batch: int = 1                # batch size of the CPU latency measurement
-    latency_repeats: int = 20             # timed forward passes per latency measurement
-    # evidence (the claims tests; reprolib.experiments.sidt.claims)
+    reference_model: str = ranged("swin_t", model=True)  # the full-size Swin-T whose Table I /
+    #                                       II sizes we count
+    reference_classes: int = ranged(100, ge=1)  # its classifier outputs (CIFAR-100 in Table I)
+    reference_size: int = ranged(224, ge=1)  # its input resolution (pixels)
+    latency_batch: int = ranged(1, ge=1)  # batch size of the CPU latency measurement
+    latency_repeats: int = ranged(20, ge=1)  # timed forward passes per latency measurement
+    # evidence (the claims tests; reprolib.experiments.sidt.assess)
     seeds: tuple = ()                     # replicate seeds of every condition; () = no evidence
-    controls: tuple = ("uniform", "random")  # pruning controls, each pruned to the learned
+    controls: tuple = ranged(CONTROLS, choices=CONTROLS, each=True, empty=True)  # pruning
+    #                                       controls, each pruned to the learned
     #                                       model's parameter count: "uniform" (every layer loses
     #                                       the same fraction, ranked by the learned scores),
     #                                       "random" (random scores, global ranking)
@@ -48,20 +60,14 @@ class SiDTConfig(BaseConfig):
     #                                       binomial standard error of the unpruned accuracy
 
     def check(self) -> None:
+        """The field rules (``ranged``), then what a rule cannot say: no two ratios at the
+        same percent (their stage names), and at least one epoch of search and fine-tuning
+        (fields of the nested recipes)."""
         super().check()
-        check_model("model", self.model)
-        check_each("ratios", self.ratios, lambda k, r: check_number(k, r, 0, 1, hi_open=True))
         if len({round(100 * r) for r in self.ratios}) != len(self.ratios):
             raise ReprolibError(f"ratios={self.ratios!r}: two ratios round to the same percent")
-        check_choice("scope", self.scope, ("global", "layer"))
-        check_number("l1_strength", self.l1_strength, 0)
         check_number("search.epochs", self.search.epochs, 1, integer=True)
         check_number("finetune.epochs", self.finetune.epochs, 1, integer=True)
-        check_model("reference_model", self.reference_model)
-        check_number("reference_classes", self.reference_classes, 1, integer=True)
-        check_number("reference_size", self.reference_size, 1, integer=True)
-        check_number("latency_batch", self.latency_batch, 1, integer=True)
-        check_number("latency_repeats", self.latency_repeats, 1, integer=True)
 
 
 # Swin's data recipe (the "settings of the Swin paper" section 4 follows): RandAugment

@@ -15,8 +15,9 @@ warm-started, no L1).
 
 from dataclasses import dataclass
 
-from reprolib.configs import BaseConfig, TrainConfig, kwargs_field, recipe, register_paper
-from reprolib.errors import ReprolibError, choose
+from reprolib.configs import (BaseConfig, TrainConfig, kwargs_field, ranged, recipe,
+                              register_paper)
+from reprolib.errors import ReprolibError
 
 #: The detection data sets of ``reprolib.data`` (this package imports no torch, so the
 #: names are repeated here; tests/unit/test_coco.py checks they agree).
@@ -34,36 +35,34 @@ _RECIPE = dict(batch_size=2, optimizer="adamw", lr=1e-4, weight_decay=0.05,
 class SiDTDetectionConfig(BaseConfig):
     # BaseConfig.image_size is not used: the detector resizes its inputs itself
     # (its builder's ``min_sizes`` / ``max_size``, given in model_kwargs).
-    dataset: str = "coco_shapes"                  # "coco_shapes" (generated) or "coco" (data_root)
-    model: str = "cascade_mask_rcnn_swin_tiny"    # registered detector (reprolib.models.detection)
+    dataset: str = ranged("coco_shapes", choices=DETECTION_DATASETS)  # "coco_shapes"
+    #                                             (generated) or "coco" (data_root)
+    model: str = ranged("cascade_mask_rcnn_swin_tiny", model=True)  # registered detector
+    #                                             (reprolib.models.detection)
     model_kwargs: dict = kwargs_field("model", reserved=("num_classes",))  # extra builder arguments
     pretrained_backbone: str = ""                 # timm name whose ImageNet weights start the Swin
-    train_images: int = 0                         # first N training images only (0 = all)
-    val_images: int = 0                           # first N validation images only (0 = all)
-    ratios: tuple = (0.2, 0.4)                    # pruning ratios PR (fraction of dims removed)
-    scope: str = "global"                         # |alpha| ranking: "global" or "layer"
-    l1_strength: float = 1e-4                     # gamma: L1 weight on the scores during search
+    train_images: int = ranged(0, ge=0)           # first N training images only (0 = all)
+    val_images: int = ranged(0, ge=0)             # first N validation images only (0 = all)
+    ratios: tuple = ranged((0.2, 0.4), ge=0, lt=1, each=True, empty=True)  # pruning ratios PR
+    #                                             (fraction of dims removed)
+    scope: str = ranged("global", choices=SCOPES)  # |alpha| ranking: "global" or "layer"
+    l1_strength: float = ranged(1e-4, ge=0)       # gamma: L1 weight on the scores during search
     train: TrainConfig = recipe(epochs=2, **{**_RECIPE, "lr": 1e-3, "batch_size": 4})
     search: TrainConfig = recipe(epochs=1, **{**_RECIPE, "lr": 2e-4, "batch_size": 4})
     finetune: TrainConfig = recipe(epochs=1, **{**_RECIPE, "lr": 2e-4, "batch_size": 4})
-    reference_model: str = "cascade_mask_rcnn_swin_t"  # the detector of Table II's sizes
+    reference_model: str = ranged("cascade_mask_rcnn_swin_t", model=True)  # the detector of
+    #                                             Table II's sizes
     reference_classes: int = 81                   # its classes with the background (COCO: 81)
     flops_size: tuple = (800, 1280)               # (H, W) of the FLOP count: 1280 x 800
-    flops_boxes: int = 1000                       # RoIs through the box heads in the FLOP count
-    flops_masks: int = 100                        # RoIs through the mask heads in the FLOP count
+    flops_boxes: int = ranged(1000, ge=1)         # RoIs through the box heads in the FLOP count
+    flops_masks: int = ranged(100, ge=1)          # RoIs through the mask heads in the FLOP count
 
-    def __post_init__(self):
-        choose("detection data set", self.dataset, DETECTION_DATASETS)
-        choose("pruning scope", self.scope, SCOPES)
-        bad = [r for r in self.ratios if not 0 <= float(r) < 1]
-        if bad:
-            raise ReprolibError(f"ratios={self.ratios}: every pruning ratio must be in [0, 1)")
-        if self.l1_strength < 0 or self.train_images < 0 or self.val_images < 0:
-            raise ReprolibError("l1_strength, train_images and val_images must be >= 0")
-        if len(self.flops_size) != 2 or min(self.flops_size) < 32 or self.flops_boxes < 1 \
-                or self.flops_masks < 1:
-            raise ReprolibError(f"flops_size={self.flops_size} must be (H, W) of at least 32 "
-                                f"px and flops_boxes / flops_masks >= 1")
+    def check(self) -> None:
+        """The field rules (``ranged``), then ``flops_size``: a pair (H, W), each at least
+        32 px (a field rule would refuse a square size as a repeat)."""
+        super().check()
+        if len(self.flops_size) != 2 or min(self.flops_size) < 32:
+            raise ReprolibError(f"flops_size={self.flops_size} must be (H, W) of at least 32 px")
 
 
 # The Swin detection baseline (Liu et al. 2021, Table 2(a) and the Swin-Transformer-Object-

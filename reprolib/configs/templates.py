@@ -11,8 +11,8 @@ model x template.
 
 from dataclasses import dataclass
 
-from reprolib.configs import (BaseConfig, TrainConfig, check_choice, check_dataset_name,
-                              check_each, check_model, check_number, recipe, register_paper)
+from reprolib.configs import (BaseConfig, TrainConfig, check_each, check_model, check_number,
+                              ranged, recipe, register_paper)
 from reprolib.errors import ReprolibError
 
 TEMPLATES = ("base", "reverse", "uniform", "quadratic", "negative_quadratic")
@@ -23,12 +23,17 @@ WIDTH_MAX = 4.0   # widths lie in (0, WIDTH_MAX] (reprolib.methods.templates.WID
 
 @dataclass
 class TemplatesConfig(BaseConfig):
-    models: tuple = MODELS            # registered model names to train (tiny variants in smoke)
-    templates: tuple = ("base", "uniform")  # filter distributions to train (see TEMPLATES)
-    widths: tuple = (1.0,)            # width multipliers applied after the template
+    models: tuple = ranged(MODELS, model=True, each=True)  # registered model names to train
+    #                                   (tiny variants in smoke)
+    templates: tuple = ranged(("base", "uniform"), choices=TEMPLATES, each=True)  # filter
+    #                                   distributions to train (see TEMPLATES)
+    widths: tuple = ranged((1.0,), gt=0, le=WIDTH_MAX, each=True)  # width multipliers applied
+    #                                   after the template
     model_widths: tuple = ()          # ((model, (w, ...)), ...): per-model widths that replace
     #                                   ``widths`` for those models (CPU budget); () = none
-    extra_datasets: tuple = ()        # further data sets after ``dataset`` (paper: cifar100)
+    extra_datasets: tuple = ranged((), dataset=True, each=True, empty=True)  # further data
+    #                                   sets after ``dataset`` (paper: cifar100); names only
+    #                                   here, the data sets themselves are checked by the graph
     # the training recipe of every grid cell (the paper's, section 4): 160 epochs, batch 64,
     # SGD lr 0.1, x lr_decay 0.1 at epochs 80 and 120 (0.1 -> 0.01 -> 0.001); momentum 0.9 and
     # weight decay 5e-4 are not printed in the paper (common CIFAR values)
@@ -36,60 +41,51 @@ class TemplatesConfig(BaseConfig):
                                 momentum=0.9, weight_decay=5e-4, schedule="multistep",
                                 milestones=(80, 120), lr_decay=0.1)
     augment: bool = True              # pad-4 random crop + horizontal flip (the paper's)
-    table2_models: tuple = MODELS     # models measured at width 1.0 for Table 2 (no training)
-    table2_templates: tuple = TEMPLATES  # templates measured for Table 2
+    table2_models: tuple = ranged(MODELS, model=True, each=True, empty=True)  # models measured
+    #                                   at width 1.0 for Table 2 (no training)
+    table2_templates: tuple = ranged(TEMPLATES, choices=TEMPLATES, each=True,
+                                     empty=True)  # templates measured for Table 2
     measure_memory: bool = True       # measure peak training memory (else params/FLOPs only)
     measure_latency: bool = True      # measure inference latency (else params/FLOPs only)
-    memory_batch: int = 64            # batch of the memory footprint (paper: 64 per batch)
-    memory_probe: tuple = ()          # CPU: batches measured to extrapolate linearly to
-    #                                   memory_batch (activations are linear in batch);
-    #                                   () = measure memory_batch directly
-    memory_limit_gb: float = 0.0      # >0: skip (NaN, reason recorded) a memory cell whose
-    #                                   batch-1/2 probe predicts more than this many GB at
-    #                                   memory_batch (protects a shared CPU machine's RAM)
-    table2_memory_limit_gb: float = 0.0  # >0: memory_limit_gb for the Table 2 cells only
-    latency_batch: int = 1            # images per timed forward pass
-    latency_repeats: int = 10         # timed forward passes (median reported)
-    table1_width: float = 1.0         # width whose accuracies fill Table 1
+    memory_batch: int = ranged(64, ge=1)  # batch of the memory footprint (paper: 64 per batch)
+    memory_probe: tuple = ranged((), ge=1, integer=True, each=True, empty=True)  # CPU: batches
+    #                                   measured to extrapolate linearly to memory_batch
+    #                                   (activations are linear in batch); () = measure
+    #                                   memory_batch directly
+    memory_limit_gb: float = ranged(0.0, ge=0)  # >0: skip (NaN, reason recorded) a memory
+    #                                   cell whose batch-1/2 probe predicts more than this many
+    #                                   GB at memory_batch (protects a shared CPU machine's RAM)
+    table2_memory_limit_gb: float = ranged(0.0, ge=0)  # >0: memory_limit_gb for the Table 2
+    #                                   cells only
+    latency_batch: int = ranged(1, ge=1)  # images per timed forward pass
+    latency_repeats: int = ranged(10, ge=1)  # timed forward passes (median reported)
+    table1_width: float = ranged(1.0, gt=0, le=WIDTH_MAX)  # width whose accuracies fill
+    #                                   Table 1 (one of the trained widths)
     # ---- evidence
-    seeds: tuple = ()                 # every grid cell trained once per seed, one stage each (() = `seed` only)
-    margin: float = 1.0               # non-inferiority margin (accuracy points) of "little or no accuracy loss"
+    seeds: tuple = ranged((), ge=0, integer=True, each=True, empty=True)  # every grid cell
+    #                                   trained once per seed, one stage each (() = `seed` only)
+    margin: float = ranged(1.0, ge=0.0, le=100.0)  # non-inferiority margin (accuracy points)
+    #                                   of "little or no accuracy loss"
 
     def check(self) -> None:
+        """The field rules (``super().check()``), then what no single-field rule says: the
+        ``(model, widths)`` pairs of ``model_widths``, at least one epoch of ``train``, and
+        ``table1_width`` among the trained widths."""
         super().check()
-
-        def width(k, w):
-            check_number(k, w, 0, WIDTH_MAX, lo_open=True)
-
-        check_each("models", self.models, check_model)
-        check_each("templates", self.templates, lambda k, t: check_choice(k, t, TEMPLATES))
-        check_each("widths", self.widths, width)
 
         def per_model(k, entry):
             if not (isinstance(entry, (tuple, list)) and len(entry) == 2):
                 raise ReprolibError(f"{k}={entry!r} must be a pair (model, (width, ...))")
             check_model(f"{k}[0]", entry[0])
             check_each(f"{k}[1]", tuple(entry[1]) if isinstance(entry[1], (tuple, list))
-                       else (entry[1],), width)
+                       else (entry[1],), lambda kk, w: check_number(kk, w, 0, WIDTH_MAX,
+                                                                    lo_open=True))
 
         check_each("model_widths", self.model_widths, per_model, allow_empty=True)
-        check_each("extra_datasets", self.extra_datasets,
-                   check_dataset_name, allow_empty=True)
         check_number("train.epochs", self.train.epochs, 1, integer=True)
-        check_each("table2_models", self.table2_models, check_model, allow_empty=True)
-        check_each("table2_templates", self.table2_templates,
-                   lambda k, t: check_choice(k, t, TEMPLATES), allow_empty=True)
-        check_number("memory_batch", self.memory_batch, 1, integer=True)
-        check_each("memory_probe", self.memory_probe,
-                   lambda k, b: check_number(k, b, 1, integer=True), allow_empty=True)
-        check_number("memory_limit_gb", self.memory_limit_gb, 0)
-        check_number("table2_memory_limit_gb", self.table2_memory_limit_gb, 0)
-        check_number("latency_batch", self.latency_batch, 1, integer=True)
-        check_number("latency_repeats", self.latency_repeats, 1, integer=True)
         trained = {float(w) for w in self.widths} | {
             float(w) for _, ws in self.model_widths
             for w in (ws if isinstance(ws, (tuple, list)) else (ws,))}
-        check_number("table1_width", self.table1_width, 0, WIDTH_MAX, lo_open=True)
         if float(self.table1_width) not in trained:
             raise ReprolibError(f"table1_width={self.table1_width!r} is not a trained width; "
                                 f"trained: {', '.join(f'{w:g}' for w in sorted(trained))}")

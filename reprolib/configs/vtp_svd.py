@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from reprolib.configs import (BaseConfig, TrainConfig, check_choice, check_each, check_model,
-                              check_number, recipe, register_paper, with_overrides)
+from reprolib.configs import (BaseConfig, TrainConfig, check_each, check_number, ranged, recipe,
+                              register_paper, with_overrides)
 from reprolib.errors import ReprolibError
 
 # The paper's printed Table 2 (accuracy, %), as printed.  Row "CIFAR-10" is the paper's
@@ -55,55 +55,55 @@ RECIPES = ("pretrain", "baseline", "sparsity", "finetune", "decompose_finetune",
 
 @dataclass
 class VtpSvdConfig(BaseConfig):
-    model: str = "test_vit_cifar"        # registered ViT: test_vit_cifar, vit_cifar_small(_d2),
-    #                                      vit_cifar
-    patch_sizes: tuple = (4, 8)          # Table 2 rows: ViT patch sizes (paper: 2, 4, 8)
-    attn_scale: str = "dim"              # "dim": code book's dim**-0.5; "head": head_dim**-0.5
-    dropout: float = 0.1                 # dropout in blocks and head (code book 0.1; emb too)
+    model: str = ranged("test_vit_cifar", model=True)  # registered ViT: test_vit_cifar,
+    #                                      vit_cifar_small(_d2), vit_cifar
+    patch_sizes: tuple = ranged((4, 8), ge=1, integer=True, each=True)  # Table 2 rows: ViT
+    #                                      patch sizes (paper: 2, 4, 8); each divides image_size
+    attn_scale: str = ranged("dim", choices=("dim", "head"))  # "dim": code book's dim**-0.5;
+    #                                      "head": head_dim**-0.5
+    dropout: float = ranged(0.1, ge=0, lt=1)  # dropout in blocks and head (code book 0.1; emb
+    #                                      too)
     pretrain: TrainConfig = _adamw(0, 1e-3)      # from scratch, no L1 (paper: released model)
     baseline: TrainConfig = _adamw(0, 6.25e-7)   # baseline fine-tune, no L1 (paper: 30 ep)
     sparsity: TrainConfig = _adamw(2, 1e-3)      # training with L1 on the scores (paper: 100
     #                                              ep at 6.25e-6)
-    l1_strength: float = 1e-4            # L1 weight lambda on the importance scores (paper: 1e-4)
-    l1_mode: str = "grad"                # "grad": add lambda*sign(a) to grads (code book); "loss"
-    prune_rate: float = 0.3              # fraction of all scores removed (code book's percent 0.3)
+    l1_strength: float = ranged(1e-4, ge=0)  # L1 weight lambda on the importance scores (paper:
+    #                                      1e-4)
+    l1_mode: str = ranged("grad", choices=("grad", "loss"))  # "grad": add lambda*sign(a) to
+    #                                      grads (code book); "loss"
+    prune_rate: float = ranged(0.3, ge=0, lt=1)  # fraction of all scores removed (code book's
+    #                                      percent 0.3)
     finetune: TrainConfig = _adamw(1, 5e-4)      # after pruning, no L1 (paper: as sparsity)
-    methods: tuple = ("svd", "qr", "lu")  # Table 2 decompositions (VTP+SVD / +QR / +LU)
-    rank_ratio: float = 0.25             # kept rank / min(out, in) of every pruned linear layer
+    methods: tuple = ranged(("svd", "qr", "lu"), choices=DECOMPOSITIONS, each=True)  # Table 2
+    #                                      decompositions (VTP+SVD / +QR / +LU)
+    rank_ratio: float = ranged(0.25, gt=0, le=1)  # kept rank / min(out, in) of every pruned
+    #                                      linear layer
     decompose_finetune: TrainConfig = _adamw(1, 5e-4)  # after decomposition (Table 2)
-    sweep_patch: int = 4                 # patch size of the rank sweep / merits / error curves
-    sweep_methods: tuple = ("svd", "qr", "qr_reduced", "qr_pivoted", "cod", "lu")  # swept methods
-    sweep_ratios: tuple = (0.125, 0.25, 0.5)  # swept rank ratios (fraction of min(out, in))
+    sweep_patch: int = ranged(4, ge=1)   # patch size of the rank sweep / merits / error curves
+    #                                      (divides image_size)
+    sweep_methods: tuple = ranged(("svd", "qr", "qr_reduced", "qr_pivoted", "cod", "lu"),
+                                  choices=DECOMPOSITIONS, each=True, empty=True)  # swept methods
+    sweep_ratios: tuple = ranged((0.125, 0.25, 0.5), gt=0, le=1, each=True, empty=True)  # swept
+    #                                      rank ratios (fraction of min(out, in))
     sweep_finetune: TrainConfig = _adamw(0, 5e-4)  # per sweep point (0 ep = accuracy right after)
-    merits_repeats: int = 5              # timed repeats per least-squares solve (median kept)
+    merits_repeats: int = ranged(5, ge=1)  # timed repeats per least-squares solve (median kept)
     patch_overrides: dict = field(default_factory=dict)  # {patch: {key: value}}: per-patch
     #                                      model / epochs, dotted keys ({2: {"pretrain.epochs": 6}})
     seeds: tuple = ()                    # evidence: replicate seeds of the rank sweep at
     #                                      sweep_patch (each its own dense -> L1 -> VTP); () = none
 
     def check(self) -> None:
+        """The field rules (``super().check()``), then what relates several fields: every
+        patch size divides ``image_size``; each ``patch_overrides`` entry holds per-patch
+        keys only and gives a valid config."""
         super().check()
-        check_model("model", self.model)
 
-        def patch(k, p):
-            check_number(k, p, 1, integer=True)
+        def divides(k, p):
             if self.image_size % p:
                 raise ReprolibError(f"{k}={p} does not divide image_size={self.image_size}")
 
-        check_each("patch_sizes", self.patch_sizes, patch)
-        check_choice("attn_scale", self.attn_scale, ("dim", "head"))
-        check_number("dropout", self.dropout, 0, 1, hi_open=True)
-        check_number("l1_strength", self.l1_strength, 0)
-        check_choice("l1_mode", self.l1_mode, ("grad", "loss"))
-        check_number("prune_rate", self.prune_rate, 0, 1, hi_open=True)
-        check_each("methods", self.methods, lambda k, m: check_choice(k, m, DECOMPOSITIONS))
-        check_number("rank_ratio", self.rank_ratio, 0, 1, lo_open=True)
-        patch("sweep_patch", self.sweep_patch)
-        check_each("sweep_methods", self.sweep_methods,
-                   lambda k, m: check_choice(k, m, DECOMPOSITIONS), allow_empty=True)
-        check_each("sweep_ratios", self.sweep_ratios,
-                   lambda k, r: check_number(k, r, 0, 1, lo_open=True), allow_empty=True)
-        check_number("merits_repeats", self.merits_repeats, 1, integer=True)
+        check_each("patch_sizes", self.patch_sizes, divides)
+        divides("sweep_patch", self.sweep_patch)
         for p, over in self.patch_overrides.items():
             what = f"patch_overrides[{p!r}]"
             # an entry for a size outside patch_sizes is unused, not wrong: a profile's
@@ -162,15 +162,14 @@ GPU = {"dataset": "cifar10", "model": "vit_cifar", "patch_sizes": (2, 4, 8),
 # (its train_cifar10.py defaults: 100 epochs, lr 1e-4, batch 64).  Fine-tuning after pruning
 # and after decomposition use "the same optimization setting as in training" (100 epochs,
 # lr 6.25e-6).  The paper does not state the pruning rate or the ranks.
-PAPER = {"dataset": "cifar10", "model": "vit_cifar", "patch_sizes": (2, 4, 8),
-         "pretrain.epochs": 100, "pretrain.lr": 1e-4, "baseline.epochs": 30,
-         "baseline.lr": 6.25e-7, "sparsity.epochs": 100, "sparsity.lr": 6.25e-6,
-         "l1_strength": 1e-4, "finetune.epochs": 100, "finetune.lr": 6.25e-6,
-         "decompose_finetune.epochs": 100, "decompose_finetune.lr": 6.25e-6,
-         "sweep_finetune.epochs": 10, "sweep_finetune.lr": 6.25e-6, "device": "cuda"}
+PAPER_PRESET = {"dataset": "cifar10", "model": "vit_cifar", "patch_sizes": (2, 4, 8),
+                "pretrain.epochs": 100, "pretrain.lr": 1e-4, "baseline.epochs": 30,
+                "baseline.lr": 6.25e-7, "sparsity.epochs": 100, "sparsity.lr": 6.25e-6,
+                "l1_strength": 1e-4, "finetune.epochs": 100, "finetune.lr": 6.25e-6,
+                "decompose_finetune.epochs": 100, "decompose_finetune.lr": 6.25e-6,
+                "sweep_finetune.epochs": 10, "sweep_finetune.lr": 6.25e-6, "device": "cuda"}
 
 register_paper("vtp_svd", "VTP pruning of a CIFAR ViT + SVD / QR / LU decomposition (Table 2)",
-               VtpSvdConfig, presets={"smoke": SMOKE, "cpu": CPU, "evidence": EVIDENCE, "gpu": GPU,
-                        "paper": PAPER},
-    order=30,
-)
+               VtpSvdConfig, presets={"smoke": SMOKE, "cpu": CPU, "evidence": EVIDENCE,
+                                      "gpu": GPU, "paper": PAPER_PRESET},
+               order=30)

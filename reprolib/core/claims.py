@@ -29,7 +29,12 @@ def not_run(paper: str, cfg, stages) -> pd.DataFrame | None:
     """None when ``cfg`` has seeds and every one of ``stages`` has a record; else an empty
     claims table (columns :data:`CLAIM_COLUMNS`) whose caption says why there is nothing to
     test and how to make it: a profile without seeds, or an evidence run not (fully) made."""
-    if not getattr(cfg, "seeds", ()):
+    from reprolib.configs import papers
+
+    info = papers().get(paper)
+    if not getattr(cfg, "seeds", ()) and info is not None and "evidence" not in info.presets:
+        why = f"{paper} tests no claims of its own (it has no `evidence` profile)"
+    elif not getattr(cfg, "seeds", ()):
         why = (f"profile `{cfg.profile}` has no seeds: the claims are tested by the `evidence` "
                f"profile (`reprolib run {paper} --profile evidence`)")
     else:

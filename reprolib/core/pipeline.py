@@ -206,7 +206,7 @@ class Pipeline:
             raise ReprolibError(f"{self.name}: not a config: {cfg!r}")
         g = Graph(cfg)
         self.declare(cfg, g)
-        for ds in dict.fromkeys(s.train.dataset for s in g if s.train is not None):
+        for ds in dict.fromkeys(t.dataset for s in g for t in s.trains):
             check_dataset(ds)
         return g
 
@@ -375,17 +375,23 @@ def training(cfg, recipe_name: str, **kw) -> Training:
     """The :class:`Training` of a stage that trains with ``cfg``'s recipe ``recipe_name`` on
     ``cfg``'s data set and image size (``kw``: ``l1``, ``val_split``, ``stated``, ``runs``,
     or another ``dataset`` / ``image_size`` / ``recipe``)."""
-    recipe = kw.pop("recipe", getattr(cfg, recipe_name))
+    recipe = kw.pop("recipe") if "recipe" in kw else getattr(cfg, recipe_name)
     return Training(recipe, recipe_name, kw.pop("dataset", cfg.dataset),
                     kw.pop("image_size", cfg.image_size), **kw)
 
 
+#: Profiles made for GPUs: a training stage of theirs on ``device=auto`` wants one GPU per
+#: process (the smoke / cpu / evidence profiles are made for CPUs).
+GPU_PROFILES = ("gpu", "paper")
+
+
 def resources(cfg, trains: bool = True, processes: int = 1) -> Resources:
-    """What one run of a stage of ``cfg`` needs: ``processes`` processes, one GPU each when
-    it trains and the config's device is not the CPU (``auto`` takes one where there is one),
-    one CPU each."""
-    gpus = 1 if trains and cfg.device != "cpu" and not str(cfg.device).startswith("mps") else 0
-    return Resources(processes=processes, gpus=gpus)
+    """What one run of a stage of ``cfg`` needs: ``processes`` processes, one CPU each, and
+    one GPU each when it trains on CUDA (``device=cuda``, or ``auto`` in a
+    :data:`GPU_PROFILES` profile)."""
+    dev = str(cfg.device)
+    cuda = dev.startswith("cuda") or (dev == "auto" and cfg.profile in GPU_PROFILES)
+    return Resources(processes=processes, gpus=1 if trains and cuda else 0)
 
 
 def test_images(recs: Iterable[dict]) -> int | None:

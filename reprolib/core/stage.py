@@ -13,7 +13,8 @@ and its function a stage declares, as data, everything a tool needs without runn
 * ``model``: the model it builds (:class:`ModelSpec`, builder + keyword arguments, counted on
   the meta device by ``plan``);
 * ``train``: what it trains (:class:`Training`: the recipe, its field in the config, the data
-  set and image size, an L1 weight, whether a validation split is held out);
+  set and image size, an L1 weight, whether a validation split is held out; a tuple when
+  it trains with several recipes in turn);
 * ``resources``: what one run of it needs (:class:`Resources`: processes, GPUs, CPUs);
 * ``role`` / ``tags`` / ``group``: where it sits in its paper's graph (``role="finetune",
   tags={"seed": 0, "ratio": 0.4}``); stages of one ``group`` have the same shape (``plan``
@@ -158,7 +159,8 @@ class Stage:
 
     def __init__(self, cfg, name: str, config: dict, fn: Callable[["Stage"], dict], *,
                  after: Iterable["Stage"] = (), paper: str | None = None,
-                 model: ModelSpec | None = None, train: Training | None = None,
+                 model: ModelSpec | None = None,
+                 train: "Training | tuple[Training, ...] | None" = None,
                  resources: Resources | None = None, role: str = "", tags: dict | None = None,
                  group: str = "", note: str = ""):
         self.cfg = cfg
@@ -175,7 +177,11 @@ class Stage:
         self.fn = fn
         self.path = results.record_path(self.paper, self.profile, name, key)
         self.model_spec = model
-        self.train = train
+        #: what it trains, in order (a dense model's pretraining then its baseline
+        #: fine-tune are two); ``train`` is the first (None: it trains nothing)
+        self.trains = tuple(train) if isinstance(train, (tuple, list)) else \
+            ((train,) if train is not None else ())
+        self.train = self.trains[0] if self.trains else None
         self.resources = resources or Resources()
         self.role = role or name
         self.tags = dict(tags or {})

@@ -49,7 +49,8 @@ The package: :mod:`~reprolib.data.catalog` (names and facts, no numpy), :mod:`~r
 
 from reprolib.data.catalog import (CIFAR10_SUBSET, DATASET_INFO, DATASETS,  # noqa: F401
                                    DETECTION_DATASETS, IMAGENET_MEAN, IMAGENET_STD,
-                                   SUBSET_PER_BATCH, check_dataset, dataset_label)
+                                   SUBSET_PER_BATCH, check_dataset, dataset_label,
+                                   num_classes)
 from reprolib.data.loaders import Data, DeviceLoader, TensorLoader, get_data  # noqa: F401
 from reprolib.data.sources import (ArrayDataset, available_memory,  # noqa: F401
                                    build_cifar10_subset, cifar10_subset_file, download_timeout,

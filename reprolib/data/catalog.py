@@ -43,6 +43,12 @@ DATASET_INFO = {
 }
 
 
+def num_classes(dataset: str, default: int = 10) -> int:
+    """The number of classes of a named data set (:data:`DATASET_INFO`), ``default`` for one
+    reprolib cannot know without reading it (an ``npz:PATH``); for counting models."""
+    return DATASET_INFO.get(dataset, {}).get("classes", default)
+
+
 def dataset_label(dataset: str) -> str:
     """How a caption names a data set: its name, or the file name of an ``npz:PATH``."""
     return Path(dataset[4:]).name if dataset.startswith("npz:") else dataset

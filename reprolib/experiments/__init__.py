@@ -37,7 +37,8 @@ def names() -> list[str]:
     the configs' ``order``; imports no torch."""
     from reprolib.configs import papers
 
-    return [p.name for p in sorted(papers().values(), key=lambda p: (p.order, p.name))]
+    return [p.name for p in sorted(papers().values(), key=lambda p: (p.order, p.name))
+            if p.notebook]
 
 
 def load() -> None:
@@ -56,7 +57,9 @@ def get_experiment(paper: str):
     """The :class:`~reprolib.core.pipeline.Pipeline` of ``paper``."""
     from reprolib.core.pipeline import _PIPELINES
 
-    choose("paper", paper, names())
+    from reprolib.configs import papers
+
+    choose("paper", paper, [*names(), *(n for n, p in papers().items() if not p.notebook)])
     if paper not in _PIPELINES:
         try:
             module = importlib.import_module(f"{__name__}.{paper}")
@@ -64,7 +67,7 @@ def get_experiment(paper: str):
             if e.name != f"{__name__}.{paper}":
                 raise
             module = None
-        if paper not in _PIPELINES and module is not None:   # TRANSITION: not yet a Pipeline
+        if paper not in _PIPELINES and module is not None and paper == "overview":   # TRANSITION
             return module
         if paper not in _PIPELINES and getattr(module, "PIPELINE", None) is None:
             raise ReprolibError(f"paper {paper!r} has a config but no pipeline: add "

@@ -1,29 +1,34 @@
 """SiDT on detection (Xue et al., ../shared/papers/sidt.md, section 4, Table II): a Cascade
 Mask R-CNN whose Swin backbone is searched and pruned.
 
-Stages (each one cached record under ``results/sidt_detection/<profile>/``):
+Stages (each one cached record under ``results/sidt_detection/<profile>/``), the same at
+every profile, by role and tags in the graph (:meth:`SiDTDetection.declare`; readers find
+them with ``graph.get`` / ``select``):
 
-* ``train``: ``cfg.model`` (``reprolib.models.detection``) trained with the ``train`` recipe
-  (``paper``: the Swin-T baseline from ImageNet-1k Swin-T weights, 3x), the detector the
-  search starts from; its box / mask AP before training (``untrained``) is the chance level.
-* ``search``: the trained detector with SiDT scores on its backbone
+* ``train`` (role ``train``): ``cfg.model`` (``reprolib.models.detection``) trained with the
+  ``train`` recipe (``paper``: the Swin-T baseline from ImageNet-1k Swin-T weights, 3x), the
+  detector the search starts from; its box / mask AP before training (``untrained``) is the
+  chance level.
+* ``search`` (role ``search``): the trained detector with SiDT scores on its backbone
   (``reprolib.methods.sidt.attach_scores``), trained with the ``search`` recipe and
-  ``l1_strength * sum |alpha|`` added to the detection loss.
-* ``finetune-p00``, ``finetune-p20``, ``finetune-p40``: the searched detector with its
-  backbone pruned (``sidt.prune(detector, ratio, scope)``: physically smaller), evaluated,
-  fine-tuned with the ``finetune`` recipe (warm start, no L1), evaluated and counted;
-  ``finetune-p00`` also records how far the ratio-0 detector's detections are from the
-  searched detector's (the identity check).
-* ``reference``: Table II's detector (``cfg.reference_model``, ``cfg.reference_classes``:
-  Cascade Mask R-CNN Swin-T, 81 classes) with its backbone pruned at every ratio uniformly
-  and with the per-stage kept fractions our search learned: parameters (total and backbone)
-  and FLOPs at ``cfg.flops_size`` (1280 x 800) by the baseline's protocol
-  (``CascadeMaskRCNN.flops_probe``: 1000 RoIs through the box heads, 100 through the mask
-  heads), counted on the meta device.
+  ``l1_strength * sum |alpha|`` added to the detection loss.  Reads the train stage's model.
+* ``finetune-p00``, ``finetune-p20``, ``finetune-p40`` (role ``finetune``, tag ``ratio``): the
+  searched detector with its backbone pruned (``sidt.prune(detector, ratio, scope)``:
+  physically smaller), evaluated, fine-tuned with the ``finetune`` recipe (warm start, no
+  L1), evaluated and counted; ``finetune-p00`` also records how far the ratio-0 detector's
+  detections are from the searched detector's (the identity check).  Reads the search's
+  model.
+* ``reference`` (role ``reference``): Table II's detector (``cfg.reference_model``,
+  ``cfg.reference_classes``: Cascade Mask R-CNN Swin-T, 81 classes) with its backbone pruned
+  at every ratio uniformly and with the per-stage kept fractions our search learned:
+  parameters (total and backbone) and FLOPs at ``cfg.flops_size`` (1280 x 800) by the
+  baseline's protocol (``CascadeMaskRCNN.flops_probe``: 1000 RoIs through the box heads, 100
+  through the mask heads), counted on the meta device.  Reads every fine-tune's metrics.
 
-Training runs on ``reprolib.train.fit`` with the detector's own losses (``criterion``) and
-COCO AP as the per-epoch test metric (``evaluator``: ``reprolib.coco.evaluate_coco``);
+Training runs on ``reprolib.core.train.fit`` with the detector's own losses (``criterion``)
+and COCO AP as the per-epoch test metric (``evaluator``: ``reprolib.data.coco.evaluate_coco``);
 ``reprolib compute sidt_detection`` under ``torchrun`` runs the same stages on several GPUs.
+The classification part of the paper (Table I, section 3) is the paper ``sidt``.
 """
 
 from __future__ import annotations
@@ -34,22 +39,22 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from reprolib.core import report
-from reprolib.data.coco import coco_root, evaluate_coco, limit_data
-from reprolib.core.compressed import build
 from reprolib.configs.sidt import PAPER_TABLE2
 from reprolib.configs.sidt_detection import SWIN_BASELINE
+from reprolib.core import report
+from reprolib.core.compressed import build
 from reprolib.core.device import resolve_device, world
-from reprolib.errors import ReprolibError
-from reprolib.core.pipeline import Stage, key_of, load_data, profile_note, records, run_stages
 from reprolib.core.measure import count_params, measure_model
+from reprolib.core.pipeline import (ModelSpec, Pipeline, Stage, key_of, load_data, profile_note,
+                                    register_pipeline, resources, select_stages, training)
+from reprolib.core.registry import create_model, list_models
+from reprolib.core.train import fit
+from reprolib.data.coco import SHAPES, coco_root, evaluate_coco, limit_data
+from reprolib.errors import ReprolibError
 from reprolib.methods import sidt
 from reprolib.models.detection import load_timm_backbone
-from reprolib.core.registry import create_model
-from reprolib.core.train import fit
 
 PAPER = "sidt_detection"
-README_FIGURE = "tradeoff"
 AP_KEYS = ("bbox_AP", "bbox_AP50", "bbox_AP75", "segm_AP", "segm_AP50", "segm_AP75")
 
 
@@ -140,29 +145,17 @@ def _identity(a: nn.Module, b: nn.Module, data, dev, n_images: int = 8) -> dict:
 # --------------------------------------------------------------------------- stages
 
 
-def stages(cfg) -> list[Stage]:
-    """``train``, ``search``, ``finetune-p00`` and one ``finetune-pNN`` per ratio,
-    ``reference``.  An unknown detector name is an error here, before any work."""
-    from reprolib.core.registry import list_models
-
-    for m in (cfg.model, cfg.reference_model):
-        if m not in list_models("cascade_mask_rcnn_*"):
-            raise ReprolibError(f"unknown model {m!r}; valid detectors: "
-                                f"{', '.join(list_models('cascade_mask_rcnn_*'))}")
-    train = _train_stage(cfg)
-    search = _search_stage(cfg, train)
-    tunes = [_finetune_stage(cfg, r, search) for r in _ratios(cfg)]
-    return [train, search, *tunes, _reference_stage(cfg, tunes)]
+def _num_classes(dataset: str) -> int:
+    """The classes of a detector trained on ``dataset``, the background included (as
+    ``reprolib.data.coco`` loads it): COCO's 80 + 1, the generated shapes' 3 + 1."""
+    return len(SHAPES) + 1 if dataset == "coco_shapes" else 81
 
 
-def run(cfg, force: bool = False) -> dict[str, dict]:
-    """Every stage (cached records); returns ``{stage name: record}``.  The data set's folder
-    is checked first (``coco``: COCO's layout under ``data_root``, one clear error naming
-    what is missing; ``coco_shapes``: generated on first use), before any stage runs."""
-    st = stages(cfg)
-    if not all(s.done for s in st) or force:
-        coco_root(cfg.dataset, cfg.data_root)
-    return run_stages(st, force)
+def _spec(cfg, note: str = "") -> ModelSpec:
+    """The detector the trained stages build (``cfg.model`` for the data set's classes),
+    fed ``cfg.flops_size`` images (its FLOPs are the reference stage's to count)."""
+    return ModelSpec(cfg.model, {"num_classes": _num_classes(cfg.dataset), **cfg.model_kwargs},
+                     (3, *cfg.flops_size), note=note)
 
 
 _DATA_KEYS = ("dataset", "data_root", "train_images", "val_images", "model", "model_kwargs")
@@ -182,7 +175,9 @@ def _train_stage(cfg) -> Stage:
                 **_counts(cfg, model, _test_size(model))}
 
     key = key_of(cfg, *_DATA_KEYS, "pretrained_backbone", "train", "flops_boxes", "flops_masks")
-    return Stage(cfg, "train", key, fn)
+    return Stage(cfg, "train", key, fn, model=_spec(cfg), train=training(cfg, "train"),
+                 resources=resources(cfg), group="train",
+                 note="the detector the search starts from (its untrained AP: chance)")
 
 
 def _search_stage(cfg, train: Stage) -> Stage:
@@ -198,7 +193,10 @@ def _search_stage(cfg, train: Stage) -> Stage:
                 "params": count_params(model), "backbone_params": backbone_params(model)}
 
     key = key_of(cfg, *_DATA_KEYS, "l1_strength", "search")
-    return Stage(cfg, "search", key, fn, after=[train])
+    return Stage(cfg, "search", key, fn, after=[train],
+                 model=_spec(cfg, note="counted without its scores (one per dimension)"),
+                 train=training(cfg, "search", l1=cfg.l1_strength), resources=resources(cfg),
+                 group="search", note="scores on every backbone dimension; L1 on the scores")
 
 
 def _finetune_stage(cfg, ratio: float, search: Stage) -> Stage:
@@ -218,7 +216,11 @@ def _finetune_stage(cfg, ratio: float, search: Stage) -> Stage:
 
     key = key_of(cfg, *_DATA_KEYS, "scope", "finetune", "flops_boxes", "flops_masks",
                  ratio=ratio)
-    return Stage(cfg, _tune_name(ratio), key, fn, after=[search])
+    return Stage(cfg, _tune_name(ratio), key, fn, after=[search],
+                 model=_spec(cfg, note="counted unpruned: an upper bound"),
+                 train=training(cfg, "finetune"), resources=resources(cfg), group="finetune",
+                 note=f"the searched detector's backbone pruned at each ratio ({cfg.scope} "
+                      "ranking), fine-tuned, no L1")
 
 
 def _reference_stage(cfg, tunes: list[Stage]) -> Stage:
@@ -246,24 +248,29 @@ def _reference_stage(cfg, tunes: list[Stage]) -> Stage:
 
     key = key_of(cfg, "reference_model", "reference_classes", "flops_size", "flops_boxes",
                  "flops_masks", ratios=ratios)
-    return Stage(cfg, "reference", key, fn, after=tunes)
+    return Stage(cfg, "reference", key, fn, after=tunes,
+                 model=ModelSpec(cfg.reference_model, {"num_classes": cfg.reference_classes},
+                                 (3, *cfg.flops_size), note="counted unpruned and pruned, "
+                                                            "not trained"),
+                 resources=resources(cfg, trains=False), group="reference",
+                 note="Table II's detector pruned uniformly and with the learned widths, "
+                      "counted")
 
 
 # --------------------------------------------------------------------------- records -> frames
 
 
-def _read(cfg) -> dict:
-    st = stages(cfg)
-    recs = records(st)
-    tunes = sorted((recs[s.name] for s in st[2:-1]), key=lambda r: r["metrics"]["ratio"])
+def _read(pipe, cfg) -> dict:
+    """The records of every stage, by role: train, search, fine-tunes (by ratio), reference,
+    provenance."""
+    g = pipe.graph(cfg)
+    recs = {s.name: s.record() for s in g}
+    tunes = sorted((recs[s.name] for s in g.select("finetune")),
+                   key=lambda r: r["metrics"]["ratio"])
     prov = report.provenance(cfg, pd.DataFrame(list(recs.values())))
-    return {"train": recs["train"], "search": recs["search"], "tunes": tunes,
-            "reference": recs["reference"], "prov": prov, "note": profile_note(cfg)}
-
-
-def _data_label(cfg) -> str:
-    return ("COCO val2017" if cfg.dataset == "coco" else
-            "coco_shapes (generated shapes, not COCO)")
+    return {"train": recs[g.get("train").name], "search": recs[g.get("search").name],
+            "tunes": tunes, "reference": recs[g.get("reference").name], "prov": prov,
+            "note": profile_note(cfg)}
 
 
 def _ref_rows(r: dict) -> dict:
@@ -274,7 +281,7 @@ def _m(v) -> float:
     return round(v / 1e6, 2)
 
 
-def _table2(cfg, r: dict) -> pd.DataFrame:
+def _table2(r: dict) -> pd.DataFrame:
     rows = _ref_rows(r)
     nan = float("nan")
     out = []
@@ -318,26 +325,26 @@ def _runs(r: dict) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def tables(cfg) -> dict[str, pd.DataFrame]:
+def _tables(pipe, cfg) -> dict[str, pd.DataFrame]:
     """``table2``: SiDT Table II beside ours (box / mask AP of our run on its data; total and
     backbone params and FLOPs at 1280 x 800 of the Swin-T Cascade Mask R-CNN pruned with our
     learned widths and uniformly); ``runs``: every stage of our run (AP before and after
     fine-tuning, the untrained detector as chance, params and FLOPs of the detector we
     trained, at its own test size)."""
-    r = _read(cfg)
+    r = _read(pipe, cfg)
     h, w = cfg.flops_size
     ours = f"Ours: {r['prov']}{r['note']}"
-    t2 = _table2(cfg, r)
+    t2 = _table2(r)
     t2.attrs["caption"] = (
         f"SiDT Table II. {ours}. Box / mask AP (COCOeval, IoU 0.50:0.95) of our `{cfg.model}` "
-        f"on {_data_label(cfg)}, after fine-tuning; params and FLOPs: `{cfg.reference_model}` "
+        f"on {pipe.data_label(cfg)}, after fine-tuning; params and FLOPs: `{cfg.reference_model}` "
         f"({cfg.reference_classes} classes) with its backbone pruned by our learned per-stage "
         f"widths and uniformly, FLOPs at {w} x {h} with {cfg.flops_boxes} / {cfg.flops_masks} "
         f"RoIs through the box / mask heads ({report.FLOPS_NOTE}; attention matmuls counted, "
         f"RoIAlign / NMS not). Paper: Table II, COCO val, Swin-T; the Swin baseline's FLOPs "
         f"from its model zoo.")
     ru = _runs(r)
-    ru.attrs["caption"] = (f"Every stage of our run. {ours}. AP on {_data_label(cfg)}; "
+    ru.attrs["caption"] = (f"Every stage of our run. {ours}. AP on {pipe.data_label(cfg)}; "
                            f"`untrained` = the randomly initialised detector (chance); params "
                            f"and FLOPs of `{cfg.model}` at its test size.")
     return {"table2": t2, "runs": ru}
@@ -346,13 +353,13 @@ def tables(cfg) -> dict[str, pd.DataFrame]:
 # --------------------------------------------------------------------------- figures
 
 
-def figures(cfg) -> dict:
+def _figures(pipe, cfg) -> dict:
     """``tradeoff``: box / mask AP change vs pruning ratio (ours after fine-tuning and right
     after pruning, the paper's Table II), the Swin-T detector's params vs ratio (ours learned
     / uniform, paper), and the training loss of every stage."""
     import matplotlib.pyplot as plt
 
-    r = _read(cfg)
+    r = _read(pipe, cfg)
     t = _runs(r)
     ft = t[t["stage"] == "fine-tuned"]
     nf = t[t["stage"] == "pruned, no FT"]
@@ -371,7 +378,7 @@ def figures(cfg) -> dict:
     ax.axhline(0, color="grey", lw=0.8, ls="--")
     ax.set_xlabel("pruning ratio (%)")
     ax.set_ylabel("AP - AP at PR 0 (points)")
-    ax.set_title(f"ours on {_data_label(cfg)}", fontsize=8)
+    ax.set_title(f"ours on {pipe.data_label(cfg)}", fontsize=8)
     ax.legend(fontsize=6)
     ax.grid(alpha=0.3)
     ax = axes[1]
@@ -412,11 +419,11 @@ def _join(values, fmt: str) -> str:
     return " / ".join(format(v, fmt) for v in values)
 
 
-def summary(cfg) -> str:
+def _summary(pipe, cfg) -> str:
     """Sentences about the run, every number read from the records: the Swin-T detector's
     size beside the paper's, the pruned sizes, the ratio-0 identity, and the trained part
     (AP per ratio against chance, epochs, time, device)."""
-    r = _read(cfg)
+    r = _read(pipe, cfg)
     rows = _ref_rows(r)
     ratios = [t["metrics"]["ratio"] for t in r["tunes"]]
     pr = [x for x in ratios if x > 0]
@@ -457,7 +464,7 @@ def summary(cfg) -> str:
     dev = report.device_label([r["train"], r["search"], *r["tunes"]])
     un = tr["untrained"]
     out.append(
-        f"Trained part (`{cfg.profile}` profile, {_data_label(cfg)}, {tr['train_images']} "
+        f"Trained part (`{cfg.profile}` profile, {pipe.data_label(cfg)}, {tr['train_images']} "
         f"training / {tr['test_images']} test images): `{cfg.model}` "
         f"({tr['params'] / 1e6:.2f} M parameters) trained {tr['epochs']} epochs to box AP50 "
         f"{tr['bbox_AP50']:.1f} (AP {tr['bbox_AP']:.1f}, mask AP {tr['segm_AP']:.1f}; the "
@@ -470,3 +477,53 @@ def summary(cfg) -> str:
         f"{_join([m['pruned_no_ft']['bbox_AP'] for m in ft], '.1f')}); "
         f"{wall:.0f} min on {dev} (`figures/sidt_detection/table2-{cfg.profile}.md`).")
     return " ".join(out)
+
+
+# --------------------------------------------------------------------------- the pipeline
+
+
+class SiDTDetection(Pipeline):
+    """SiDT's detection graph (module docstring): roles ``train``, ``search``, ``finetune``
+    (tag ``ratio``), ``reference``."""
+
+    name = PAPER
+    readme_figure = "tradeoff"
+
+    def declare(self, cfg, g) -> None:
+        """``train``, ``search``, ``finetune-p00`` and one ``finetune-pNN`` per ratio,
+        ``reference``.  A model that is not a registered detector is an error here, before
+        any work."""
+        detectors = list_models("cascade_mask_rcnn_*")
+        for key in ("model", "reference_model"):
+            if getattr(cfg, key) not in detectors:
+                raise ReprolibError(f"{key}={getattr(cfg, key)!r} is not a detector; valid "
+                                    f"detectors: {', '.join(detectors)}")
+        train = g.add(_train_stage(cfg), role="train")
+        search = g.add(_search_stage(cfg, train), role="search")
+        tunes = [g.add(_finetune_stage(cfg, r, search), role="finetune", ratio=r)
+                 for r in _ratios(cfg)]
+        g.add(_reference_stage(cfg, tunes), role="reference")
+
+    def run(self, cfg, force: bool = False, only=None) -> dict[str, dict]:
+        """Every stage (or those named in ``only``); returns ``{stage name: record}``.  The
+        data set's folder is checked first when a stage will run (``coco``: COCO's layout
+        under ``data_root``, one clear error naming what is missing; ``coco_shapes``:
+        generated on first use)."""
+        g = self.graph(cfg)
+        st = g.stages if only is None else select_stages(g, only)
+        if force or not all(s.done for s in st):
+            coco_root(cfg.dataset, cfg.data_root)
+        return super().run(cfg, force, only)
+
+    def data_label(self, cfg) -> str:
+        """How captions name the data the AP is measured on."""
+        return ("COCO val2017" if cfg.dataset == "coco" else
+                "coco_shapes (generated shapes, not COCO)")
+
+    tables = _tables          # ``table2``, ``runs``
+    figures = _figures        # ``tradeoff``
+    summary = _summary        # the README paragraph
+
+
+PIPELINE = register_pipeline(SiDTDetection())
+stages, run, tables, figures, summary, claims = PIPELINE.api()

@@ -31,7 +31,13 @@ class KernelDied(RuntimeError):
 
 
 def notebook_path(paper: str) -> Path:
-    return paths.ROOT / "notebooks" / f"{paper}.ipynb"
+    """``notebooks/<paper>.ipynb``, or the notebook a pipeline registered from outside the
+    package names (``Pipeline.notebook``)."""
+    import sys
+
+    engine = sys.modules.get("reprolib.core.pipeline")      # loaded: a pipeline may be there
+    pipe = engine.registered().get(paper) if engine is not None else None
+    return pipe.notebook() if pipe is not None else paths.ROOT / "notebooks" / f"{paper}.ipynb"
 
 
 def datasets_of(cfg) -> list[str]:
@@ -62,7 +68,7 @@ def check_run(paper: str, profile: str, overrides: dict, *, output: str | None =
     notebook_parameters(profile, overrides, False)     # what the notebook would receive
     check_builders(cfg)                  # builder arguments: known keys, typed, buildable
     if not notebook_path(paper).exists():
-        raise ReprolibError(f"notebook notebooks/{paper}.ipynb is missing")
+        raise ReprolibError(f"notebook {paths.rel(notebook_path(paper))} is missing")
     if cfg.device not in ("auto", "cpu"):
         from reprolib.core.device import resolve_device
 

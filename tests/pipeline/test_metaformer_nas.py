@@ -31,6 +31,10 @@ def test_stages_and_records(cfg):
     nas = st["retrain-nas3"]
     assert nas.config["after"] == {"search-nas3": st["search-nas3"].run_id}
     assert "mixer" not in nas.config
+    g = E.PIPELINE.graph(cfg)                      # found by role and tags, not by name
+    assert g.get("retrain", mixer="nas3", searched=True) is g["retrain-nas3"]
+    assert g.get("retrain", mixer="nas3").after == [g.get("search", n_nodes=3)]
+    assert [s.name for s in g.select("retrain", searched=False)] == ["retrain-pooling"]
     # ... and trains exactly the searched architecture, saved as a compressed model
     arch = Architecture.parse(st["search-nas3"].metrics()["arch"])
     model = nas.model()

@@ -42,6 +42,15 @@ def test_every_condition_and_seed_is_one_stage(cfg):
     assert len(rnd["candidates"]) == 2
     assert rnd["val_acc"] == max(c["val_acc"] for c in rnd["candidates"])
     assert st["retrain-random3-s1"].model().arch.to_json() == rnd["arch"]
+    # every chosen cell is read from its own seed's stage (roles and tags, not names)
+    g = E.PIPELINE.graph(cfg)
+    for seed in (0, 1):
+        assert g.get("retrain", mixer="nas3", seed=seed).after == [
+            g.get("search", n_nodes=3, seed=seed)]
+        assert g.get("retrain", mixer="random3", seed=seed).after == [
+            g.get("random", n_nodes=3, seed=seed)]
+    assert list(E.by_seed(g, "search", n_nodes=3)) == [0, 1]
+    assert [s.name for s in g.select("search")] == ["search-nas3-s0", "search-nas3-s1"]
     # the search logged the uniform policy's reward every round
     hist = st["search-nas3-s0"].metrics()["history"]
     assert len(hist) == 2 and all(0 <= h["uniform_reward"] <= 1 for h in hist)

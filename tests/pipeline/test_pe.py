@@ -1,6 +1,7 @@
 """PE pipeline end to end at the smoke profile: run -> tables -> figures -> summary (results in
 the test session's temporary folder, see conftest.py)."""
 
+import importlib
 import math
 import os
 import subprocess
@@ -21,7 +22,15 @@ _T1 = ("PVT-T", "ViT-PE¹ (ours)", "DeiT-S/16")
 
 @pytest.fixture
 def small_tables(monkeypatch):
-    monkeypatch.setattr(pe, "TABLE1_SOURCES", {k: pe.TABLE1_SOURCES[k] for k in _T1})
+    # the count stages read the sources of the stage builders' module (``pe.stages`` is the
+    # pipeline's function of that name, so the module is imported by its full name)
+    builders = importlib.import_module("reprolib.experiments.pe.graph")
+    monkeypatch.setattr(builders, "TABLE1_SOURCES", {k: pe.TABLE1_SOURCES[k] for k in _T1})
+
+
+def _trained(cfg, run):
+    """The ``train`` stage of ``run`` at ``cfg.seed``."""
+    return pe.PIPELINE.graph(cfg).get("train", run=run, seed=cfg.seed)
 
 
 def _cfg(**over):
@@ -71,7 +80,7 @@ def test_run_tables_figures_summary(small_tables):
     assert "11.43 M with the 1000-class head" in read and "one 3x3 kernel per stage" in read
 
     # the trained model is saved in the compressed format, ties and all
-    st = pe.training_stages(cfg)[0]
+    st = _trained(cfg, "vit_pe_test")
     m = st.model()
     assert count_params(m) == 20_266 and m(torch.randn(1, 3, 32, 32)).shape == (1, 10)
     assert recs["vit_pe_test"]["metrics"]["lr"] == pytest.approx(8e-3 * 64 / 512)
@@ -114,7 +123,7 @@ def test_compute_under_torchrun_two_processes(tmp_path, small_tables, monkeypatc
     and the model, at the lr scaled to the global batch."""
     monkeypatch.setenv("REPROLIB_RESULTS", str(tmp_path / "results"))
     cfg = _cfg(vit_twin="")
-    pe.run_tables(cfg)      # the count tables, made here with the small Table 1
+    pe.run(cfg, only=pe.COUNT_TABLES)      # the count tables, made here with the small Table 1
     script = tmp_path / "compute.py"
     script.write_text(DDP_SCRIPT)
     out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
@@ -123,7 +132,7 @@ def test_compute_under_torchrun_two_processes(tmp_path, small_tables, monkeypatc
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.count("pe [smoke]: 4 stages") == 1          # rank 0 reports
-    st = pe.training_stages(cfg)[0]
+    st = _trained(cfg, "vit_pe_test")
     rec = st.record()
     assert rec["metrics"]["processes"] == 2
     assert rec["metrics"]["lr"] == pytest.approx(8e-3 * 64 * 2 / 512)

@@ -122,6 +122,11 @@ def test_evidence_stages_resume_and_match_parameters(ev):
     assert len(st) == 2 * (2 + 2 + 2) + 1                  # + the reference counts
     assert st["search"].config["after"] == {"baseline": st["baseline"].run_id}
     assert st["search-s1"].config["seed"] == 1 and st["baseline-s1"].config["baseline"]["seed"] == 1
+    g = sidt.PIPELINE.graph(ev)                    # found by role and tags, not by name
+    assert g.get("control", seed=1, ratio=0.4, control="uniform") is g["uniform-p40-s1"]
+    assert g.get("search", seed=1).after == [g.get("baseline", seed=1)]
+    assert g.get("reference").after == g.select("finetune", seed=0)
+    assert [s.name for s in g.select("finetune", ratio=0.0)] == ["finetune-p00", "finetune-p00-s1"]
     first = {n: r["started"] for n, r in sidt.run(ev).items()}
     assert {n: r["started"] for n, r in sidt.run(ev).items()} == first   # every stage cached
     df = sidt.evidence_frame(ev)

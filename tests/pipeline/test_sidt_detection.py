@@ -31,6 +31,9 @@ def test_stages_and_records(cfg):
     assert all(s.done for s in st)
     first = {n: r["started"] for n, r in sidt_detection.run(cfg).items()}
     assert {n: r["started"] for n, r in sidt_detection.run(cfg).items()} == first   # cached
+    g = sidt_detection.PIPELINE.graph(cfg)         # found by role and tags, not by name
+    assert g.get("finetune", ratio=0.4) is g["finetune-p40"]
+    assert g.get("reference").after == g.select("finetune")
     train, search, p00, p40, ref = (s.record() for s in st)
     assert search["config"]["after"] == {"train": train["run_id"]}
     assert p40["config"]["after"] == {"search": search["run_id"]}
@@ -94,12 +97,17 @@ def test_tables_figures_summary(cfg):
 
 
 def test_bad_config_fails_before_any_work():
-    with pytest.raises(ReprolibError, match="ratios"):
+    with pytest.raises(ReprolibError, match=r"ratios\[1\]=1.5 must be in \[0, 1\)"):
         get_config("sidt_detection", "smoke", ratios=(0.2, 1.5))
-    with pytest.raises(ReprolibError, match="detection data set"):
+    with pytest.raises(ReprolibError, match="dataset='digits' is not one of: coco, coco_shapes"):
         get_config("sidt_detection", "smoke", dataset="digits")
-    with pytest.raises(ReprolibError, match="unknown model 'nope'"):
-        sidt_detection.stages(get_config("sidt_detection", "smoke", model="nope"))
+    with pytest.raises(ReprolibError, match="model='nope' is not a registered model"):
+        get_config("sidt_detection", "smoke", model="nope")
+    with pytest.raises(ReprolibError, match="flops_size=.* must be \\(H, W\\)"):
+        get_config("sidt_detection", "smoke", flops_size=(800,))
+    # a registered model that is not a detector: refused by the graph, before any stage
+    with pytest.raises(ReprolibError, match="model='swin_t' is not a detector"):
+        sidt_detection.stages(get_config("sidt_detection", "smoke", model="swin_t"))
 
 
 def test_missing_coco_fails_before_any_work(tmp_path):

@@ -27,6 +27,12 @@ def _columns(df: pd.DataFrame) -> list[str]:
     return cols
 
 
+def test_the_committed_cpu_tables_are_there():
+    """The check below is per paper with committed cpu records and tables: there must be
+    some (it would pass with none)."""
+    assert len(PAPERS) >= 6, PAPERS
+
+
 @pytest.mark.parametrize("paper", PAPERS)
 def test_tables_from_records_keep_the_committed_column_order(paper, monkeypatch):
     monkeypatch.delenv("REPROLIB_RESULTS", raising=False)     # the committed records

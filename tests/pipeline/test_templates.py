@@ -31,6 +31,9 @@ def test_run_writes_one_record_per_stage(done):
                           "vgg19_cifar_tiny-base-w0.25-digits",
                           "vgg19_cifar_tiny-uniform-w0.25-digits"]
     assert all(s.done for s in E.stages(cfg))
+    assert list(E.PIPELINE.records(cfg, "cell", template="uniform")) == \
+        ["vgg19_cifar_tiny-uniform-w0.25-digits"]
+    assert list(E.PIPELINE.records(cfg, "measure")) == list(recs)[:2]
     cell = recs["vgg19_cifar_tiny-uniform-w0.25-digits"]["metrics"]
     assert 0 <= cell["acc"] <= 100 and cell["epochs"] == 1 and math.isfinite(cell["test_loss"])
     assert cell["filters"] == T.distribution([8, 8, 16, 16, 32, 32, 32, 32] + [64] * 8,

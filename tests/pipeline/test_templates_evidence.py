@@ -33,6 +33,12 @@ def test_every_cell_and_seed_is_one_stage(cfg):
     a, b = by["vgg19_cifar_tiny-base-w0.125-digits-s0"], by["vgg19_cifar_tiny-base-w0.125-digits-s1"]
     assert (a.seed, b.seed) == (0, 1) and a.config["train"]["seed"] == 0
     assert b.config["train"]["seed"] == 1 and a.run_id != b.run_id
+    g = E.PIPELINE.graph(cfg)
+    assert [s.run_id for s in g.select("cell", seed=1)] == \
+        [s.run_id for s in st if s.name.endswith("-s1")]
+    assert g.get("cell", template="base", width=0.125, seed=1).run_id == b.run_id
+    acc = E.seed_accuracies(cfg)[("vgg19_cifar_tiny", "base", 0.125)]
+    assert acc == [a.metrics()["acc"], b.metrics()["acc"]]
 
 
 def test_tables_and_claims(cfg):

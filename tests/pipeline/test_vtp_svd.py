@@ -35,10 +35,14 @@ def test_stage_names_and_upstreams():
     by2 = {s.name: s for s in vtp_svd.stages(cfg2)}
     assert by2["dense-p8"].run_id == by["dense-p8"].run_id
     assert all(by2[n].run_id != by[n].run_id for n in by if n != "dense-p8")
-    # the same computation asked twice (sweep point == Table 2 point) is one stage
+    # the same computation asked twice (sweep point == Table 2 point) is one stage, found
+    # under both tag sets
     cfg3 = configs.get_config("vtp_svd", "smoke", **{**TINY, "sweep_finetune.epochs": 1})
     names = [s.name for s in vtp_svd.stages(cfg3)]
     assert names.count("decomp-p8-svd-r0.25-ft1") == 1
+    g = vtp_svd.PIPELINE.graph(cfg3)
+    t2 = g.get("decompose", use="table2", patch=8, method="svd", seed=cfg3.seed)
+    assert g.get("decompose", use="sweep", patch=8, method="svd", ratio=0.25) is t2
 
 
 def test_run_tables_figures_summary(done):

@@ -49,11 +49,13 @@ def test_whole_float_counts_are_accepted():
 
 def test_rounding_a_huge_deficit_is_fast_and_keeps_the_total():
     """A template that drives layers far below one filter takes the deficit from the largest
-    layers: with 10^7 filters this took 10 s (one filter at a time); now a level search."""
+    layers: with 10^7 filters this took 10 s (one filter at a time); now a level search, so
+    10^10 filters (~3 hours one at a time) take milliseconds (the bound is 1000x that, for a
+    loaded machine)."""
     t0 = time.perf_counter()
-    out = templates.redistribute([10**7, 1, 1, 5], "quadratic")
-    assert time.perf_counter() - t0 < 1.0
-    assert sum(out) == 10**7 + 7 and min(out) >= 1
+    out = templates.redistribute([10**10, 1, 1, 5], "quadratic")
+    assert time.perf_counter() - t0 < 30.0
+    assert sum(out) == 10**10 + 7 and min(out) >= 1
     # the same result as taking one filter at a time from the largest (earlier on ties)
     vals, total = [40.6, -7.2, 3.1, -1.4, 12.9], 48
     slow = np.floor(np.asarray(vals) + 1e-9).astype(np.int64)
@@ -96,4 +98,7 @@ def test_a_pruned_model_file_with_wrong_widths_names_the_layer(tmp_path):
                                             r"the weights hold shape \(\d+, 64\), the architecture "
                                             r"in the JSON gives \(\d+, 64\)"):
         reprolib.load_compressed(tmp_path / "v")
-    assert torch.is_tensor(next(small.parameters()))
+    spec["kwargs"]["block_dims"][0][1] -= 3           # the true widths: the same model back
+    js.write_text(json.dumps(spec))
+    back, x = reprolib.load_compressed(tmp_path / "v").eval(), torch.randn(2, 3, 32, 32)
+    assert torch.equal(back(x), small.eval()(x))

@@ -324,3 +324,35 @@ def test_smooth_l1_and_class_agnostic_variants_train():
     losses = det(imgs, targets)
     assert set(losses) == LOSSES and all(torch.isfinite(v) for v in losses.values())
     assert det.roi_heads.box_predictors[0].bbox_pred.out_features == 4
+
+
+# --------------------------------------------------------------------------- the pipeline's graph
+
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "gpu", "paper"])
+def test_detection_graph_declares_what_each_stage_reads(profile):
+    """Every stage of every profile declares the stages it reads (a static check of its
+    function), every training stage its recipe and model; the roles the tables read."""
+    from reprolib.configs import get_config, profiles
+    from reprolib.core.stage import declared_reads
+    from reprolib.experiments.sidt_detection import PIPELINE
+
+    assert profile in profiles("sidt_detection")
+    cfg = get_config("sidt_detection", profile)
+    g = PIPELINE.graph(cfg)
+    assert g.roles() == ["train", "search", "finetune", "reference"]
+    for s in g:
+        assert declared_reads(s) == [], (s.name, declared_reads(s))
+        assert (s.train is not None) == (s.role != "reference"), s.name
+        if s.train is not None:
+            assert s.model_spec is not None and s.model_spec.builder == cfg.model
+            assert s.train.recipe is getattr(cfg, s.train.recipe_name)
+    train, search = g.get("train"), g.get("search")
+    tunes = g.select("finetune")
+    assert [t.tags["ratio"] for t in tunes] == [0.0, *cfg.ratios]
+    assert search.after == [train] and all(t.after == [search] for t in tunes)
+    assert g.get("reference").after == tunes
+    assert search.train.l1 == cfg.l1_strength and tunes[0].train.l1 == 0
+    # the classes the spec counts are the ones the data gives the detector (background too)
+    n = train.model_spec.kwargs["num_classes"]
+    assert n == (4 if cfg.dataset == "coco_shapes" else 81)

@@ -372,3 +372,99 @@ def test_new_search_options_keep_earlier_record_keys(monkeypatch):
     more = get_config("metaformer_nas", "cpu", reward_batches=4)
     assert E.search_run_config(more, 4)["reward_batches"] == 4
     assert all(s.done for s in E.stages(cpu))
+
+
+# --------------------------------------------------------------------------- the stage graph
+
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "evidence", "gpu", "paper"])
+def test_every_stage_declares_what_it_reads_builds_and_trains(profile):
+    """No stage's function reaches a stage it does not declare in ``after``; every stage
+    that trains declares its training and the model it builds (countable on the meta
+    device); the toy check trains neither a model nor on data."""
+    import dataclasses
+
+    from reprolib.configs import get_config
+    from reprolib.core.stage import declared_reads
+
+    cfg = get_config("metaformer_nas", profile)
+    g = E.PIPELINE.graph(cfg)
+    for s in g:
+        assert declared_reads(s) == [], s.name
+        if s.role == "toy":
+            assert s.train is None and s.model_spec is None
+            continue
+        assert s.train is not None and s.model_spec is not None, s.name
+        params, _ = s.model_spec.counts()
+        assert params > 0
+    for s in g.select("search"):
+        assert s.train.recipe_name == "search" and s.train.val_split
+        assert s.train.recipe.epochs == cfg.rounds * cfg.shared_epochs
+        assert s.train.recipe.lr == cfg.shared_lr and s.train.recipe.optimizer == "adamw"
+    for s in g.select("retrain"):
+        assert s.train.recipe_name == "retrain"        # its seed's copy of the recipe
+        assert dataclasses.replace(s.train.recipe, seed=cfg.retrain.seed) == cfg.retrain
+        assert s.train.val_split == (cfg.retrain.select_every > 0)
+
+
+@pytest.mark.parametrize("profile", ["cpu", "evidence"])
+def test_cells_are_retrained_from_the_stage_that_chose_them(profile):
+    """retrain-nas<N> reads (only) its seed's search stage, retrain-random<N> (only) its
+    seed's random-search stage: found by role and tags, never by parsing names."""
+    from reprolib.configs import get_config
+
+    cfg = get_config("metaformer_nas", profile)
+    g = E.PIPELINE.graph(cfg)
+    seeds = cfg.seeds or (cfg.seed,)
+    for seed in seeds:
+        for n in cfg.node_counts:
+            nas = g.get("retrain", mixer=f"nas{n}", seed=seed)
+            assert nas.after == [g.get("search", n_nodes=n, seed=seed)]
+            assert nas.tags["searched"] and nas.tags["origin"] == "search"
+            if cfg.random_samples:
+                rnd = g.get("retrain", mixer=f"random{n}", seed=seed)
+                assert rnd.after == [g.get("random", n_nodes=n, seed=seed)]
+                assert not rnd.tags["searched"] and rnd.tags["origin"] == "random"
+        for b in cfg.baselines:
+            assert g.get("retrain", mixer=b, seed=seed).after == []
+    assert len(g.select("toy")) == len(cfg.node_counts)
+    assert len(g.select("search")) == len(cfg.node_counts) * len(seeds)
+
+
+def test_nas_config_is_built_field_by_field():
+    """Every NASConfig field comes from the paper config field of the same name (or is the
+    stated constant shared_clip=None): changing any config field changes the NASConfig."""
+    import dataclasses
+
+    from reprolib.configs import get_config
+
+    cfg = get_config("metaformer_nas", "evidence")
+    nas = E.nas_config(cfg, 5)
+    assert nas.n_nodes == 5 and nas.shared_clip is None
+    names = {f.name for f in dataclasses.fields(M.NASConfig)} - {"n_nodes", "shared_clip"}
+    changed = {"rounds": 3, "shared_epochs": 2, "arch_per": "epoch", "shared_lr": 0.5,
+               "shared_wd": 0.25, "max_train_batches": 7, "controller_samples": 9,
+               "controller_lr": 0.125, "controller_hidden": 5, "controller_clip": 0.75,
+               "temperature": 2.5, "tanh_c": 1.5, "entropy_weight": 0.375,
+               "baseline_decay": 0.5, "derive_samples": 11, "derive_batches": 3,
+               "reward_batches": 4, "uniform_samples": 13}
+    assert set(changed) == names
+    for k in names:
+        assert getattr(nas, k) == getattr(cfg, k), k
+    other = E.nas_config(dataclasses.replace(cfg, **changed), 5)
+    for k, v in changed.items():
+        assert getattr(other, k) == v, k
+
+
+def test_stated_values_for_plan():
+    """What the paper states per recipe (for ``reprolib plan``) lives on the pipeline."""
+    assert E.PIPELINE.stated["search"]["epochs"][0] == 100
+    assert E.PIPELINE.stated["retrain"]["select_every"][0] == 10
+    assert E.PIPELINE.departures[("search", "epochs")] == "rounds x shared_epochs"
+
+
+def test_claims_without_seeds_are_an_empty_table_saying_why():
+    from reprolib.configs import get_config
+
+    cl = E.claims(get_config("metaformer_nas", "smoke"))
+    assert cl.empty and "has no seeds" in cl.attrs["caption"]

@@ -1,6 +1,6 @@
 """PE (row / column space layers): tied weights, identities with untied layers, closed-form
 counts, the printed counts, the sharing rule, the compressed-format round trip, the recipes
-and their lr scaling."""
+and their lr scaling, the stage graph (roles, tags, declarations)."""
 
 import pytest
 import torch
@@ -11,7 +11,8 @@ from timm.layers import Mlp
 from timm.models.vision_transformer import Attention
 from torchvision.models.resnet import Bottleneck
 
-from reprolib.configs import get_config
+from reprolib.configs import get_config, profiles
+from reprolib.core.stage import declared_reads
 from reprolib.errors import ReprolibError
 from reprolib.experiments import pe as E
 from reprolib.core.measure import count_flops, count_params
@@ -296,7 +297,7 @@ def test_recipes_are_nested_trainconfigs():
         "resnet50_pe-stages34", "resnet50"]
     assert E.training_runs(paper)[4]["kwargs"] == {"pe_stages": (3, 4)}
     assert E.training_runs(paper)[2]["epochs"] == 600           # the ViT-PE^2 row
-    st = {s.name: s for s in E.training_stages(paper)}
+    st = {s.name: s for s in E.PIPELINE.graph(paper).select("train")}
     assert st["vit_pe_small-600ep"].config["vit_train"]["epochs"] == 600
     assert st["vit_pe_small"].config["vit_train"]["epochs"] == 300
     assert E.model_kwargs(paper, "vit_pe_small") == {"drop_path_rate": 0.1}
@@ -361,3 +362,52 @@ def test_narrowed_twin_has_about_the_pe_models_parameters(twin, pe_model, pe_kw)
         got = count_params(reprolib.create_model(twin, num_classes=10, **kw))
     assert got < full and abs(got - target) / target < 0.1
     assert set(kw) == ({"embed_dim"} if "vit" in twin else {"base"})
+
+
+# ----------------------------------------------------------------------- the stage graph
+@pytest.mark.parametrize("profile", profiles("pe"))
+def test_every_stage_declares_its_reads_and_every_training_its_recipe_and_model(profile):
+    g = E.PIPELINE.graph(get_config("pe", profile))
+    assert [s.name for s in g.select("count")] == ["table1", "table2", "sharing"]
+    for s in g:
+        assert declared_reads(s) == [], s.name
+        assert s.after == []                   # no stage reads another (a narrowed twin counts)
+        assert s.resources.processes == 1
+    for s in g.select("train"):
+        assert s.train is not None and s.model_spec is not None, s.name
+        assert s.model_spec.builder == s.tags["model"]
+        assert s.model_spec.kwargs["num_classes"] == (1000 if profile in ("gpu", "paper") else 10)
+        assert s.train.recipe_name == f"{s.tags['family']}_train"
+        assert s.tags["kind"] in ("pe", "twin", "long", "narrow") and s.group == s.tags["run"]
+    for s in g.select("count"):
+        assert s.train is None and s.resources.gpus == 0
+
+
+def test_graph_roles_and_tags_per_seed():
+    cfg = get_config("pe", "evidence")
+    g = E.PIPELINE.graph(cfg)
+    assert len(g.select("train")) == 3 * 6
+    for seed in (0, 1, 2):
+        st = g.select("train", seed=seed)
+        assert {s.tags["kind"] for s in st} == {"pe", "twin", "narrow"}
+        assert all(s.name.endswith(f"-s{seed}") == (seed != cfg.seed) for s in st)
+        narrow = g.get("train", family="vit", kind="narrow", seed=seed)
+        assert narrow.tags["run"] == "vit_cifar_unshared-narrow"
+        assert narrow.model_spec.note and narrow.config["narrow_to"]["model"] == "vit_pe_cifar"
+    assert g.get("train", run="resnet50_pe_cifar-stages1234", seed=1).name == \
+        "resnet50_pe_cifar-stages1234-s1"
+
+
+def test_paper_graph_states_the_600_epoch_run():
+    g = E.PIPELINE.graph(get_config("pe", "paper"))
+    long_ = g.get("train", kind="long", seed=0)
+    assert long_.name == "vit_pe_small-600ep" and long_.train.stated_key == "vit_train@600"
+    assert long_.train.recipe.epochs == 600 and long_.train.recipe_name == "vit_train"
+    assert E.PIPELINE.stated["vit_train@600"]["epochs"][0] == 600
+    short = g.get("train", run="vit_pe_small", seed=0)
+    assert short.train.stated_key == "vit_train" and short.train.recipe.epochs == 300
+    assert short.model_spec.kwargs == {"num_classes": 1000, "drop_path_rate": 0.1}
+    assert short.model_spec.input_size == (3, 224, 224)
+    assert [s.tags["run"] for s in g.select("train", family="resnet", kind="pe")] == [
+        "resnet50_pe-stages1234", "resnet50_pe-stages34"]
+    assert E.PIPELINE.departures[("resnet_train", "epochs")].startswith("the paper does not")

@@ -152,12 +152,8 @@ def test_a_retyped_safetensors_header_is_refused(saved, tmp_path, capsys):
     assert not (tmp_path / "x.onnx").exists()
 
 
-def test_a_good_file_still_loads_quickly(saved):
-    import time
-
-    t = time.perf_counter()
+def test_a_good_file_still_loads(saved):
     m = reprolib.load_compressed(saved / "vit")
-    assert time.perf_counter() - t < 2.0
     assert m(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
 

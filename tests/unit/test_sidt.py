@@ -365,3 +365,72 @@ def test_controls_are_pruned_to_the_learned_parameter_count(control):
         assert widths["layers.0.blocks.0.mlp"] == widths["layers.0.blocks.1.mlp"]
     with pytest.raises(ReprolibError, match="control"):
         matched_prune(m, target, "magnitude")
+
+
+# --------------------------------------------------------------------------- the pipeline's graph
+
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "evidence", "gpu", "paper"])
+def test_graph_declares_what_each_stage_reads(profile):
+    """Every stage of every profile declares the stages it reads (a static check of its
+    function), every training stage its recipe and model; the roles and tags the tables and
+    claims read: baseline / search per seed, fine-tunes per seed and ratio, the reference of
+    ``cfg.seed``, controls per seed, ratio and control."""
+    from reprolib.configs import get_config, profiles
+    from reprolib.core.stage import declared_reads
+    from reprolib.experiments.sidt import PIPELINE
+
+    assert profile in profiles("sidt")
+    cfg = get_config("sidt", profile)
+    g = PIPELINE.graph(cfg)
+    for s in g:
+        assert declared_reads(s) == [], (s.name, declared_reads(s))
+        assert (s.train is not None) == (s.role != "reference"), s.name
+        if s.train is not None:
+            assert s.model_spec is not None and s.model_spec.builder == cfg.model
+            assert dict(cfg.model_kwargs).items() <= dict(s.model_spec.kwargs).items()
+    seeds = PIPELINE.seeds(cfg)
+    assert seeds == [cfg.seed, *(x for x in cfg.seeds if x != cfg.seed)]
+    ratios = [0.0, *cfg.ratios]
+    for seed in seeds:
+        base = g.find("baseline", seed=seed)
+        assert (base is None) == (cfg.baseline.epochs == 0)
+        search = g.get("search", seed=seed)
+        assert search.after == ([base] if base else []) and search.train.l1 == cfg.l1_strength
+        tunes = g.select("finetune", seed=seed)
+        assert [t.tags["ratio"] for t in tunes] == ratios
+        assert all(t.after == [search] and t.train.l1 == 0 for t in tunes)
+        ctl = g.select("control", seed=seed)
+        assert [(c.tags["control"], c.tags["ratio"]) for c in ctl] == \
+            ([(k, r) for k in cfg.controls for r in ratios if r > 0] if cfg.seeds else [])
+        assert all(c.after == [search] and c.train.recipe_name == "finetune" for c in ctl)
+    assert g.get("reference").after == g.select("finetune", seed=cfg.seed)
+    assert len(g) == len(seeds) * (1 + len(ratios) + (cfg.baseline.epochs > 0)
+                                   + (len(cfg.controls) * len(cfg.ratios) if cfg.seeds else 0)) + 1
+
+
+def test_config_rules_name_the_key():
+    from reprolib.configs import get_config
+
+    with pytest.raises(ReprolibError, match=r"controls\[0\]='magnitude' is not one of: uniform, random"):
+        get_config("sidt", "smoke", controls=("magnitude",))
+    with pytest.raises(ReprolibError, match="two ratios round to the same percent"):
+        get_config("sidt", "smoke", ratios=(0.2, 0.201))
+    with pytest.raises(ReprolibError, match="model='nope' is not a registered model"):
+        get_config("sidt", "smoke", model="nope")
+    with pytest.raises(ReprolibError, match="reference_size=0 must be >= 1"):
+        get_config("sidt", "smoke", reference_size=0)
+    assert get_config("sidt", "smoke", controls=()).controls == ()
+
+
+def test_test_set_size_from_records_or_inferred_from_accuracies():
+    """The summary's test-set size: what the fine-tunes record, else (records made before
+    they did) the smallest n that makes every recorded accuracy a whole count out of n."""
+    from reprolib.experiments.sidt.report import test_set_size
+
+    assert test_set_size([{"metrics": {"test_images": 360, "acc_pruned_no_ft": 50.0}}]) == 360
+    accs = [100 * k / 1017 for k in (350, 362, 377, 391, 402)]
+    tunes = [{"metrics": {"acc_pruned_no_ft": a, "history": [{"test_acc": b}]}}
+             for a, b in zip(accs, reversed(accs))]
+    assert test_set_size(tunes) == 1017
+    assert test_set_size(tunes[:1]) is None           # too few accuracies to tell

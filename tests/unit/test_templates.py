@@ -392,8 +392,8 @@ def _fake_measure_records(cfg, metrics: dict):
     """Write a record for every Table 2 stage of ``cfg`` (metrics by template)."""
     from reprolib.core import io
 
-    for st in E.table2_stages(cfg):
-        t = st.name.rsplit("-", 1)[-1]
+    for st in E.PIPELINE.graph(cfg).select("measure"):
+        t = st.tags["template"]
         io.write_json({"name": st.name, "profile": cfg.profile, "run_id": st.run_id,
                        "device": "cpu:test threads=1", "wall_time_s": 0.0,
                        "config": st.config, "metrics": metrics[t]}, st.path)
@@ -405,8 +405,11 @@ def test_table2_from_records(tmp_path, monkeypatch):
     monkeypatch.setenv("REPROLIB_RESULTS", str(tmp_path))
     cfg = get_config("templates", "smoke", table2_models=("vgg19_cifar",),
                      table2_templates=("base", "quadratic"))
-    assert [s.name for s in E.table2_stages(cfg)] == ["measure-vgg19_cifar-base",
+    g = E.PIPELINE.graph(cfg)
+    assert [s.name for s in g.select("measure")] == ["measure-vgg19_cifar-base",
                                                      "measure-vgg19_cifar-quadratic"]
+    assert g.get("measure", model="vgg19_cifar", template="quadratic").name == \
+        "measure-vgg19_cifar-quadratic"
     with pytest.raises(ReprolibError, match="no record for stage"):
         E.table2(cfg)
     _fake_measure_records(cfg, {
@@ -464,3 +467,91 @@ def test_cpu_grid_model_widths_and_summaries():
 def test_resnet_stage_reading():
     got = E.resnet_stage_reading(("base", "negative_quadratic"))
     assert round(got["base"], 2) == 23.52 and round(got["negative_quadratic"], 1) == 33.0
+
+
+# ---- the graph: roles, tags, groups, declarations ---------------------------------------
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "evidence", "gpu", "paper"])
+def test_every_stage_declares_what_it_reads_trains_and_builds(profile):
+    from reprolib.configs import get_config
+    from reprolib.core.stage import declared_reads
+
+    cfg = get_config("templates", profile)
+    g = E.PIPELINE.graph(cfg)
+    assert set(g.roles()) <= {"measure", "cell"} and len(g.stages) == len(set(g.stages))
+    for s in g:
+        assert declared_reads(s) == [], s.name
+        assert s.model_spec is not None and s.after == []
+    cells = g.select("cell")
+    assert all(s.train is not None for s in cells)
+    assert all(s.train is None for s in g.select("measure"))
+    assert [s for s in g if s.train is not None] == cells
+    for s in cells:
+        t = s.tags
+        assert set(t) == {"dataset", "model", "template", "width", "seed"}
+        assert s.train.recipe_name == "train" and s.train.dataset == t["dataset"]
+        assert s.group == f"{t['dataset']} {t['model']}" and s.seed == t["seed"]
+        assert s.model_spec.kwargs == {"num_classes": 100 if t["dataset"] == "cifar100" else 10,
+                                       "template": t["template"], "width": t["width"]}
+    assert len(cells) == len(E.grid(cfg)) * max(1, len(cfg.seeds))
+
+
+def test_cells_are_found_by_tags():
+    from reprolib.configs import get_config
+
+    cfg = get_config("templates", "evidence")
+    g = E.PIPELINE.graph(cfg)
+    assert g.select("measure") == []
+    s = g.get("cell", model="mobilenet_cifar", template="quadratic", width=0.05, seed=2)
+    assert s.name == "mobilenet_cifar-quadratic-w0.05-cifar10_subset-s2"
+    assert s.config["train"]["seed"] == 2
+    assert len(g.select("cell", seed=1)) == 10 and len(g.select("cell", model="vgg19_cifar")) == 15
+    paper = E.PIPELINE.graph(get_config("templates", "paper"))
+    assert len(paper.select("cell", dataset="cifar100", model="vgg19_cifar")) == 40
+    assert paper.get("cell", dataset="cifar100", model="vgg19_cifar", template="base",
+                     width=0.05).name == "vgg19_cifar-base-w0.05-cifar100"
+
+
+def test_plan_counts_one_block_per_dataset_and_model():
+    from reprolib.tools.plan import plan
+
+    p = plan("templates", "paper")
+    assert [(s["name"], s["runs"]) for s in p["stages"]] == [
+        (f"{ds} {m} x40", 40) for ds in ("cifar10", "cifar100") for m in M.PAPER_MODELS]
+    f = {x["field"]: x for x in p["stages"][0]["fields"]}
+    assert not any(x["departs"] for s in p["stages"][:4] for x in s["fields"])
+    # the CIFAR-100 blocks depart from the stated data set only (STATED keeps one value)
+    assert {x["field"] for s in p["stages"][4:] for x in s["fields"] if x["departs"]} == \
+        {"dataset"}
+    assert f["epochs"]["paper"] == "160" and f["milestones"]["value"] == "(80, 120)"
+
+
+def test_claims_without_seeds_is_the_empty_table(tmp_path, monkeypatch):
+    from reprolib.configs import get_config
+    from reprolib.core.claims import CLAIM_COLUMNS
+
+    monkeypatch.setenv("REPROLIB_RESULTS", str(tmp_path))
+    cl = E.claims(get_config("templates", "smoke"))
+    assert cl.empty and list(cl.columns) == list(CLAIM_COLUMNS)
+    assert "has no seeds" in cl.attrs["caption"]
+    cl = E.claims(get_config("templates", "evidence"))      # seeds, no records yet
+    assert cl.empty and "not run: 30 of 30 stages" in cl.attrs["caption"]
+
+
+def test_config_field_rules():
+    from reprolib.configs import get_config
+
+    for over, msg in [({"margin": -1.0}, "margin=-1.0 must be in [0.0, 100.0]"),
+                      ({"seeds": (0, 0)}, "seeds=(0, 0) repeats a value"),
+                      ({"extra_datasets": ("",)}, "extra_datasets[0]='' must name a data set"),
+                      ({"memory_probe": (0, 2)}, "memory_probe[0]=0 must be >= 1"),
+                      ({"table2_templates": ("cubic",)}, "table2_templates[0]='cubic' is not"),
+                      ({"latency_repeats": 0}, "latency_repeats=0 must be >= 1"),
+                      ({"model_widths": (("vgg19_cifar", (5.0,)),)}, "must be in (0, 4.0]")]:
+        with pytest.raises(ReprolibError) as e:
+            get_config("templates", "smoke", **over)
+        assert msg in str(e.value), (over, str(e.value))
+    # a data set name is only a name here: the graph checks that the data set exists
+    cfg = get_config("templates", "smoke", extra_datasets=("npz:no/such.npz",))
+    with pytest.raises(ReprolibError, match="does not exist"):
+        E.stages(cfg)

@@ -1,25 +1,7 @@
-"""Filter redistribution templates pipeline (``papers/templates.md``): a grid of independent
-training runs, a measurement-only grid for Table 2, Tables 1-2 and Figures 2-5 from the records.
-
-Stages (``stages(cfg)``, in run order):
-
-* ``measure-<model>-<template>`` for every ``table2_models`` x ``table2_templates``: build the
-  model at width 1.0 for 10 classes and measure it (params, FLOPs and, as the config asks,
-  peak training memory at ``memory_batch`` and CPU latency); nothing is trained (Table 2).
-* ``<model>-<template>-w<width>-<data>`` for every cell of the training grid (data set x
-  model x template x width; ``<data>`` is ``npz`` for an ``npz:`` file): build the model
-  from scratch (seeded from the config's seed), train it with the ``train`` recipe, measure
-  it and save it (``stage.save_model``; ``stage.model()`` loads it back).  Table 1 and
-  Figures 3-5 read these records.
-
-With ``cfg.seeds`` (the ``evidence`` profile) every grid cell is trained once per seed
-(``<model>-<template>-w<width>-<data>-s<seed>``), the tables and Figures 3-5 show mean ± std
-over the seeds, and ``claims(cfg)`` tests the paper's claim that templates cut parameters,
-memory and time with little or no accuracy loss.
-
-The width rules themselves are ``reprolib.methods.templates``; the networks are
-``reprolib.models.templates_cifar``.
-"""
+"""The templates tables, figures and summaries, read back from the records: Table 2 (the
+``measure`` stages), Table 1 and the runs table (the ``cell`` stages), Figures 2-5 and the
+paragraphs of a one-seed run.  Stages are found in the pipeline's graph by role and tags
+(``graph.select("cell", dataset=..., model=...)``)."""
 
 from __future__ import annotations
 
@@ -28,23 +10,18 @@ import textwrap
 
 import pandas as pd
 
-from reprolib.core import report
 from reprolib.configs.templates import PAPER_BASE_PARAMS_M, PAPER_TABLE1, PAPER_TABLE2
-from reprolib.errors import check_number
-from reprolib.experiments import evidence as ev
-from reprolib.core.pipeline import (Stage, key_of, load_data, profile_note, records,
-                                         run_stages, train_and_measure)
-from reprolib.core.measure import count_params, measure_model, peak_memory
-from reprolib.methods.templates import (PAPER_WIDTHS, TEMPLATES, check_template, check_width,
-                                        template_table)
-from reprolib.models.templates_cifar import PAPER_MODELS, VGG19_FILTERS
+from reprolib.core import report
+from reprolib.core.measure import count_params
+from reprolib.core.pipeline import profile_note, records
 from reprolib.core.registry import create_model
 from reprolib.core.results import records_frame
+from reprolib.experiments import evidence as ev
+from reprolib.experiments.templates.graph import _table2_limit, datasets, grid
+from reprolib.methods.templates import PAPER_WIDTHS, TEMPLATES, template_table
+from reprolib.models.templates_cifar import PAPER_MODELS, VGG19_FILTERS
 
 PAPER = "templates"
-README_FIGURE = "fig3_acc_vs_params"
-#: The evidence profile's figure in the README: Figure 3 over the seeds (mean ± std).
-README_EVIDENCE_FIGURE = "fig3_acc_vs_params"
 
 #: The paper's names of the templates (its table headers).
 LABELS = {"base": "Base", "reverse": "Reverse-Base", "uniform": "Uniform",
@@ -61,14 +38,6 @@ MODEL_LABELS = {"vgg19_cifar": "VGG-19", "resnet50_cifar": "ResNet-50",
                 "googlenet_cifar": "Inception", "mobilenet_cifar": "MobileNet"}
 
 
-# --------------------------------------------------------------------------- the grid
-
-
-def datasets(cfg) -> list[str]:
-    """``cfg.dataset`` followed by ``cfg.extra_datasets``."""
-    return [cfg.dataset, *cfg.extra_datasets]
-
-
 def _short(ds: str) -> str:
     return ds.split("/")[-1].removesuffix(".npz") if ds.startswith("npz:") else ds
 
@@ -83,156 +52,14 @@ def _paper_key(ds: str) -> str:
     return "cifar100" if "100" in _short(ds) else "cifar10"
 
 
-def run_name(model: str, template: str, width: float, dataset: str) -> str:
-    """Stage name of one grid cell, e.g. ``vgg19_cifar-uniform-w0.25-cifar10``.
-
-    An ``npz:`` data set is named ``npz`` (its path is in the stage's key)."""
-    return f"{model}-{template}-w{width:g}-{'npz' if dataset.startswith('npz:') else dataset}"
-
-
-def model_widths(cfg, model: str) -> tuple:
-    """The widths trained for ``model``: its entry of ``cfg.model_widths`` if any, else
-    ``cfg.widths``."""
-    per = {m: tuple(ws) for m, ws in (cfg.model_widths or ())}
-    ws = per.get(model, tuple(cfg.widths))
-    for w in ws:
-        check_width(w)
-    return ws
-
-
-def grid(cfg) -> list[tuple[str, str, str, float]]:
-    """The cells ``(dataset, model, template, width)`` of ``cfg``'s training grid."""
-    for t in cfg.templates:
-        check_template(t)
-    for w in cfg.widths:
-        check_width(w)
-    return [(d, m, t, float(w)) for d in datasets(cfg) for m in cfg.models
-            for t in cfg.templates for w in model_widths(cfg, m)]
-
-
-# --------------------------------------------------------------------------- measurement
-
-
-def _memory_skip(model, cfg, size, limit_gb: float) -> str:
-    """The paper-specific memory guard: with ``limit_gb > 0`` (and no probe batches), a
-    batch-1/2 probe predicts the peak at ``memory_batch``; returns why the cell is skipped
-    ("" = measure it)."""
-    if not (cfg.measure_memory and limit_gb > 0 and not cfg.memory_probe):
-        return ""
-    m1 = peak_memory(model, size, 1, "cpu")
-    m2 = peak_memory(model, size, 2, "cpu")
-    pred = m1 + (m2 - m1) * (cfg.memory_batch - 1)
-    if pred <= limit_gb * 1e9:
-        return ""
-    return (f"skipped: batch-1/2 probe predicts {pred / 1e9:.1f} GB at batch "
-            f"{cfg.memory_batch} > memory_limit_gb={limit_gb:g}")
-
-
-def measure(model, cfg, memory_limit_gb: float = 0.0) -> dict:
-    """``reprolib.measure.measure_model`` on the CPU (params, FLOPs for one image, latency
-    when ``cfg.measure_latency``) plus the paper's memory footprint when
-    ``cfg.measure_memory``: the peak of one SGD training step at ``cfg.memory_batch``,
-    measured directly; or, with ``cfg.memory_probe = (b1, b2)``, measured at b1 and b2 and
-    extrapolated linearly to ``memory_batch`` (weights, gradients and optimizer state are
-    fixed, activations grow linearly with the batch); or, with ``memory_limit_gb > 0``, not
-    run (NaN) when a batch-1/2 probe predicts more than the limit.  ``memory_method`` says
-    which.  Also records the model's per-layer ``filters``.
-    """
-    size = (3, cfg.image_size, cfg.image_size)
-    model = model.cpu()
-    skip = _memory_skip(model, cfg, size, float(memory_limit_gb or 0.0))
-    direct = cfg.measure_memory and not skip and not cfg.memory_probe
-    out = measure_model(model, size, latency_batch=cfg.latency_batch,
-                        latency_repeats=cfg.latency_repeats if cfg.measure_latency else 0,
-                        memory_batch=cfg.memory_batch if direct else None)
-    out["filters"] = list(getattr(model, "filters", []))
-    if not cfg.measure_memory:
-        return out
-    if skip:
-        out.update(peak_memory_bytes=float("nan"), memory_batch=cfg.memory_batch,
-                   memory_method=skip)
-    elif cfg.memory_probe:
-        b1, b2 = cfg.memory_probe
-        m1, m2 = peak_memory(model, size, b1, "cpu"), peak_memory(model, size, b2, "cpu")
-        out.update(peak_memory_bytes=int(m1 + (m2 - m1) * (cfg.memory_batch - b1) / (b2 - b1)),
-                   memory_batch=cfg.memory_batch,
-                   memory_method=f"cpu, extrapolated from batches {b1},{b2}")
-    else:
-        out["memory_method"] = f"cpu, measured at batch {cfg.memory_batch}"
-    model.train()
-    return out
-
-
-def _table2_limit(cfg) -> float:
-    return float(cfg.table2_memory_limit_gb or 0.0) or float(cfg.memory_limit_gb)
-
-
-# --------------------------------------------------------------------------- stages
-
-
-def stages(cfg) -> list[Stage]:
-    """Every stage in run order: the Table 2 measurements, then the training grid."""
-    return table2_stages(cfg) + grid_stages(cfg)
-
-
-def table2_stages(cfg) -> list[Stage]:
-    """``measure-<model>-<template>``: one per ``table2_models`` x ``table2_templates``."""
-    for t in cfg.table2_templates:
-        check_template(t)
-    return [_measure_stage(cfg, m, t) for m in cfg.table2_models for t in cfg.table2_templates]
-
-
-def grid_stages(cfg) -> list[Stage]:
-    """``<model>-<template>-w<width>-<data>``: one per cell of :func:`grid`; with
-    ``cfg.seeds`` one per cell and seed (``-s<seed>``), seed by seed."""
-    check_number("margin", cfg.margin, 0.0, 100.0)
-    if cfg.seeds:
-        return [_cell_stage(ev.seeded(cfg, s), *cell, suffix=ev.seed_suffix(s))
-                for s in cfg.seeds for cell in grid(cfg)]
-    return [_cell_stage(cfg, *cell) for cell in grid(cfg)]
-
-
-def _measure_stage(cfg, model: str, template: str) -> Stage:
-    limit = _table2_limit(cfg)
-
-    def fn(stage: Stage) -> dict:
-        return measure(create_model(model, num_classes=10, template=template), cfg, limit)
-
-    key = dict(model=model, template=template, width=1.0, num_classes=10,
-               image_size=cfg.image_size, measure_memory=cfg.measure_memory,
-               measure_latency=cfg.measure_latency, memory_batch=cfg.memory_batch,
-               memory_probe=list(cfg.memory_probe), latency_batch=cfg.latency_batch,
-               memory_limit_gb=limit, latency_repeats=cfg.latency_repeats, kind="measure")
-    return Stage(cfg, f"measure-{model}-{template}", key, fn)
-
-
-def _cell_stage(cfg, dataset: str, model: str, template: str, width: float,
-                suffix: str = "") -> Stage:
-    name = run_name(model, template, width, dataset) + suffix
-
-    def fn(stage: Stage) -> dict:
-        data = load_data(cfg, cfg.train.batch_size, dataset=dataset, augment=cfg.augment)
-        net = create_model(model, num_classes=data.num_classes, template=template, width=width)
-        # train + params/FLOPs; latency and the guarded memory footprint come from measure()
-        metrics = train_and_measure(net, data, cfg.train, stage.ckpt_dir, device=cfg.device,
-                                    desc=name, latency_repeats=0)
-        metrics.update(measure(net, cfg, cfg.memory_limit_gb), num_classes=data.num_classes)
-        stage.save_model(net)
-        return metrics
-
-    key = key_of(cfg, "image_size", "augment", "train", "measure_memory", "measure_latency",
-                 "memory_batch", "memory_probe", "memory_limit_gb", "latency_batch",
-                 "latency_repeats", dataset=dataset, model=model, template=template, width=width)
-    return Stage(cfg, name, key, fn)
-
-
-def run(cfg, force: bool = False) -> dict[str, dict]:
-    """Measure the Table 2 models and train every grid cell (cached records); returns
-    ``{stage name: record}``."""
-    return run_stages(stages(cfg), force)
-
-
 # --------------------------------------------------------------------------- frames
+
+
+def _graph(cfg):
+    """The templates graph of ``cfg`` (the package's pipeline)."""
+    from reprolib.experiments.templates import PIPELINE
+
+    return PIPELINE.graph(cfg)
 
 
 def _frame(stage_list) -> pd.DataFrame:
@@ -241,15 +68,17 @@ def _frame(stage_list) -> pd.DataFrame:
     return df
 
 
-def grid_frame(cfg) -> pd.DataFrame:
+def grid_frame(cfg, **tags) -> pd.DataFrame:
     """The training grid's records (``reprolib.results.records_frame``: metrics and
-    ``config.<key>`` columns), in grid order."""
-    return _frame(grid_stages(cfg))
+    ``config.<key>`` columns), in grid order: the ``cell`` stages whose tags include
+    ``tags`` (``dataset``, ``model``, ``template``, ``width``, ``seed``)."""
+    return _frame(_graph(cfg).select("cell", **tags))
 
 
 def table2_frame(cfg) -> pd.DataFrame:
-    """The Table 2 measurement records (``records_frame``), model-major."""
-    return _frame(table2_stages(cfg))
+    """The Table 2 measurement records (``records_frame``), model-major: the ``measure``
+    stages."""
+    return _frame(_graph(cfg).select("measure"))
 
 
 def _col(df: pd.DataFrame, name: str) -> pd.Series:
@@ -340,18 +169,18 @@ def table1(cfg) -> pd.DataFrame:
     """Table 1: accuracy (%) per data set x model x template at width ``cfg.table1_width``,
     ours beside the paper's (which is at width 1.0, 160 epochs); templates not trained here
     are empty."""
-    df = grid_frame(cfg)
+    g = _graph(cfg)
+    df = _frame(g.select("cell"))
     w = float(cfg.table1_width)
-    sub = df[df["config.width"] == w]
     rows = []
     for ds in datasets(cfg):
         for m in cfg.models:
             row = {"dataset": _short(ds), "model": m, "width": w}
             ppr = PAPER_TABLE1.get(_paper_key(ds), {}).get(_paper_model(m), {})
             for t in TEMPLATES:
-                cell = sub[(sub["config.dataset"] == ds) & (sub["config.model"] == m)
-                           & (sub["config.template"] == t)]
-                row[f"{LABELS[t]} ours"] = float(cell["acc"].iloc[0]) if len(cell) else math.nan
+                cell = g.select("cell", dataset=ds, model=m, template=t, width=w)
+                row[f"{LABELS[t]} ours"] = (float(cell[0].metrics()["acc"]) if cell
+                                            else math.nan)
                 row[f"{LABELS[t]} paper"] = ppr.get(t, math.nan)
             rows.append(row)
     out = pd.DataFrame(rows)
@@ -381,15 +210,9 @@ def runs_table(cfg) -> pd.DataFrame:
     return out
 
 
-def tables(cfg) -> dict[str, pd.DataFrame]:
-    """``table2`` (params / memory / time at width 1.0), ``table1`` (accuracy per template)
-    and ``runs`` (every trained cell), all read back from the records; with ``cfg.seeds``
-    Table 1 and the runs as mean ± std over the seeds (Table 2 when it has cells) and the
-    ``claims``."""
-    if cfg.seeds:
-        out = {"table2": table2(cfg)} if table2_stages(cfg) else {}
-        return {**out, "table1": evidence_table1(cfg), "runs": evidence_runs(cfg),
-                "claims": claims(cfg)}
+def make_tables(cfg) -> dict[str, pd.DataFrame]:
+    """A one-seed run's tables: ``table2`` (params / memory / time at width 1.0), ``table1``
+    (accuracy per template) and ``runs`` (every trained cell), read back from the records."""
     return {"table2": table2(cfg), "table1": table1(cfg), "runs": runs_table(cfg)}
 
 
@@ -528,7 +351,7 @@ def plot_fig2():
     return fig
 
 
-def figures(cfg) -> dict:
+def make_figures(cfg) -> dict:
     """``fig2_vgg19_templates`` and Figures 3-5 (``fig3_acc_vs_params``,
     ``fig4_acc_vs_memory``, ``fig5_acc_vs_time``) from the training grid's records."""
     df = grid_frame(cfg)
@@ -586,13 +409,14 @@ def grid_summary(cfg) -> str:
 def ran_summary(cfg) -> str:
     """Plain lines saying which part of the paper's grid the records cover: per data set and
     model, the templates and widths trained and the training time."""
-    df = grid_frame(cfg)
+    g = _graph(cfg)
+    df = _frame(g.select("cell"))
     lines = [f"profile {cfg.profile!r} ran {len(df)} of the paper's 320 training runs "
              f"({cfg.train.epochs} epoch(s) each instead of 160; paper widths "
              f"{', '.join(f'{w:g}' for w in PAPER_WIDTHS)}):"]
     for ds in datasets(cfg):
         for m in cfg.models:
-            sub = df[(df["config.dataset"] == ds) & (df["config.model"] == m)]
+            sub = _frame(g.select("cell", dataset=ds, model=m))
             if not len(sub):
                 lines.append(f"  {_short(ds)} · {m}: nothing")
                 continue
@@ -650,13 +474,12 @@ def _matching(ok: pd.DataFrame, tab: pd.DataFrame) -> str:
     return _list(out)
 
 
-def summary(cfg) -> str:
-    """The paragraph about this run: base parameters vs the paper's, how many Table 2
-    parameter cells match, the trained grid's accuracies; every number from the records
-    (with ``cfg.seeds``: :func:`evidence_summary`)."""
-    if cfg.seeds:
-        return evidence_summary(cfg)
-    t2 = table2_frame(cfg)
+def make_summary(cfg) -> str:
+    """The paragraph about a one-seed run: base parameters vs the paper's, how many Table 2
+    parameter cells match, the trained grid's accuracies; every number from the records (an
+    evidence run's paragraph is ``claims.evidence_summary``)."""
+    g = _graph(cfg)
+    t2 = _frame(g.select("measure"))
     parts = []
     base = t2[t2["config.template"] == "base"]
     full = [m for m in PAPER_MODELS if m in set(base["config.model"])]
@@ -690,17 +513,16 @@ def summary(cfg) -> str:
                      "the others cannot come from the paper's equations"
                      + ("; ResNet-50 `unit=\"stage\"` is offered as the alternative reading"
                         if "resnet50_cifar" in cfg.table2_models else "") + f".{mem}{lat}")
-    g = grid_frame(cfg)
-    if len(g):
-        ep = sorted({int(e) for e in g["epochs"]})
-        ws = sorted({float(w) for w in g["config.width"]})
+    df = _frame(g.select("cell"))
+    if len(df):
+        ep = sorted({int(e) for e in df["epochs"]})
+        ws = sorted({float(w) for w in df["config.width"]})
         cells = []
         wins = pairs = 0
         p_ratio, f_ratio = [], []
         for m in cfg.models:
             for w in ws:
-                sub = g[(g["config.model"] == m) & (g["config.width"] == w)
-                        & (g["config.dataset"] == cfg.dataset)]
+                sub = _frame(g.select("cell", dataset=cfg.dataset, model=m, width=w))
                 if not len(sub):
                     continue
                 accs = {t: float(a) for t, a in zip(sub["config.template"], sub["acc"])}
@@ -713,8 +535,8 @@ def summary(cfg) -> str:
                     for _, r in sub[sub["config.template"] != "base"].iterrows():
                         p_ratio.append(r["params"] / b["params"])
                         f_ratio.append(r["flops"] / b["flops"])
-        tpl = [t for t in TEMPLATES if t in set(g["config.template"])]
-        lo, hi = g["acc"].min(), g["acc"].max()
+        tpl = [t for t in TEMPLATES if t in set(df["config.template"])]
+        lo, hi = df["acc"].min(), df["acc"].max()
         ppr = [v for m in cfg.models
                for v in PAPER_TABLE1[_paper_key(cfg.dataset)].get(_paper_model(m), {}).values()]
         verdict = (f" A redistributed template beats the base model at the same width in "
@@ -723,225 +545,14 @@ def summary(cfg) -> str:
                    "so the comparison is at equal width, not equal cost." if pairs else "")
         paper_rng = (f" against the paper's {_rng(ppr, 'g')} % at width 1.0 after 160 "
                      "epochs" if ppr else "")
-        full_grid = len(g) == 320 and ep == [160] and not any(m.endswith("_tiny")
+        full_grid = len(df) == 320 and ep == [160] and not any(m.endswith("_tiny")
                                                               for m in cfg.models)
         scope = ("" if full_grid else " This is a check of the pipeline at a small budget, "
                  "not the paper's 160-epoch, 320-run grid (`--profile paper`).")
         ep_txt = "/".join(map(str, ep)) + (" epoch" if ep == [1] else " epochs")
         parts.append(f"Accuracy (`figures/templates/table1-{cfg.profile}.md`, Figures 3–5): "
-                     f"{len(g)} runs, {_list(tpl)} at widths "
+                     f"{len(df)} runs, {_list(tpl)} at widths "
                      f"{' / '.join(f'{w:g}' for w in ws)}, {ep_txt} on "
                      f"`{_short(cfg.dataset)}` — {'; '.join(cells)} % top-1 "
                      f"({_rng([lo, hi])} %{paper_rng}).{verdict}{scope}")
     return f"`reprolib run templates --profile {cfg.profile}`: " + " ".join(parts)
-
-
-# --------------------------------------------------------------------------- evidence
-
-
-#: Figures 3-5's resources as the claims name them: (metric column, words, unit scale, unit).
-RESOURCES = (("params", "parameters", 1e-6, "M"),
-             ("peak_memory_bytes", "training memory (batch 64)", 1e-6, "MB"),
-             ("latency_us_per_image", "inference time", 1.0, "us/image"))
-
-
-def seed_accuracies(cfg) -> dict[tuple[str, str, float], list[float]]:
-    """Test accuracy (%) of every grid cell of ``cfg.dataset``, one value per seed (seed
-    order): ``{(model, template, width): [acc, ...]}``."""
-    df = grid_frame(cfg)
-    df = df[df["config.dataset"] == cfg.dataset].sort_values("config.seed", kind="stable")
-    return {(m, t, float(w)): list(g["acc"])
-            for (m, t, w), g in df.groupby(["config.model", "config.template", "config.width"],
-                                           sort=False)}
-
-
-def _stats(cfg) -> pd.DataFrame:
-    st = cell_stats(grid_frame(cfg))
-    return st[st["dataset"] == cfg.dataset].reset_index(drop=True)
-
-
-def _wall_minutes(cfg) -> float:
-    return sum(float(s.record().get("wall_time_s", 0.0)) for s in grid_stages(cfg)) / 60
-
-
-def evidence_caption(cfg) -> str:
-    """Profile, data, models, templates, widths, seeds, recipe, the plateau rule's outcome,
-    wall time and device of the evidence run."""
-    df = grid_frame(cfg)
-    st = cell_stats(df)
-    n_plat, n_runs = int(st["plateaued"].sum()), int(st["n"].sum())
-    widths = ", ".join(f"{w:g}" for w in sorted({float(w) for w in df["config.width"]}))
-    r = cfg.train
-    return (f"{report.provenance(cfg, df)} · {len(cfg.models)} models × {len(cfg.templates)} "
-            f"templates × widths {widths} × seeds {', '.join(map(str, cfg.seeds))} "
-            f"({n_runs} runs; {r.optimizer} lr {r.lr:g}, {r.schedule}, batch {r.batch_size}) · "
-            f"plateau reached in {n_plat} of {n_runs} runs (mean test accuracy of the last 3 "
-            "epochs < 1 point above the 3 before; evidence.plateaued) · memory: peak of one "
-            f"training step at batch {cfg.memory_batch} on the CPU; time: median of "
-            f"{cfg.latency_repeats} batch-{cfg.latency_batch} CPU passes (the paper: Titan X) "
-            f"· wall time {_wall_minutes(cfg):.0f} min (sum of the stages){profile_note(cfg)}")
-
-
-def evidence_table1(cfg) -> pd.DataFrame:
-    """Table 1 over the seeds: per model and width, the test accuracy of every template
-    (mean ± std, n seeds) beside the paper's (width 1.0, 160 epochs)."""
-    accs = seed_accuracies(cfg)
-    rows = []
-    for m in cfg.models:
-        ppr = PAPER_TABLE1.get(_paper_key(cfg.dataset), {}).get(_paper_model(m), {})
-        for w in model_widths(cfg, m):
-            row = {"model": m, "width": float(w)}
-            for t in TEMPLATES:
-                row[f"{LABELS[t]} ours"] = ev.fmt(accs[(m, t, float(w))], 2) \
-                    if (m, t, float(w)) in accs else ""
-                row[f"{LABELS[t]} paper"] = ppr.get(t, math.nan)
-            rows.append(row)
-    out = pd.DataFrame(rows)
-    out.attrs["caption"] = (f"Table 1 (mean ± std over seeds): test accuracy (%) · "
-                            f"{evidence_caption(cfg)} · paper columns: width 1.0, 160 epochs, "
-                            "full CIFAR-10")
-    return out
-
-
-def evidence_runs(cfg) -> pd.DataFrame:
-    """Every grid cell over the seeds: accuracy (mean ± std), params, FLOPs, memory, latency
-    (mean ± std), the ratio of each to the base model at the same width, epochs, plateaus."""
-    st = _stats(cfg)
-    rows = []
-    for _, r in st.iterrows():
-        b = st[(st["model"] == r["model"]) & (st["template"] == "base")
-               & (st["width"] == r["width"])]
-        b = b.iloc[0] if len(b) else None
-        ratio = (lambda c: r[c] / b[c] if b is not None and b[c] else math.nan)
-        rows.append({"model": r["model"], "template": r["template"], "width": r["width"],
-                     "acc (%)": f"{r['acc']:.2f} ± {r['acc_std']:.2f}", "seeds": int(r["n"]),
-                     "params_M": r["params"] / 1e6, "MFLOPs": r["flops"] / 1e6,
-                     "memory_MB": r["peak_memory_bytes"] / 1e6,
-                     "latency_us": f"{r['latency_us_per_image']:.0f} ± "
-                                   f"{r['latency_us_per_image_std']:.0f}",
-                     "params / base": ratio("params"),
-                     "memory / base": ratio("peak_memory_bytes"),
-                     "time / base": ratio("latency_us_per_image"),
-                     "epochs": r["epochs"], "plateaued": f"{r['plateaued']}/{int(r['n'])}",
-                     "train_time_s": f"{r['train_time_s']:.0f} ± {r['train_time_s_std']:.0f}"})
-    out = pd.DataFrame(rows)
-    out.attrs["caption"] = ("Training grid over the seeds (ratios: to the base model at the "
-                            f"same width) · {evidence_caption(cfg)} · {report.FLOPS_NOTE}")
-    return out
-
-
-def _paper_best(model: str) -> tuple[str, float, float]:
-    """The paper's best redistributed template for ``model`` (Table 1, CIFAR-10, width 1.0),
-    its accuracy and the base model's."""
-    ppr = PAPER_TABLE1["cifar10"][_paper_model(model)]
-    t = max((t for t in TEMPLATES if t != "base"), key=lambda t: ppr[t])
-    return t, ppr[t], ppr["base"]
-
-
-def _resource_row(cfg, m: str, st: pd.DataFrame, accs, col: str, words: str, scale: float,
-                  unit: str) -> dict:
-    """Claim row: some redistributed template cell reaches the accuracy of the base model at
-    the largest width with less of one resource (non-inferiority, Bonferroni over the cells
-    that use less)."""
-    w_hi, w_lo = max(model_widths(cfg, m)), min(model_widths(cfg, m))
-    sub = st[st["model"] == m]
-    base = sub[(sub["template"] == "base") & (sub["width"] == w_hi)].iloc[0]
-    ref = accs[(m, "base", w_hi)]
-    cheaper = sub[(sub["template"] != "base") & (sub[col] < base[col])].sort_values(col)
-    k = len(cheaper)
-    claim = (f"{_label(m)}: a template reaches the base model's accuracy (width {w_hi:g}; no "
-             f"worse than {cfg.margin:g} point{'s' if cfg.margin != 1 else ''}) with less "
-             f"{words}")
-    lo_b = sub[(sub["template"] == "base") & (sub["width"] == w_lo)]
-    control = ""
-    if w_lo != w_hi and len(lo_b):
-        c = ev.compare(accs[(m, "base", w_lo)], ref)
-        control = (f"; control, base at width {w_lo:g}: ×{lo_b.iloc[0][col] / base[col]:.2f} "
-                   f"{words}, accuracy {c['diff']:+.2f}")
-    paper = "Figures 3–5 (160 ep, widths 0.05–1.6)"
-    if not k:
-        return ev.claim_row(claim, f"base w{w_hi:g}: {base[col] * scale:.3g} {unit}; no "
-                            "template cell uses less", paper, "does not hold",
-                            f"every trained template cell uses at least as much {words}"
-                            + control)
-    tests = []
-    for _, r in cheaper.iterrows():
-        c = ev.compare(accs[(m, r["template"], r["width"])], ref, margin=cfg.margin,
-                       alpha=0.05 / k)
-        tests.append((r, c))
-    good = [(r, c) for r, c in tests if c["verdict"] == "holds"]
-    verdict = ("holds" if good else "does not hold"
-               if all(c["verdict"] == "does not hold" for _, c in tests) else "inconclusive")
-    r, c = good[0] if good else tests[0]
-    ours = (f"{LABELS[r['template']]} w{r['width']:g}: ×{r[col] / base[col]:.2f} {words}, "
-            f"{ev.fmt(accs[(m, r['template'], r['width'])], 1, ' %')} vs base "
-            f"{ev.fmt(ref, 1, ' %')}")
-    return ev.claim_row(claim, ours, paper, verdict,
-                        f"{'cheapest passing' if good else 'cheapest'} of {k} cheaper cells: "
-                        f"{c['reason']} (Bonferroni over {k}){control}")
-
-
-def claims(cfg) -> pd.DataFrame:
-    """The claims table (``evidence.CLAIM_COLUMNS``): per model, (1) the paper's best
-    template against the base model at equal width (better where the paper's Table 1 has it
-    better, else no worse than ``cfg.margin``), (2-4) a template reaching the base model's
-    accuracy with fewer parameters / less training memory / less inference time, and (5)
-    the paper's "less than 5 % variation across templates".  Caption in ``attrs``."""
-    if not cfg.seeds:
-        from reprolib.errors import ReprolibError
-
-        raise ReprolibError("claims need seeds: run the evidence profile "
-                            f"(reprolib run {PAPER} --profile evidence)")
-    accs = seed_accuracies(cfg)
-    st = _stats(cfg)
-    rows, spreads = [], []
-    for m in cfg.models:
-        w_hi = max(model_widths(cfg, m))
-        base = accs.get((m, "base", w_hi), [])
-        t, p_t, p_b = _paper_best(m)
-        if (m, t, w_hi) in accs:
-            if p_t > p_b:
-                c = ev.compare(accs[(m, t, w_hi)], base)
-                claim = (f"{_label(m)}: {LABELS[t]} (the paper's best template) is more "
-                         f"accurate than the base model at equal width {w_hi:g}")
-            else:
-                c = ev.compare(accs[(m, t, w_hi)], base, margin=cfg.margin)
-                claim = (f"{_label(m)}: {LABELS[t]} (the paper's best template, below base "
-                         f"in the paper) is as accurate as the base model at width {w_hi:g} "
-                         f"(no worse than {cfg.margin:g} point{'s' if cfg.margin != 1 else ''})")
-            rows.append(ev.claim_row(
-                claim, f"{ev.fmt(accs[(m, t, w_hi)], 1, ' %')} vs {ev.fmt(base, 1, ' %')}",
-                f"{p_t:g} vs {p_b:g} % (width 1.0, 160 ep)", c["verdict"], c["reason"]))
-        for col, words, scale, unit in RESOURCES:
-            if col in st and st[st["model"] == m][col].notna().all() and base:
-                rows.append(_resource_row(cfg, m, st, accs, col, words, scale, unit))
-        means = {tt: ev.mean_std(accs[(m, tt, w_hi)])[0] for tt in TEMPLATES
-                 if (m, tt, w_hi) in accs}
-        if len(means) > 1:
-            hi, lo = max(means, key=means.get), min(means, key=means.get)
-            spreads.append((m, w_hi, means[hi] - means[lo],
-                            ev.compare(accs[(m, hi, w_hi)], accs[(m, lo, w_hi)])))
-    if spreads:
-        big = [(m, w, d, c) for m, w, d, c in spreads if d >= 5]
-        verdict = ("holds" if not big else "does not hold"
-                   if any(c["verdict"] == "holds" for *_, c in big) else "inconclusive")
-        ours = "; ".join(f"{_label(m)} w{w:g}: {d:.1f}" for m, w, d, _ in spreads) + " points"
-        why = ("the largest gap between template means is below 5 points for every model"
-               if not big else "; ".join(f"{_label(m)}: {c['reason']}" for m, _, _, c in big))
-        rows.append(ev.claim_row(
-            "Accuracy varies by less than 5 points across the five templates (range of the "
-            "template means at the largest width, per model)", ours,
-            "< 5 % for all models (conclusions)", verdict, why))
-    df = ev.claims_frame(rows)
-    df.attrs["caption"] = "Claims (filter redistribution templates): " + evidence_caption(cfg)
-    return df
-
-
-def evidence_summary(cfg) -> str:
-    """The evidence paragraph: what ran, then every claim with its verdict, from the records."""
-    cl = claims(cfg)
-    parts = [f"Evidence run (`reprolib run {PAPER} --profile {cfg.profile}`): "
-             f"{evidence_caption(cfg)}."]
-    for _, r in cl.iterrows():
-        parts.append(f"{r['claim']}: {r['ours']} — **{r['verdict']}** ({r['reason']}).")
-    return " ".join(parts)

@@ -1,0 +1,243 @@
+"""The templates evidence run (``cfg.seeds``): Table 1 and the runs table over the seeds
+(mean ± std), the claims table and the evidence paragraph, from the records of the ``cell``
+stages (found by their tags: ``graph.select("cell", dataset=..., seed=...)``).
+
+The claims (:func:`evidence_claims`): per model, (1) the paper's best template against the
+base model at equal width, (2-4) a template reaching the base model's accuracy with fewer
+parameters / less training memory / less inference time, and (5) the paper's "less than 5 %
+variation across templates"."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from reprolib.configs.templates import PAPER_TABLE1
+from reprolib.core import report
+from reprolib.core.pipeline import profile_note
+from reprolib.experiments import evidence as ev
+from reprolib.experiments.templates.graph import model_widths
+from reprolib.experiments.templates.report import (LABELS, PAPER, _graph, _label, _paper_key,
+                                                   _paper_model, cell_stats, grid_frame,
+                                                   table2)
+from reprolib.methods.templates import TEMPLATES
+
+
+#: Figures 3-5's resources as the claims name them: (metric column, words, unit scale, unit).
+RESOURCES = (("params", "parameters", 1e-6, "M"),
+             ("peak_memory_bytes", "training memory (batch 64)", 1e-6, "MB"),
+             ("latency_us_per_image", "inference time", 1.0, "us/image"))
+
+
+def seed_accuracies(cfg) -> dict[tuple[str, str, float], list[float]]:
+    """Test accuracy (%) of every grid cell of ``cfg.dataset``, one value per seed (seed
+    order): ``{(model, template, width): [acc, ...]}``, from the ``cell`` stages' tags."""
+    out: dict[tuple[str, str, float], list[float]] = {}
+    cells = sorted(_graph(cfg).select("cell", dataset=cfg.dataset), key=lambda s: s.tags["seed"])
+    for s in cells:
+        t = s.tags
+        out.setdefault((t["model"], t["template"], float(t["width"])), []).append(
+            float(s.metrics()["acc"]))
+    return out
+
+
+def _stats(cfg) -> pd.DataFrame:
+    """:func:`cell_stats` of the cells of ``cfg.dataset``."""
+    return cell_stats(grid_frame(cfg, dataset=cfg.dataset)).reset_index(drop=True)
+
+
+def _wall_minutes(cfg) -> float:
+    return sum(float(s.record().get("wall_time_s", 0.0))
+               for s in _graph(cfg).select("cell")) / 60
+
+
+def evidence_caption(cfg) -> str:
+    """Profile, data, models, templates, widths, seeds, recipe, the plateau rule's outcome,
+    wall time and device of the evidence run."""
+    df = grid_frame(cfg)
+    st = cell_stats(df)
+    n_plat, n_runs = int(st["plateaued"].sum()), int(st["n"].sum())
+    widths = ", ".join(f"{w:g}" for w in sorted({float(w) for w in df["config.width"]}))
+    r = cfg.train
+    return (f"{report.provenance(cfg, df)} · {len(cfg.models)} models × {len(cfg.templates)} "
+            f"templates × widths {widths} × seeds {', '.join(map(str, cfg.seeds))} "
+            f"({n_runs} runs; {r.optimizer} lr {r.lr:g}, {r.schedule}, batch {r.batch_size}) · "
+            f"plateau reached in {n_plat} of {n_runs} runs (mean test accuracy of the last 3 "
+            "epochs < 1 point above the 3 before; evidence.plateaued) · memory: peak of one "
+            f"training step at batch {cfg.memory_batch} on the CPU; time: median of "
+            f"{cfg.latency_repeats} batch-{cfg.latency_batch} CPU passes (the paper: Titan X) "
+            f"· wall time {_wall_minutes(cfg):.0f} min (sum of the stages){profile_note(cfg)}")
+
+
+def evidence_table1(cfg) -> pd.DataFrame:
+    """Table 1 over the seeds: per model and width, the test accuracy of every template
+    (mean ± std, n seeds) beside the paper's (width 1.0, 160 epochs)."""
+    accs = seed_accuracies(cfg)
+    rows = []
+    for m in cfg.models:
+        ppr = PAPER_TABLE1.get(_paper_key(cfg.dataset), {}).get(_paper_model(m), {})
+        for w in model_widths(cfg, m):
+            row = {"model": m, "width": float(w)}
+            for t in TEMPLATES:
+                row[f"{LABELS[t]} ours"] = ev.fmt(accs[(m, t, float(w))], 2) \
+                    if (m, t, float(w)) in accs else ""
+                row[f"{LABELS[t]} paper"] = ppr.get(t, math.nan)
+            rows.append(row)
+    out = pd.DataFrame(rows)
+    out.attrs["caption"] = (f"Table 1 (mean ± std over seeds): test accuracy (%) · "
+                            f"{evidence_caption(cfg)} · paper columns: width 1.0, 160 epochs, "
+                            "full CIFAR-10")
+    return out
+
+
+def evidence_runs(cfg) -> pd.DataFrame:
+    """Every grid cell over the seeds: accuracy (mean ± std), params, FLOPs, memory, latency
+    (mean ± std), the ratio of each to the base model at the same width, epochs, plateaus."""
+    st = _stats(cfg)
+    rows = []
+    for _, r in st.iterrows():
+        b = st[(st["model"] == r["model"]) & (st["template"] == "base")
+               & (st["width"] == r["width"])]
+        b = b.iloc[0] if len(b) else None
+        ratio = (lambda c: r[c] / b[c] if b is not None and b[c] else math.nan)
+        rows.append({"model": r["model"], "template": r["template"], "width": r["width"],
+                     "acc (%)": f"{r['acc']:.2f} ± {r['acc_std']:.2f}", "seeds": int(r["n"]),
+                     "params_M": r["params"] / 1e6, "MFLOPs": r["flops"] / 1e6,
+                     "memory_MB": r["peak_memory_bytes"] / 1e6,
+                     "latency_us": f"{r['latency_us_per_image']:.0f} ± "
+                                   f"{r['latency_us_per_image_std']:.0f}",
+                     "params / base": ratio("params"),
+                     "memory / base": ratio("peak_memory_bytes"),
+                     "time / base": ratio("latency_us_per_image"),
+                     "epochs": r["epochs"], "plateaued": f"{r['plateaued']}/{int(r['n'])}",
+                     "train_time_s": f"{r['train_time_s']:.0f} ± {r['train_time_s_std']:.0f}"})
+    out = pd.DataFrame(rows)
+    out.attrs["caption"] = ("Training grid over the seeds (ratios: to the base model at the "
+                            f"same width) · {evidence_caption(cfg)} · {report.FLOPS_NOTE}")
+    return out
+
+
+def _paper_best(model: str) -> tuple[str, float, float]:
+    """The paper's best redistributed template for ``model`` (Table 1, CIFAR-10, width 1.0),
+    its accuracy and the base model's."""
+    ppr = PAPER_TABLE1["cifar10"][_paper_model(model)]
+    t = max((t for t in TEMPLATES if t != "base"), key=lambda t: ppr[t])
+    return t, ppr[t], ppr["base"]
+
+
+def _resource_row(cfg, m: str, st: pd.DataFrame, accs, col: str, words: str, scale: float,
+                  unit: str) -> dict:
+    """Claim row: some redistributed template cell reaches the accuracy of the base model at
+    the largest width with less of one resource (non-inferiority, Bonferroni over the cells
+    that use less)."""
+    w_hi, w_lo = max(model_widths(cfg, m)), min(model_widths(cfg, m))
+    sub = st[st["model"] == m]
+    base = sub[(sub["template"] == "base") & (sub["width"] == w_hi)].iloc[0]
+    ref = accs[(m, "base", w_hi)]
+    cheaper = sub[(sub["template"] != "base") & (sub[col] < base[col])].sort_values(col)
+    k = len(cheaper)
+    claim = (f"{_label(m)}: a template reaches the base model's accuracy (width {w_hi:g}; no "
+             f"worse than {cfg.margin:g} point{'s' if cfg.margin != 1 else ''}) with less "
+             f"{words}")
+    lo_b = sub[(sub["template"] == "base") & (sub["width"] == w_lo)]
+    control = ""
+    if w_lo != w_hi and len(lo_b):
+        c = ev.compare(accs[(m, "base", w_lo)], ref)
+        control = (f"; control, base at width {w_lo:g}: ×{lo_b.iloc[0][col] / base[col]:.2f} "
+                   f"{words}, accuracy {c['diff']:+.2f}")
+    paper = "Figures 3–5 (160 ep, widths 0.05–1.6)"
+    if not k:
+        return ev.claim_row(claim, f"base w{w_hi:g}: {base[col] * scale:.3g} {unit}; no "
+                            "template cell uses less", paper, "does not hold",
+                            f"every trained template cell uses at least as much {words}"
+                            + control)
+    tests = []
+    for _, r in cheaper.iterrows():
+        c = ev.compare(accs[(m, r["template"], r["width"])], ref, margin=cfg.margin,
+                       alpha=0.05 / k)
+        tests.append((r, c))
+    good = [(r, c) for r, c in tests if c["verdict"] == "holds"]
+    verdict = ("holds" if good else "does not hold"
+               if all(c["verdict"] == "does not hold" for _, c in tests) else "inconclusive")
+    r, c = good[0] if good else tests[0]
+    ours = (f"{LABELS[r['template']]} w{r['width']:g}: ×{r[col] / base[col]:.2f} {words}, "
+            f"{ev.fmt(accs[(m, r['template'], r['width'])], 1, ' %')} vs base "
+            f"{ev.fmt(ref, 1, ' %')}")
+    return ev.claim_row(claim, ours, paper, verdict,
+                        f"{'cheapest passing' if good else 'cheapest'} of {k} cheaper cells: "
+                        f"{c['reason']} (Bonferroni over {k}){control}")
+
+
+def evidence_claims(cfg) -> pd.DataFrame:
+    """The claims table (``evidence.CLAIM_COLUMNS``) of an evidence run whose records all
+    exist: per model, (1) the paper's best template against the base model at equal width
+    (better where the paper's Table 1 has it better, else no worse than ``cfg.margin``),
+    (2-4) a template reaching the base model's accuracy with fewer parameters / less
+    training memory / less inference time, and (5) the paper's "less than 5 % variation
+    across templates".  Caption in ``attrs``.  (``claims(cfg)`` -- the pipeline's -- calls
+    it; without seeds or records it is the empty table saying why.)"""
+    accs = seed_accuracies(cfg)
+    st = _stats(cfg)
+    rows, spreads = [], []
+    for m in cfg.models:
+        w_hi = max(model_widths(cfg, m))
+        base = accs.get((m, "base", w_hi), [])
+        t, p_t, p_b = _paper_best(m)
+        if (m, t, w_hi) in accs:
+            if p_t > p_b:
+                c = ev.compare(accs[(m, t, w_hi)], base)
+                claim = (f"{_label(m)}: {LABELS[t]} (the paper's best template) is more "
+                         f"accurate than the base model at equal width {w_hi:g}")
+            else:
+                c = ev.compare(accs[(m, t, w_hi)], base, margin=cfg.margin)
+                claim = (f"{_label(m)}: {LABELS[t]} (the paper's best template, below base "
+                         f"in the paper) is as accurate as the base model at width {w_hi:g} "
+                         f"(no worse than {cfg.margin:g} point{'s' if cfg.margin != 1 else ''})")
+            rows.append(ev.claim_row(
+                claim, f"{ev.fmt(accs[(m, t, w_hi)], 1, ' %')} vs {ev.fmt(base, 1, ' %')}",
+                f"{p_t:g} vs {p_b:g} % (width 1.0, 160 ep)", c["verdict"], c["reason"]))
+        for col, words, scale, unit in RESOURCES:
+            if col in st and st[st["model"] == m][col].notna().all() and base:
+                rows.append(_resource_row(cfg, m, st, accs, col, words, scale, unit))
+        means = {tt: ev.mean_std(accs[(m, tt, w_hi)])[0] for tt in TEMPLATES
+                 if (m, tt, w_hi) in accs}
+        if len(means) > 1:
+            hi, lo = max(means, key=means.get), min(means, key=means.get)
+            spreads.append((m, w_hi, means[hi] - means[lo],
+                            ev.compare(accs[(m, hi, w_hi)], accs[(m, lo, w_hi)])))
+    if spreads:
+        big = [(m, w, d, c) for m, w, d, c in spreads if d >= 5]
+        verdict = ("holds" if not big else "does not hold"
+                   if any(c["verdict"] == "holds" for *_, c in big) else "inconclusive")
+        ours = "; ".join(f"{_label(m)} w{w:g}: {d:.1f}" for m, w, d, _ in spreads) + " points"
+        why = ("the largest gap between template means is below 5 points for every model"
+               if not big else "; ".join(f"{_label(m)}: {c['reason']}" for m, _, _, c in big))
+        rows.append(ev.claim_row(
+            "Accuracy varies by less than 5 points across the five templates (range of the "
+            "template means at the largest width, per model)", ours,
+            "< 5 % for all models (conclusions)", verdict, why))
+    df = ev.claims_frame(rows)
+    df.attrs["caption"] = "Claims (filter redistribution templates): " + evidence_caption(cfg)
+    return df
+
+def evidence_summary(cfg) -> str:
+    """The evidence paragraph: what ran, then every claim with its verdict, from the records."""
+    from reprolib.experiments.templates import PIPELINE
+
+    cl = PIPELINE.claims(cfg)
+    parts = [f"Evidence run (`reprolib run {PAPER} --profile {cfg.profile}`): "
+             f"{evidence_caption(cfg)}."]
+    for _, r in cl.iterrows():
+        parts.append(f"{r['claim']}: {r['ours']} — **{r['verdict']}** ({r['reason']}).")
+    return " ".join(parts)
+
+
+def evidence_tables(cfg) -> dict[str, pd.DataFrame]:
+    """An evidence run's tables: ``table2`` when the config measures Table 2 cells, Table 1
+    and the runs as mean ± std over the seeds, and the ``claims``."""
+    from reprolib.experiments.templates import PIPELINE
+
+    out = {"table2": table2(cfg)} if _graph(cfg).select("measure") else {}
+    return {**out, "table1": evidence_table1(cfg), "runs": evidence_runs(cfg),
+            "claims": PIPELINE.claims(cfg)}

@@ -1,0 +1,202 @@
+"""The claims test of the VTP + decomposition pipeline (profile ``evidence``: ``cfg.seeds``):
+per seed its own dense -> L1 -> VTP chain at ``sweep_patch``, every (method, rank) decomposed
+and fine-tuned alike (role ``decompose``, use ``sweep``), and the VTP model fine-tuned with
+the same recipe (role ``control``).  Its tables, its claims and its figure, read back from
+the records of the graph."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pandas as pd
+
+from reprolib.configs.vtp_svd import PAPER_TABLE2, TABLE2_METHODS
+from reprolib.core import report
+from reprolib.core.claims import claim_row, claims_frame
+from reprolib.core.pipeline import profile_note
+from reprolib.data.catalog import dataset_label
+from reprolib.experiments import evidence
+from reprolib.experiments.vtp_svd.graph import patch_cfg
+from reprolib.experiments.vtp_svd.report import METHOD_STYLES, phase_note
+
+_NAMES = {"svd": "SVD", "qr": "QR", "qr_reduced": "reduced QR", "qr_pivoted": "pivoted QR",
+          "cod": "COD", "lu": "LU", "none": "VTP (not decomposed)"}
+
+
+def evidence_seeds(cfg) -> list[int]:
+    """The seeds of the evidence stages: ``cfg.seeds`` in order, each once (``cfg.seed``'s
+    chain is the Table 2 one)."""
+    return list(dict.fromkeys(int(x) for x in cfg.seeds))
+
+
+def evidence_frame(pipe, cfg) -> pd.DataFrame:
+    """One row per (seed, method, rank ratio), plus the control (method "none", rank ratio
+    1): accuracy right after decomposition (``acc_no_ft``) and after the fine-tune
+    (``acc``), params, FLOPs, and the VTP model's accuracy before either (``acc_vtp``);
+    empty without seeds."""
+    g = pipe.graph(cfg)
+    sp = cfg.sweep_patch
+    rows = []
+    for seed in evidence_seeds(cfg):
+        vm = g.get("vtp", patch=sp, seed=seed).metrics()
+        points = [((m, float(r)), g.get("decompose", use="sweep", patch=sp, seed=seed,
+                                        method=m, ratio=float(r)))
+                  for m in cfg.sweep_methods for r in cfg.sweep_ratios]
+        for (m, r), st in [*points, (("none", 1.0), g.get("control", patch=sp, seed=seed))]:
+            x = st.metrics()
+            rows.append({"seed": seed, "method": m, "rank_ratio": r, "params": x["params"],
+                         "flops": x["flops"], "acc_no_ft": x["acc_no_ft"], "acc": x["acc"],
+                         "acc_vtp": vm["acc"], "acc_dense": vm["acc_dense"]})
+    return pd.DataFrame(rows, columns=["seed", "method", "rank_ratio", "params", "flops",
+                                       "acc_no_ft", "acc", "acc_vtp", "acc_dense"])
+
+
+def _dense_histories(g, cfg) -> list[list[dict]]:
+    """The dense baselines' ``pretrain`` histories, one per evidence seed."""
+    return [g.get("dense", patch=cfg.sweep_patch, seed=s).metrics()["history"].get("pretrain", [])
+            for s in evidence_seeds(cfg)]
+
+
+def evidence_note(pipe, cfg) -> str:
+    """The evidence captions' line: phases, data, seeds, the plateau rule, the run cost."""
+    g = pipe.graph(cfg)
+    sp = cfg.sweep_patch
+    hist = _dense_histories(g, cfg)
+    recs = [s.record() for s in g.stages]
+    seeds = ", ".join(str(s) for s in evidence_seeds(cfg))
+    return (f"{phase_note(cfg, [sp], 'sweep')}, `{dataset_label(cfg.dataset)}`, seeds {seeds}; "
+            f"{evidence.plateau_note(hist, what='the dense baseline')}; "
+            f"{evidence.cost_note(recs)}{profile_note(cfg)}")
+
+
+def evidence_tables(pipe, cfg) -> dict[str, pd.DataFrame]:
+    """``evidence``: per method and rank ratio, params and accuracy right after decomposition
+    and after its fine-tune, mean ± std over the seeds, beside the paper's Table 2 at
+    ``sweep_patch``; ``evidence_runs``: every seed; ``claims``: the pipeline's claims."""
+    df = evidence_frame(pipe, cfg)
+    paper = PAPER_TABLE2.get(cfg.sweep_patch, {})
+    col = {m: c for c, m in TABLE2_METHODS.items()}
+    rows = []
+    order = {m: i for i, m in enumerate(["none", *cfg.sweep_methods])}
+    for (m, r), g in sorted(df.groupby(["method", "rank_ratio"]),
+                            key=lambda kv: (order.get(kv[0][0], 99), kv[0][1])):
+        rows.append({"method": _NAMES.get(m, m), "rank ratio": "-" if m == "none" else f"{r:g}",
+                     "params (k)": round(g["params"].mean() / 1e3, 1),
+                     "FLOPs (M)": round(g["flops"].mean() / 1e6, 2),
+                     "acc before FT (%)": evidence.fmt(g["acc_no_ft"]),
+                     "acc after FT (%)": evidence.fmt(g["acc"]),
+                     "paper acc (%)": paper.get(col.get(m, "VTP" if m == "none" else ""),
+                                                float("nan"))})
+    tab = pd.DataFrame(rows)
+    note = evidence_note(pipe, cfg)
+    tab.attrs["caption"] = (f"VTP + decomposition evidence: accuracy right after decomposing "
+                            f"every pruned layer at each rank and after the decomposition "
+                            f"fine-tune, mean ± std over seeds; 'VTP (not decomposed)' is the "
+                            f"VTP model fine-tuned alike (before FT: the VTP model). {note}. "
+                            f"{report.FLOPS_NOTE}. Paper: Table 2 at patch {cfg.sweep_patch} "
+                            f"(after fine-tuning; rank not stated).")
+    runs = df.round({"acc": 2, "acc_no_ft": 2, "acc_vtp": 2, "acc_dense": 2})
+    runs.attrs["caption"] = f"VTP + decomposition evidence, every seed. {note}."
+    return {"evidence": tab, "evidence_runs": runs, "claims": pipe.claims(cfg)}
+
+
+def claims(pipe, cfg) -> pd.DataFrame:
+    """The paper's claims tested on the evidence records, at every rank ratio, right after
+    decomposition and after its fine-tune: SVD keeps more accuracy than QR and than LU
+    (Welch's t-test over the seeds, both must hold), and QR more than LU (Table 2's order).
+    Called by ``pipe.claims`` once every stage of an evidence run has its record."""
+    df = evidence_frame(pipe, cfg)
+    acc = {(m, r, ph): g[ph].tolist() for (m, r), g in df.groupby(["method", "rank_ratio"])
+           for ph in ("acc_no_ft", "acc")}
+    sp = cfg.sweep_patch
+    paper = PAPER_TABLE2.get(sp, {})
+    pt = (f"Table 2, patch {sp}: SVD {paper.get('VTP+SVD', float('nan')):g}, QR "
+          f"{paper.get('VTP+QR', float('nan')):g}, LU {paper.get('VTP+LU', float('nan')):g} % "
+          f"(after fine-tuning, rank not stated)")
+    qr_lu = "; ".join(f"patch {p}: QR {v['VTP+QR']:g} > LU {v['VTP+LU']:g}"
+                      for p, v in PAPER_TABLE2.items() if isinstance(p, int))
+    rows = []
+    phases = (("acc_no_ft", "right after decomposition"),
+              ("acc", f"after {patch_cfg(cfg, sp).sweep_finetune.epochs} ep fine-tune"))
+    have = set(df["method"])
+    for ph, words in phases:
+        for r in sorted({float(x) for x in cfg.sweep_ratios}):
+            a = {m: acc.get((m, r, ph), []) for m in ("svd", "qr", "lu") if m in have}
+            if "svd" in a and len(a) > 1:
+                parts = [evidence.compare(a["svd"], a[m]) for m in a if m != "svd"]
+                c = evidence.all_of(parts)
+                rows.append(claim_row(
+                    f"rank {r:g}·min(out, in), {words}: SVD keeps the most accuracy",
+                    " vs ".join(f"{_NAMES[m]} {evidence.fmt(v)} %" for m, v in a.items()),
+                    f"the text: 'SVD performs pretty well comparing with' QR and LU; {pt}",
+                    c["verdict"], c["reason"]))
+            if "qr" in a and "lu" in a:
+                c = evidence.compare(a["qr"], a["lu"])
+                rows.append(claim_row(
+                    f"rank {r:g}·min(out, in), {words}: QR keeps more accuracy than LU",
+                    f"QR {evidence.fmt(a['qr'])} % vs LU {evidence.fmt(a['lu'])} %",
+                    f"Table 2: {qr_lu}", c["verdict"], c["reason"]))
+    out = claims_frame(rows)
+    out.attrs["caption"] = (f"VTP + decomposition claims (`{cfg.profile}` profile): "
+                            f"{evidence_note(pipe, cfg)}. Every pruned linear layer factored at "
+                            f"the same rank ratio by each method, every model fine-tuned alike. "
+                            f"'Keeps more': Welch's t-test over the seeds, p < 0.05 (for SVD "
+                            f"against QR and against LU, both).")
+    return out
+
+
+def plot_evidence(pipe, cfg):
+    """Three panels: accuracy right after decomposition and after its fine-tune vs rank
+    ratio (mean ± std over seeds per method; the VTP model, before and after the same
+    fine-tune, as a band; the paper's Table 2 levels dotted), and the dense baseline's test
+    accuracy per epoch and seed (what the plateau rule read)."""
+    import matplotlib.pyplot as plt
+
+    df = evidence_frame(pipe, cfg)
+    sp = cfg.sweep_patch
+    dec, ctl = df[df["method"] != "none"], df[df["method"] == "none"]
+    methods = [m for m in cfg.sweep_methods if m in set(dec["method"])]
+    styles = {m: {k: v for k, v in METHOD_STYLES.get(m, {}).items()} for m in methods}
+    paper = PAPER_TABLE2.get(sp, {})
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
+    ft = patch_cfg(cfg, sp).sweep_finetune.epochs
+    for ax, ph, words, band in ((axes[0], "acc_no_ft", "right after decomposition", "acc_vtp"),
+                                (axes[1], "acc", f"after {ft} ep fine-tune", "acc")):
+        evidence.plot_mean_std(ax, dec, "rank_ratio", ph, "method", order=methods,
+                               styles=styles, offset=0.06,
+                               label_fmt="{}")
+        m, sd, n = evidence.mean_std(ctl[band])
+        ax.axhspan(m - sd, m + sd, color="black", alpha=0.08)
+        ax.axhline(m, color="black", lw=1,
+                   label="VTP, not decomposed" + ("" if ph == "acc_no_ft"
+                                                  else f" (+{ft} ep alike)"))
+        if ph == "acc":
+            for c, meth in TABLE2_METHODS.items():
+                if meth in methods and c in paper:
+                    ax.axhline(paper[c], ls=(0, (1, 2)), lw=1.2,
+                               color=METHOD_STYLES[meth]["color"],
+                               label=f"paper Table 2 {c}: {paper[c]:g} % (rank not stated)")
+        ax.set_xscale("log", base=2)
+        ranks = sorted(dec["rank_ratio"].unique())
+        ax.set_xticks(ranks, [f"{r:g}" for r in ranks])
+        ax.set_xlabel("rank / min(out, in) of every pruned linear layer")
+        ax.set_ylabel(f"test accuracy (%), {words}")
+        ax.set_title(f"{words}: mean ± std over {n} seeds", fontsize=9)
+        ax.legend(fontsize=6.5)
+        ax.grid(alpha=0.3)
+    g = pipe.graph(cfg)
+    for seed in evidence_seeds(cfg):
+        h = [x for x in g.get("dense", patch=sp, seed=seed).metrics()["history"].get("pretrain", [])
+             if x.get("test_acc") is not None]
+        axes[2].plot([x["epoch"] for x in h], [x["test_acc"] for x in h], marker=".",
+                     label=f"seed {seed}")
+    hist = _dense_histories(g, cfg)
+    axes[2].set_xlabel("epoch")
+    axes[2].set_ylabel("test accuracy (%) of the dense baseline")
+    axes[2].set_title(textwrap.fill(evidence.plateau_note(hist), 70), fontsize=8)
+    axes[2].legend(fontsize=7)
+    axes[2].grid(alpha=0.3)
+    fig.suptitle(textwrap.fill(f"VTP + decomposition evidence — {evidence_note(pipe, cfg)}",
+                               200), fontsize=8)
+    fig.tight_layout()
+    return fig

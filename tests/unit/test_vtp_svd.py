@@ -1,0 +1,78 @@
+"""The VTP + decomposition graph as data (nothing runs): every profile's stages declare what
+they read, the model they build and what they train; readers find their stages by role and
+tags (reprolib.experiments.vtp_svd)."""
+
+import pytest
+
+from reprolib import configs
+from reprolib.core.stage import declared_reads
+from reprolib.experiments import vtp_svd
+
+#: The recipe each training role trains with (the dense stage: the first of pretrain /
+#: baseline that has epochs).
+RECIPE = {"sparse": "sparsity", "vtp": "finetune", "control": "sweep_finetune"}
+
+
+def _recipe(cfg, s):
+    pc = vtp_svd.patch_cfg(cfg, s.tags["patch"])
+    if s.role == "dense":
+        return next((r for r in ("pretrain", "baseline") if getattr(pc, r).epochs > 0), None)
+    if s.role == "decompose":
+        return "decompose_finetune" if s.tags["use"] == "table2" else "sweep_finetune"
+    return RECIPE.get(s.role)
+
+
+@pytest.mark.parametrize("profile", configs.profiles("vtp_svd"))
+def test_every_stage_declares_its_reads_model_and_training(profile):
+    cfg = configs.get_config("vtp_svd", profile)
+    g = vtp_svd.PIPELINE.graph(cfg)
+    assert len(g) == len(vtp_svd.stages(cfg))
+    for s in g:
+        assert declared_reads(s) == [], s.name
+        recipe = _recipe(cfg, s)
+        pc = vtp_svd.patch_cfg(cfg, s.tags["patch"])
+        trains = recipe is not None and getattr(pc, recipe).epochs > 0
+        if trains:
+            assert s.train is not None and s.model_spec is not None, s.name
+            assert s.train.recipe_name == recipe, s.name
+            assert s.train.l1 == (cfg.l1_strength if s.role == "sparse" else 0.0), s.name
+            assert s.train.dataset == pc.dataset and s.train.image_size == pc.image_size
+            assert s.model_spec.kwargs["patch_size"] == s.tags["patch"]
+            assert s.model_spec.builder == pc.model
+        else:
+            assert s.train is None, s.name
+        assert s.note and s.group
+        # every read is declared: decompositions, analysis and identity read the VTP stage,
+        # the VTP stage the dense and the sparse one, the sparse stage the dense one
+        up = {u.role for u in s.after}
+        assert up == {"dense": set(), "sparse": {"dense"}, "vtp": {"dense", "sparse"}}.get(
+            s.role, {"vtp"}), s.name
+
+
+def test_roles_and_tags():
+    cfg = configs.get_config("vtp_svd", "evidence")
+    g = vtp_svd.PIPELINE.graph(cfg)
+    assert g.roles() == ["dense", "sparse", "vtp", "decompose", "analysis", "identity",
+                         "control"]
+    assert g.get("vtp", patch=8, seed=0).name == "vtp-p8"
+    assert g.get("vtp", patch=8, seed=2).name == "vtp-p8-s2"
+    assert [s.name for s in g.select("control", patch=8)] == [
+        "vtpft-p8-ft2", "vtpft-p8-ft2-s1", "vtpft-p8-ft2-s2"]
+    # Table 2's SVD point (rank 0.25, 2 ep) is also the sweep's: one stage under both tags
+    t2 = g.get("decompose", use="table2", patch=8, method="svd", seed=0)
+    assert g.get("decompose", use="sweep", patch=8, method="svd", ratio=0.25, seed=0) is t2
+    assert len(g.select("decompose", use="sweep", seed=1)) == 3 * 3
+    assert g.get("control", seed=1).after == [g.get("vtp", patch=8, seed=1)]
+    # cpu: patch 2 has its own model (patch_overrides), the other sizes the profile's
+    cpu = vtp_svd.PIPELINE.graph(configs.get_config("vtp_svd", "cpu"))
+    assert cpu.get("dense", patch=2).model_spec.builder == "vit_cifar_small_d2"
+    assert cpu.get("dense", patch=4).model_spec.builder == "vit_cifar_small"
+    assert cpu.find("analysis").name == "analysis-p4"
+
+
+def test_plan_counts_the_groups():
+    from reprolib.tools.plan import plan
+
+    rows = {s["name"]: s["runs"] for s in plan("vtp_svd", "evidence")["stages"]}
+    assert rows == {"dense-p8 x3": 3, "sparse-p8 x3": 3, "vtp-p8 x3": 3, "table2-p8 x3": 3,
+                    "sweep-p8 x24": 24, "vtpft-p8 x3": 3}
