@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PROFILE ?= smoke
 
-.PHONY: reproduce test test-all lab lab-edit venv readme clean
+.PHONY: reproduce test test-slow test-all lab lab-edit venv readme clean
 .DEFAULT_GOAL := reproduce
 
 $(VENV)/.installed: requirements.lock pyproject.toml
@@ -25,6 +25,10 @@ reproduce: venv
 ## unit + pipeline tests and nbval of every notebook at its defaults (slow and gpu skipped)
 test: venv
 	$(PY) -m pytest -q -n 2 --dist loadfile
+
+## the slow tier alone (subprocesses, kill-and-resume, DDP, every paper profile for two steps)
+test-slow: venv
+	$(PY) -m pytest -q -n 2 --dist loadfile -m "slow and not gpu" tests
 
 ## everything, slow tests included
 test-all: venv

@@ -67,7 +67,12 @@ def cmd_list(args) -> int:
         return 0
     print("papers (notebooks) and their profiles:")
     for name, p in papers().items():
-        print(f"  {name:16s} {', '.join(p.presets):28s} {p.title}")
+        if p.notebook:
+            print(f"  {name:16s} {', '.join(p.presets):28s} {p.title}")
+    print("tools with a config of their own and their profiles:")
+    for name, p in papers().items():
+        if not p.notebook:
+            print(f"  {name:16s} {', '.join(p.presets):28s} {p.title}")
     print("models:")
     print("  " + ", ".join(list_models()))
     print("data sets:")
@@ -193,7 +198,7 @@ speedup-PROFILE.md, the same as a CSV named like timm's benchmark files
 bare loop vs a code-book loop) and the figure speedup_vs_flops-PROFILE.png.
 Profiles: smoke (tiny models, seconds), cpu (the papers' sizes where 2 CPU cores allow,
 ~30 min), gpu (batch 256; fp32, bf16, channels_last, compile).
-Keys for -p: see reprolib.bench.BenchConfig (e.g. -p sidt_batch=32 -p repeats=5).
+Keys for -p: reprolib list bench (e.g. -p sidt_batch=32 -p repeats=5).
 """
 
 

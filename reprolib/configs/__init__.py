@@ -166,6 +166,7 @@ class Paper:
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)  # profile -> overrides
     order: int = 100       # position among the notebooks (reprolib reproduce, the README)
     notebook: bool = True  # False: a tool's config (reprolib bench), not a notebook's
+    pipeline: str = ""     # the module of its Pipeline ("" = reprolib.experiments.<name>)
 
 
 _PAPERS: dict[str, Paper] = {}
@@ -200,17 +201,18 @@ class BaseConfig:
 
 
 def register_paper(name: str, title: str, config_cls: type, presets: dict[str, dict],
-                   order: int = 100, notebook: bool = True) -> Paper:
+                   order: int = 100, notebook: bool = True, pipeline: str = "") -> Paper:
     """Register a notebook's config class and its named presets (``smoke`` is required);
     ``order``: its position among the notebooks; ``notebook=False``: the config of a tool
-    (``reprolib bench``) that walks a graph of its own but has no notebook.
+    (``reprolib bench``) that walks a graph of its own but has no notebook; ``pipeline``: the
+    module that registers its Pipeline, when it is not ``reprolib.experiments.<name>``.
 
     Preset values use the same keys as overrides (dotted for nested recipes)."""
     if "smoke" not in presets:
         raise ValueError(f"paper {name!r} needs a 'smoke' preset")
     for prof, values in presets.items():
         _normalise(config_cls, values, f"preset {name}/{prof}")
-    _PAPERS[name] = Paper(name, title, config_cls, dict(presets), order, notebook)
+    _PAPERS[name] = Paper(name, title, config_cls, dict(presets), order, notebook, pipeline)
     return _PAPERS[name]
 
 

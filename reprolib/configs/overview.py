@@ -19,8 +19,9 @@ from reprolib.configs.templates import TEMPLATES
 #: The profiles whose records the chart may read.
 PROFILES = ("smoke", "cpu", "evidence", "gpu", "paper")
 
-#: What the export stages build: every method's compressed model (see
-#: ``reprolib.experiments.overview.EXPORT_CASES``).
+#: What the export stages build: every method's compressed model, by case name (each case
+#: is described by its paper's pipeline, ``Pipeline.export_cases``; this order is the export
+#: table's and the overview chart's order of methods).
 EXPORT_CASES = ("sidt", "vtp", "vtp_svd", "vtp_qr", "vtp_lu", "vit_pe", "resnet50_pe",
                 "metaformer_nas", "vgg19_template", "resnet50_template", "googlenet_template",
                 "mobilenet_template")

@@ -12,6 +12,10 @@ size: on CUDA ``torch.cuda.max_memory_allocated``; on CPU the peak of live tenso
 tracked through a dispatch mode (every tensor an ATen operator creates, held until its last
 reference dies, plus parameters, buffers, optimizer state and the input), which matches the
 caching allocator's allocated bytes up to allocator rounding.
+
+Time has one implementation, :func:`interleaved`: several callables timed in rounds whose
+order rotates, after warm-up rounds, reported as the median and interquartile range
+(``ms`` / ``ms_iqr``, and every time); :func:`latency` and ``reprolib bench`` use it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import statistics
 import time
 import weakref
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -95,10 +100,69 @@ def count_flops_by_module(model: nn.Module, input_size=(3, 224, 224)) -> dict[st
     return out
 
 
+# --------------------------------------------------------------------------- timing
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def time_call(fn: Callable[[], object], device="cpu") -> float:
+    """Milliseconds of one ``fn()``: CUDA events after a synchronize on CUDA, else the wall
+    clock (``time.perf_counter``)."""
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return float(start.elapsed_time(end))
+    t = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t) * 1e3
+
+
+def median_iqr(times_ms) -> dict:
+    """``{"ms": median, "ms_iqr": interquartile range, "times_ms": every time}`` of a list of
+    milliseconds (one time: an IQR of 0)."""
+    t = list(times_ms)
+    q = statistics.quantiles(t, n=4) if len(t) > 1 else [t[0]] * 3
+    return {"ms": statistics.median(t), "ms_iqr": q[2] - q[0],
+            "times_ms": [round(x, 4) for x in t]}
+
+
+def interleaved(fns: dict[str, Callable[[], object]], device="cpu", warmup: int = 2,
+                repeats: int = 9) -> dict[str, dict]:
+    """Time several callables interleaved, the one timing of the package (``latency``, the
+    benchmark): ``warmup`` untimed rounds, then ``repeats`` rounds that each call every
+    function once (:func:`time_call`), the order rotated by one each round, so machine load
+    drifts hit all alike.  Returns per name :func:`median_iqr` (``ms``, ``ms_iqr``,
+    ``times_ms``)."""
+    for name, v, lo in (("repeats", repeats, 1), ("warmup", warmup, 0)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise ReprolibError(f"timing: {name}={v!r} must be an integer >= {lo}")
+    dev = resolve_device(device)
+    names = list(fns)
+    for _ in range(warmup):
+        for n in names:
+            fns[n]()
+    _sync(dev)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for i in range(repeats):
+        k = i % len(names)
+        for n in names[k:] + names[:k]:
+            times[n].append(time_call(fns[n], dev))
+    return {n: median_iqr(t) for n, t in times.items()}
+
+
 @torch.inference_mode()
 def latency(model: nn.Module, input_size=(3, 224, 224), batch_size: int = 1, device="cpu",
             warmup: int = 5, repeats: int = 20) -> dict:
-    """Median wall time of one forward pass (eval mode, inference mode).
+    """Median wall time of one forward pass (eval mode, inference mode; :func:`interleaved`
+    with the one model).
 
     Returns ``{"ms": median, "ms_iqr": interquartile range, "batch_size", "device", "threads",
     "repeats"}``; on CUDA each pass is synchronised.  The model is moved to ``device`` and
@@ -112,23 +176,16 @@ def latency(model: nn.Module, input_size=(3, 224, 224), batch_size: int = 1, dev
     was = model.training
     model = model.to(dev).eval()
     x = torch.randn(batch_size, *input_size, device=dev)
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    times = []
     try:
-        for _ in range(warmup):
-            model(x)
-        sync()
-        for _ in range(repeats):
-            t = time.perf_counter()
-            model(x)
-            sync()
-            times.append((time.perf_counter() - t) * 1e3)
+        t = interleaved({"model": lambda: model(x)}, dev, warmup, repeats)["model"]
     finally:
         model.train(was)
-    q = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
-    return {"ms": statistics.median(times), "ms_iqr": q[2] - q[0], "batch_size": batch_size,
+    return {"ms": t["ms"], "ms_iqr": t["ms_iqr"], "batch_size": batch_size,
             "device": name, "threads": torch.get_num_threads(), "repeats": repeats}
+
+
+# --------------------------------------------------------------------------- memory
 
 
 class _LiveBytes(TorchDispatchMode):

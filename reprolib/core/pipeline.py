@@ -154,6 +154,9 @@ class Pipeline:
     #: Why a ``paper`` profile departs from a stated value: ``{(stated key | "*", field):
     #: reason}``.
     departures: dict[tuple[str, str], str] = {}
+    #: How the overview shows this paper: label, colour, short name, where the paper reports
+    #: its sizes, mismatch reasons (``reprolib.experiments.overview``); {} = not shown.
+    overview: dict = {}
 
     # ---- what a paper declares
     def declare(self, cfg, g: Graph) -> None:
@@ -194,9 +197,16 @@ class Pipeline:
         return []
 
     def export_cases(self) -> dict:
-        """``{case: builder(scale, cfg) -> (model, input side)}`` of this paper's compressed
-        models that the overview exports to ONNX."""
+        """The compressed models of this paper the overview exports to ONNX: ``{case:
+        {"label": str, "settings": fn(overview cfg) -> dict (enters the export stage's key),
+        "build": fn(scale, seed=0, **settings) -> (model, input_size), "about": fn(cfg) ->
+        dict (optional)}}``."""
         return {}
+
+    def reported_points(self) -> list[dict]:
+        """The overview chart's points of the paper's own printed results (its tables'
+        sizes and accuracies), beside ours."""
+        return []
 
     # ---- generic
     def graph(self, cfg) -> Graph:

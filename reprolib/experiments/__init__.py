@@ -54,24 +54,24 @@ def pipelines() -> dict:
 
 
 def get_experiment(paper: str):
-    """The :class:`~reprolib.core.pipeline.Pipeline` of ``paper``."""
+    """The :class:`~reprolib.core.pipeline.Pipeline` of ``paper``: the one registered under
+    its name, else the one its module registers on import (``reprolib.experiments.<paper>``,
+    or the module its config names: ``register_paper(..., pipeline=...)``)."""
+    from reprolib.configs import papers
     from reprolib.core.pipeline import _PIPELINES
 
-    from reprolib.configs import papers
-
-    choose("paper", paper, [*names(), *(n for n, p in papers().items() if not p.notebook)])
+    known = papers()
+    choose("paper", paper, [*names(), *(n for n, p in known.items() if not p.notebook)])
     if paper not in _PIPELINES:
+        module = known[paper].pipeline or f"{__name__}.{paper}"
         try:
-            module = importlib.import_module(f"{__name__}.{paper}")
+            importlib.import_module(module)
         except ModuleNotFoundError as e:
-            if e.name != f"{__name__}.{paper}":
+            if e.name != module:
                 raise
-            module = None
-        if paper not in _PIPELINES and module is not None and paper == "overview":   # TRANSITION
-            return module
-        if paper not in _PIPELINES and getattr(module, "PIPELINE", None) is None:
+        if paper not in _PIPELINES:
             raise ReprolibError(f"paper {paper!r} has a config but no pipeline: add "
-                                f"reprolib/experiments/{paper}.py (its PIPELINE)")
+                                f"{module.replace('.', '/')}.py (its PIPELINE)")
     return _PIPELINES[paper]
 
 

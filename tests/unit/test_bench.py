@@ -59,13 +59,17 @@ def test_training_mode_times_a_step():
     assert r["mode"] == "train" and r["dense_ms"] > 0 and r["compressed_ms"] > 0
 
 
-def test_interleaved_rotates_the_order_and_keeps_every_time():
-    calls = []
-    res = bench.interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
-                            "cpu", warmup=1, repeats=4)
-    assert calls[:2] == ["a", "b"]                     # warm-up
-    assert calls[2:] == ["a", "b", "b", "a", "a", "b", "b", "a"]
-    assert len(res["a"]["times_ms"]) == 4 and res["a"]["iqr_ms"] >= 0
+def test_the_bench_times_with_measure():
+    """One timing implementation: the bench's is ``reprolib.measure.interleaved`` (its
+    rotation and naming are tested in test_measure.py); records keep their metric names."""
+    from reprolib.core import measure
+
+    assert bench.interleaved is measure.interleaved and bench.time_call is measure.time_call
+    res = bench.time_models({"a": _mlp(8), "b": _mlp(4)}, (256,), 2, "cpu", warmup=1,
+                            repeats=3, mode="train")
+    assert set(res["a"]) == {"ms", "ms_iqr", "times_ms", "images_per_s"}
+    r = bench.speedup(_mlp(8), _mlp(4), input_size=(256,), batch_size=2, repeats=2, warmup=0)
+    assert r["dense_iqr_ms"] >= 0 and r["compressed_iqr_ms"] >= 0
 
 
 def test_bad_settings_are_clear_errors():
@@ -220,9 +224,9 @@ def test_no_hard_coded_thread_counts():
     pkg = Path(reprolib.__file__).parent
     hits = [str(p.relative_to(pkg)) for p in pkg.rglob("*.py")
             if "set_num_threads(" in p.read_text()]
-    assert hits == ["tools/bench.py"], hits
+    assert hits == ["tools/bench/graph.py"], hits
     assert re.search(r"if cfg\.threads:\n\s+torch\.set_num_threads\(cfg\.threads\)",
-                     (pkg / "tools" / "bench.py").read_text())
+                     (pkg / "tools" / "bench" / "graph.py").read_text())
 
 
 # --------------------------------------------------------------------------- the harness
@@ -232,6 +236,45 @@ def _tiny(**over):
     base = dict(groups=("vtp", "fit"), repeats=2, large_repeats=1, train_repeats=1, warmup=1,
                 vtp_batch=4, vtp_train_batch=4, fit_images=128, fit_batch=64, fit_repeats=1)
     return bench.get_config("smoke", **{**base, **over})
+
+
+def test_the_config_is_registered_like_a_papers():
+    from reprolib import configs
+    from reprolib.experiments import names
+
+    assert bench.get_config("cpu", repeats=5) == configs.get_config("bench", "cpu", repeats=5)
+    assert configs.get_paper("bench").notebook is False and "bench" not in names()
+    assert bench.get_config("gpu").variants[-1] == "bf16+cl+compile"
+    with pytest.raises(ReprolibError, match=r"sidt_ratios=\(0.4, 1.0\)"):
+        bench.get_config("smoke", sidt_ratios=(0.4, 1.0))
+    with pytest.raises(ReprolibError, match="round_to"):
+        bench.get_config("smoke", round_to=(0,))
+
+
+def test_families_come_from_the_papers_pipelines():
+    """Each paper's family is its pipeline's ``bench_families`` (built with its examples
+    module); the bench adds only its own fit stages; the families are stages of a graph."""
+    from reprolib.experiments import pipelines
+    from reprolib.tools.graph import graph_rows
+
+    cfg = bench.get_config("smoke")
+    own = {p.name: [f["name"] for f in p.bench_families(cfg)] for p in pipelines().values()}
+    assert own["sidt"] == ["sidt-swin_tiny_test"] and own["vtp_svd"] == ["vtp-test_vit_cifar-p4"]
+    assert own["metaformer_nas"] == ["metaformer-test_metaformer"] and not own["quickstart"]
+    assert [f["name"] for f in bench.families(cfg)] == [n for ns in own.values() for n in ns]
+    g = bench.PIPELINE.graph(cfg)
+    assert [s.name for s in g.select("fit")] == ["fit-test_small_cnn-fp32"]
+    assert g.get("family", family="sidt-swin_tiny_test").tags["group"] == "sidt"
+    rows = graph_rows("bench", "smoke")
+    assert len(rows) == len(g) and {r["role"] for r in rows} == {"family", "fit"}
+    # a family's builders are not part of its key (the key is the data)
+    fam = next(f for f in bench.families(cfg) if f["group"] == "sidt")
+    st = g.get("family", family=fam["name"])
+    assert set(st.config["family"]) == set(bench.FAMILY_KEYS) and callable(fam["build"])
+    from reprolib.core.measure import count_params
+
+    dense, pruned = (bench.build_case(c, 0, fam) for c in fam["cases"][:2])
+    assert count_params(pruned) < count_params(dense)
 
 
 def test_families_are_data_with_the_dense_parent_first():

@@ -57,7 +57,7 @@ def test_reading_an_undeclared_stage_is_refused(tmp_path, monkeypatch):
 
 @dataclass
 class ToyConfig(BaseConfig):
-    model: str = ranged("test_small_cnn", model=True)   # the CNN trained
+    model: str = ranged("small_cnn", model=True)        # the CNN trained
     widths: tuple = ranged((0.5,), gt=0, each=True)      # one training per width
     train: TrainConfig = recipe(epochs=1, batch_size=64, lr=0.05)  # SGD, cosine
 

@@ -77,3 +77,31 @@ def test_latency_and_measure_model():
     assert prof["params"] == measure.count_params(model)
     assert prof["flops"] == measure.count_flops(model, (3, 16, 16))
     assert "latency_ms" not in measure.measure_model(model, (3, 16, 16), latency_repeats=0)
+
+
+def test_interleaved_rotates_the_order_and_keeps_every_time():
+    """The one timing (latency and the bench): warm-up rounds, then rounds whose order
+    rotates, median and IQR as ``ms`` / ``ms_iqr``."""
+    calls = []
+    res = measure.interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+                              "cpu", warmup=1, repeats=4)
+    assert calls[:2] == ["a", "b"]                     # warm-up
+    assert calls[2:] == ["a", "b", "b", "a", "a", "b", "b", "a"]
+    assert len(res["a"]["times_ms"]) == 4 and res["a"]["ms_iqr"] >= 0
+    assert measure.median_iqr([2.0]) == {"ms": 2.0, "ms_iqr": 0.0, "times_ms": [2.0]}
+    assert measure.median_iqr([1.0, 2.0, 3.0, 4.0, 5.0])["ms_iqr"] == 3.0
+    with pytest.raises(reprolib.ReprolibError, match="repeats=0"):
+        measure.interleaved({"a": lambda: None}, "cpu", repeats=0)
+
+
+def test_latency_times_through_interleaved(monkeypatch):
+    seen = []
+    orig = measure.interleaved
+
+    def spy(fns, *a, **kw):
+        seen.append(list(fns))
+        return orig(fns, *a, **kw)
+
+    monkeypatch.setattr(measure, "interleaved", spy)
+    lat = measure.latency(nn.Linear(8, 8), (8,), repeats=3, warmup=1)
+    assert seen == [["model"]] and lat["repeats"] == 3 and lat["ms_iqr"] >= 0

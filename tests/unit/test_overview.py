@@ -1,6 +1,6 @@
 """The overview's pieces that need no counting or exporting: verdicts, the cross-method points
 read from (synthetic) records of the papers' real stages, benchmark records, the papers'
-reported points, the figure."""
+reported points, the figure; and that the overview knows no paper (it asks the pipelines)."""
 
 import math
 
@@ -28,7 +28,7 @@ def _row(printed, ours, decimals, explanation="", explained=False):
     r = {"paper_value": printed, "ours": ours, "explanation": explanation,
          "explained": explained, "tolerance": 0.0 if decimals is None else 0.5 * 10 ** -decimals}
     r["difference"] = None if printed is None or ours is None else ours - printed
-    return O._verdict(r)
+    return O.verdict(r)
 
 
 def test_verdicts_use_the_printed_precision():
@@ -89,7 +89,7 @@ def test_seeds_of_one_condition_are_averaged(store):
     _write(st["finetune-p00"], {"acc": 50.0, "params": 1000, "flops": 2000})
     recs = [{"name": "finetune-p20-s0", "config": {}, "metrics": {"acc": 40.0, "params": 10}},
             {"name": "finetune-p20-s1", "config": {}, "metrics": {"acc": 44.0, "params": 10}}]
-    g = O._by_condition(recs)
+    g = O.by_condition(recs)
     assert g["finetune-p20"]["metrics"]["acc"] == 42.0 and g["finetune-p20"]["n"] == 2
     assert O.points(cfg).empty                   # a parent alone is no point
 
@@ -118,3 +118,56 @@ def test_bad_config_is_one_clear_error():
         get_config("overview", "smoke", scale="huge")
     with pytest.raises(ReprolibError, match=r"export_cases\[0\]='bert' is not one of: sidt"):
         get_config("overview", "smoke", export_cases=("bert",))
+
+
+def test_the_overview_asks_the_pipelines():
+    """Every part comes from the papers' descriptors: the export cases, the conformance rows
+    and the chart's methods, in the order the tables show them."""
+    from reprolib.core.pipeline import Pipeline
+    from reprolib.experiments import pipelines
+
+    pipes = pipelines()
+    cases = O.export_cases()
+    assert {c: p for c, (p, _) in cases.items()} == {
+        c: n for n, p in pipes.items() for c in p.export_cases()}
+    assert cases["vtp_qr"][0] == "vtp_svd" and cases["mobilenet_template"][0] == "templates"
+    assert list(O.shown()) == ["sidt", "vtp_svd", "pe", "metaformer_nas", "templates"]
+    assert O.method_labels()["pe"] == "PE (tied W/Wᵀ)"
+    assert [n for n, p in pipes.items() if type(p).conformance is not Pipeline.conformance] \
+        == ["sidt", "pe", "vtp_svd", "metaformer_nas", "templates"]
+    g = O.PIPELINE.graph(get_config("overview", "smoke"))
+    assert [(s.tags["case"], s.tags["method"]) for s in g.select("export")] == [
+        ("vtp_svd", "vtp_svd"), ("vit_pe", "pe"), ("resnet50_pe", "pe"),
+        ("mobilenet_template", "templates")]
+
+
+def test_unknown_methods_and_plain_pipelines(store, monkeypatch):
+    """A pipeline without ``points`` adds nothing; one with points but no ``overview``
+    presentation shows under its name in a colour of the cycle (the figure does not crash
+    on a point that leaves columns out)."""
+    from reprolib.core.pipeline import Pipeline
+    from reprolib.experiments.overview import report
+
+    class Plain(Pipeline):
+        name = "plain"
+
+    class Newcomer(Pipeline):
+        name = "newcomer"
+
+        def points(self, recs, profile):
+            return [{"method": self.name, "profile": profile, "stage": "x", "label": "x",
+                     "acc_change": -1.0, "params_ratio": 0.5, "flops_ratio": 0.5}]
+
+    real = report._pipelines()
+    monkeypatch.setattr(report, "_pipelines",
+                        lambda: {**real, "plain": Plain(), "newcomer": Newcomer()})
+    orig = report.paper_records
+    monkeypatch.setattr(report, "paper_records", lambda p, prof: (
+        {"x": {}} if p in ("plain", "newcomer") else orig(p, prof)))
+    cfg = get_config("overview", "smoke")
+    pts = O.points(cfg)
+    assert list(pts["method"]) == ["newcomer"] and pts.iloc[0]["latency_from"] == ""
+    assert "plain" not in O.shown() and O.style("newcomer")["color"].startswith("C")
+    fig = O.figures(cfg)["tradeoff"]
+    assert "newcomer: profile smoke, 1 seed(s)" in fig._suptitle.get_text()
+    assert [t.get_text() for t in fig.axes[2].get_legend().get_texts()] == ["newcomer (smoke)"]

@@ -21,10 +21,11 @@ def test_plan_every_paper_and_profile(paper, profile, tmp_path, monkeypatch):
     text = format_plan(p)
     assert time.perf_counter() - t0 < 60
     assert not (tmp_path / "results").exists()            # nothing written
-    if not p["stages"]:   # only a pipeline without training recipes (overview) plans none
+    if not p["stages"]:   # only a graph without training stages (overview, bench) plans none
         from reprolib.configs import get_config
-        from reprolib.tools.plan import _recipes
-        assert not _recipes(get_config(paper, profile)) and "trains nothing" in text
+        from reprolib.experiments import get_experiment
+        g = get_experiment(paper).graph(get_config(paper, profile))
+        assert not any(s.trains for s in g) and "trains nothing" in text
     for s in p["stages"]:
         f = {x["field"]: x for x in s["fields"]}
         for k in ("model", "params / FLOPs", "dataset", "data present", "global_batch",

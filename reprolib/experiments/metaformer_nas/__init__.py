@@ -61,6 +61,8 @@ from reprolib.experiments.metaformer_nas.graph import (  # noqa: F401
 from reprolib.experiments.metaformer_nas.report import (  # noqa: F401
     PAPER, draw_architecture, plot_search, plot_toy, retrains, searches, table1, table2,
     toy_figure, toys)
+from reprolib.experiments.metaformer_nas import examples as _examples
+from reprolib.experiments.metaformer_nas import views as _views
 from reprolib.experiments.metaformer_nas import assess as _claims
 from reprolib.experiments.metaformer_nas import report as _tables
 
@@ -141,6 +143,25 @@ class MetaFormerNAS(Pipeline):
     def evidence_claims(self, cfg):
         """The claims of an evidence run (:func:`.assess.evidence_claims`)."""
         return _claims.evidence_claims(self.graph(cfg))
+
+    # ---- what the overview and the bench read (.views, .examples)
+    overview = _views.OVERVIEW
+
+    def conformance(self) -> list[dict]:
+        """The overview's conformance rows (:func:`.views.conformance_rows`)."""
+        return _views.conformance_rows()
+
+    def points(self, recs: dict, profile: str) -> list[dict]:
+        """The overview chart's points (:func:`.views.points`)."""
+        return _views.points(self, recs, profile)
+
+    def export_cases(self) -> dict:
+        """The compressed models the overview exports (:func:`.examples.export_cases`)."""
+        return _examples.export_cases()
+
+    def bench_families(self, bench_cfg) -> list[dict]:
+        """The families ``reprolib bench`` times (:func:`.examples.bench_families`)."""
+        return _examples.bench_families(bench_cfg)
 
 
 PIPELINE = register_pipeline(MetaFormerNAS())

@@ -46,6 +46,8 @@ from __future__ import annotations
 from reprolib.core.pipeline import Pipeline, register_pipeline
 from reprolib.experiments import evidence
 from reprolib.experiments.pe.assess import PAPER_GAP, json_kwargs, seed_stages  # noqa: F401
+from reprolib.experiments.pe import examples as _examples
+from reprolib.experiments.pe import views as _views
 from reprolib.experiments.pe.assess import evidence_claims as _evidence_claims
 from reprolib.experiments.pe.assess import evidence_frame as _evidence_frame
 from reprolib.experiments.pe.assess import evidence_tables as _evidence_tables
@@ -148,6 +150,29 @@ class PE(Pipeline):
     def plot_evidence(self, cfg):
         """The evidence figure (:func:`reprolib.experiments.pe.assess.plot_evidence`)."""
         return _plot_evidence(self, cfg)
+
+    # ---- what the overview and the bench read (.views, .examples)
+    overview = _views.OVERVIEW
+
+    def conformance(self) -> list[dict]:
+        """The overview's conformance rows (:func:`.views.conformance_rows`)."""
+        return _views.conformance_rows()
+
+    def points(self, recs: dict, profile: str) -> list[dict]:
+        """The overview chart's points (:func:`.views.points`)."""
+        return _views.points(self, recs, profile)
+
+    def reported_points(self) -> list[dict]:
+        """The points the paper reports itself (:func:`.views.reported_points`)."""
+        return _views.reported_points()
+
+    def export_cases(self) -> dict:
+        """The compressed models the overview exports (:func:`.examples.export_cases`)."""
+        return _examples.export_cases()
+
+    def bench_families(self, bench_cfg) -> list[dict]:
+        """The families ``reprolib bench`` times (:func:`.examples.bench_families`)."""
+        return _examples.bench_families(bench_cfg)
 
 
 __all__ = ["PE", "PIPELINE", "stages", "run", "tables", "figures", "summary", "claims",

@@ -43,6 +43,8 @@ from __future__ import annotations
 from reprolib.configs.sidt import CONTROLS
 from reprolib.core.pipeline import Pipeline, register_pipeline
 from reprolib.experiments.evidence import seed_suffix
+from reprolib.experiments.sidt import examples as _examples
+from reprolib.experiments.sidt import views as _views
 from reprolib.experiments.sidt import assess as _claims
 from reprolib.experiments.sidt import report as _tables
 from reprolib.experiments.sidt.graph import (baseline_stage, control_stage,
@@ -122,6 +124,29 @@ class SiDT(Pipeline):
     def plot_evidence(self, cfg):
         """The evidence figure (:func:`.assess.plot_evidence`)."""
         return _claims.plot_evidence(self, cfg)
+
+    # ---- what the overview and the bench read (.views, .examples)
+    overview = _views.OVERVIEW
+
+    def conformance(self) -> list[dict]:
+        """The overview's conformance rows (:func:`.views.conformance_rows`)."""
+        return _views.conformance_rows()
+
+    def points(self, recs: dict, profile: str) -> list[dict]:
+        """The overview chart's points (:func:`.views.points`)."""
+        return _views.points(self, recs, profile)
+
+    def reported_points(self) -> list[dict]:
+        """The points the paper reports itself (:func:`.views.reported_points`)."""
+        return _views.reported_points()
+
+    def export_cases(self) -> dict:
+        """The compressed models the overview exports (:func:`.examples.export_cases`)."""
+        return _examples.export_cases()
+
+    def bench_families(self, bench_cfg) -> list[dict]:
+        """The families ``reprolib bench`` times (:func:`.examples.bench_families`)."""
+        return _examples.bench_families(bench_cfg)
 
 
 PIPELINE = register_pipeline(SiDT())

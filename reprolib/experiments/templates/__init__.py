@@ -53,6 +53,8 @@ from reprolib.experiments.templates.report import (COLORS, FIGURES, LABELS, MARK
                                                    make_tables, plot_fig2, plot_figure,
                                                    ran_summary, resnet_stage_reading, runs_table,
                                                    table1, table2, table2_frame)
+from reprolib.experiments.templates import examples as _examples
+from reprolib.experiments.templates import views as _views
 from reprolib.experiments.templates.assess import (RESOURCES, evidence_caption,
                                                    evidence_claims, evidence_runs,
                                                    evidence_summary, evidence_table1,
@@ -106,6 +108,29 @@ class Templates(Pipeline):
     def evidence_claims(self, cfg):
         """The claims of the evidence run (:func:`.assess.evidence_claims`)."""
         return evidence_claims(cfg)
+
+    # ---- what the overview and the bench read (.views, .examples)
+    overview = _views.OVERVIEW
+
+    def conformance(self) -> list[dict]:
+        """The overview's conformance rows (:func:`.views.conformance_rows`)."""
+        return _views.conformance_rows()
+
+    def points(self, recs: dict, profile: str) -> list[dict]:
+        """The overview chart's points (:func:`.views.points`)."""
+        return _views.points(self, recs, profile)
+
+    def reported_points(self) -> list[dict]:
+        """The points the paper reports itself (:func:`.views.reported_points`)."""
+        return _views.reported_points()
+
+    def export_cases(self) -> dict:
+        """The compressed models the overview exports (:func:`.examples.export_cases`)."""
+        return _examples.export_cases()
+
+    def bench_families(self, bench_cfg) -> list[dict]:
+        """The families ``reprolib bench`` times (:func:`.examples.bench_families`)."""
+        return _examples.bench_families(bench_cfg)
 
 
 def grid_stages(cfg) -> list:

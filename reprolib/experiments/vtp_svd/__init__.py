@@ -53,6 +53,8 @@ from __future__ import annotations
 from reprolib.core.pipeline import Pipeline, register_pipeline
 from reprolib.errors import ReprolibError
 from reprolib.experiments import evidence
+from reprolib.experiments.vtp_svd import examples as _examples
+from reprolib.experiments.vtp_svd import views as _views
 from reprolib.experiments.vtp_svd import assess as _claims
 from reprolib.experiments.vtp_svd import report as _tables
 from reprolib.experiments.vtp_svd.graph import (analysis_stage, decomp_stage, dense_stage,
@@ -175,6 +177,25 @@ class VtpSvd(Pipeline):
     def plot_evidence(self, cfg):
         """:func:`.assess.plot_evidence`."""
         return _claims.plot_evidence(self, cfg)
+
+    # ---- what the overview and the bench read (.views, .examples)
+    overview = _views.OVERVIEW
+
+    def conformance(self) -> list[dict]:
+        """The overview's conformance rows (:func:`.views.conformance_rows`)."""
+        return _views.conformance_rows()
+
+    def points(self, recs: dict, profile: str) -> list[dict]:
+        """The overview chart's points (:func:`.views.points`)."""
+        return _views.points(self, recs, profile)
+
+    def export_cases(self) -> dict:
+        """The compressed models the overview exports (:func:`.examples.export_cases`)."""
+        return _examples.export_cases()
+
+    def bench_families(self, bench_cfg) -> list[dict]:
+        """The families ``reprolib bench`` times (:func:`.examples.bench_families`)."""
+        return _examples.bench_families(bench_cfg)
 
 
 PIPELINE = register_pipeline(VtpSvd())

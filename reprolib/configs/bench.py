@@ -1,0 +1,150 @@
+"""Config and profiles of ``reprolib bench`` (``reprolib.tools.bench``): what the benchmark
+measures and how.  A tool's config (``notebook=False``): registered like a paper's, so
+``get_config("bench", "cpu", repeats=5)``, ``reprolib list bench`` and ``reprolib graph bench``
+treat it alike, but no notebook runs it.
+
+Each family of a dense parent and its compressed models comes from that paper's pipeline
+(``Pipeline.bench_families``), sized by the ``<group>_*`` fields below; ``fit_*`` size the
+benchmark's own loop comparison.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from reprolib.configs import _typecheck, check_fields, choose, ranged, register_paper
+from reprolib.configs.templates import TEMPLATES
+
+#: Precisions a variant may name.
+PRECISIONS = ("fp32", "bf16")
+#: The families, in the order their stages run: one per paper's group, and ``fit`` (the
+#: benchmark's own loop comparison).
+GROUPS = ("sidt", "vtp", "fit", "pe", "metaformer", "templates")
+#: The template CNNs of the ``templates`` family.
+TEMPLATE_MODELS = ("vgg19_cifar", "resnet50_cifar", "googlenet_cifar", "mobilenet_cifar")
+__all__ = ["BenchConfig", "PRECISIONS", "GROUPS", "TEMPLATES", "TEMPLATE_MODELS", "PRESETS",
+           "parse_variant"]
+
+_BATCH = {"ge": 1, "le": 1 << 16}
+
+
+def parse_variant(variant: str) -> dict:
+    """``"bf16+cl+compile"`` -> ``{"precision": "bf16", "channels_last": True,
+    "compile": True}``; the precision comes first, then any of ``cl`` and ``compile``."""
+    parts = str(variant).split("+")
+    choose("precision", parts[0], PRECISIONS)
+    for p in parts[1:]:
+        choose("variant option", p, ("cl", "compile"))
+    return {"precision": parts[0], "channels_last": "cl" in parts[1:],
+            "compile": "compile" in parts[1:]}
+
+
+@dataclass
+class BenchConfig:
+    """What ``reprolib bench`` measures, and how; profiles in :data:`PRESETS`."""
+
+    profile: str = "smoke"            # the preset these values came from (set by get_config)
+    seed: int = ranged(0, ge=0, le=2**63 - 1)  # weights and scores of the benchmarked models
+    device: str = ranged("auto", device=True)  # "auto" (cuda when available), "cpu" or "cuda"
+    variants: tuple = ("fp32",)       # each: precision [+cl] [+compile], e.g. "bf16+cl+compile"
+    threads: int = ranged(0, ge=0, le=1 << 16)  # torch intra-op threads; 0 = torch's default
+    #                                   (all cores)
+    groups: tuple = GROUPS            # families to run (GROUPS)
+    round_to: tuple = ranged((1, 8), ge=1, integer=True, each=True)  # SiDT / VTP widths and
+    #                                   decomposition ranks rounded to
+    warmup: int = ranged(2, ge=0, le=1 << 16)  # untimed rounds before timing (compile happens
+    #                                   here)
+    repeats: int = ranged(9, ge=1, le=1 << 30)  # timed rounds at batch 1 (median kept)
+    large_repeats: int = ranged(3, ge=1, le=1 << 30)  # timed rounds at the large batch
+    train_repeats: int = ranged(3, ge=1, le=1 << 30)  # timed training steps per model
+    sidt_model: str = "swin_t"        # SiDT's Swin (paper: Swin-T, 100 classes, 224 px)
+    sidt_classes: int = 100           # its classifier width
+    sidt_size: int = 224              # its input side (pixels)
+    sidt_ratios: tuple = ranged((0.2, 0.4, 0.6, 0.8), gt=0, lt=1, each=True)  # pruning ratios
+    #                                   (paper's Table I)
+    sidt_scope: str = ranged("global", choices=("global", "layer"))  # SiDT ranking: "global"
+    #                                   or "layer"
+    sidt_batch: int = ranged(64, **_BATCH)  # large inference batch
+    sidt_train_batch: int = ranged(8, **_BATCH)  # training-step batch
+    vtp_model: str = "vit_cifar"      # the code book's ViT (paper size: dim 512, depth 6)
+    vtp_patch: int = 4                # its patch size
+    vtp_rate: float = ranged(0.5, ge=0, lt=1)  # VTP pruning rate (fraction of all scores)
+    vtp_rank_ratio: float = ranged(0.25, gt=0, le=1)  # decomposition rank / min(out, in)
+    vtp_methods: tuple = ("svd", "qr", "lu")  # decompositions of the pruned ViT
+    vtp_batch: int = ranged(64, **_BATCH)  # large inference batch
+    vtp_train_batch: int = ranged(32, **_BATCH)  # training-step batch
+    pe_pairs: tuple = (("vit_small", "vit_pe_small"), ("resnet50", "resnet50_pe"),
+                       ("resnet50", "resnet50_pe:3,4"))  # (dense, PE); ":3,4" = pe_stages
+    pe_classes: int = 1000            # classifier width of the PE models and their parents
+    pe_size: int = 224                # their input side (pixels)
+    pe_batch: int = ranged(16, **_BATCH)  # large inference batch
+    pe_train_batch: int = ranged(4, **_BATCH)  # training-step batch
+    metaformer_model: str = "metaformer_s12"  # the MetaFormer the searched cells go into
+    metaformer_classes: int = 100     # its classifier width
+    metaformer_size: int = 224        # its input side (pixels)
+    metaformer_cells: str = "cpu"     # metaformer_nas profile whose searched cells are used
+    #                                   ("" = the paper's figure-5 cell)
+    metaformer_batch: int = ranged(64, **_BATCH)  # large inference batch
+    metaformer_train_batch: int = ranged(16, **_BATCH)  # training-step batch
+    templates_models: tuple = TEMPLATE_MODELS  # the template CNNs (TEMPLATE_MODELS)
+    templates_width: float = ranged(0.25, gt=0, le=16)  # width multiplier (paper: 1.0; CPU
+    #                                   budget)
+    templates_batch: int = ranged(64, **_BATCH)  # large inference batch
+    templates_train_batch: int = ranged(16, **_BATCH)  # training-step batch
+    fit_models: tuple = ("small_cnn",)  # models of the loop comparison
+    fit_dataset: str = "cifar10_subset"  # its data set
+    data_root: str | None = None      # torchvision data sets live / download here (default
+    #                                   data/)
+    fit_images: int = ranged(1024, ge=1, le=1 << 30)  # training images per timed epoch
+    fit_batch: int = ranged(128, **_BATCH)  # its batch
+    fit_repeats: int = ranged(3, ge=1, le=1 << 30)  # interleaved rounds of (fit, bare,
+    #                                   code-book)
+    fit_workers: int = 2              # DataLoader workers of the code-book loop
+
+    def __post_init__(self):
+        _typecheck(self)
+        self.check()
+
+    def check(self) -> None:
+        """Every field's rule, the variants and the groups."""
+        check_fields(self)
+        for v in self.variants:
+            parse_variant(v)
+        for g in self.groups:
+            choose("benchmark group", g, GROUPS)
+
+
+#: Profiles: ``smoke`` (tiny models, seconds: tests), ``cpu`` (the papers' sizes where a
+#: 2-core CPU allows, ~30 min), ``gpu`` (paper sizes, batch 256, fp32 / bf16 / channels_last
+#: / compile).
+PRESETS: dict[str, dict] = {
+    "smoke": dict(
+        device="cpu", warmup=1, repeats=3, large_repeats=2, train_repeats=2,
+        sidt_model="swin_tiny_test", sidt_classes=10, sidt_size=32, sidt_ratios=(0.4,),
+        sidt_batch=8, sidt_train_batch=8,
+        vtp_model="test_vit_cifar", vtp_batch=8, vtp_train_batch=8, vtp_methods=("svd",),
+        pe_pairs=(("vit_test_unshared", "vit_pe_test"),
+                  ("resnet_test_unshared", "resnet_pe_test")),
+        pe_classes=10, pe_size=32, pe_batch=8, pe_train_batch=8,
+        metaformer_model="test_metaformer", metaformer_classes=10, metaformer_size=16,
+        metaformer_cells="", metaformer_batch=8, metaformer_train_batch=8,
+        templates_models=("vgg19_cifar_tiny", "mobilenet_cifar_tiny"), templates_width=0.25,
+        templates_batch=8, templates_train_batch=8,
+        fit_models=("test_small_cnn",), fit_dataset="digits", fit_images=256, fit_batch=64,
+        fit_repeats=2, fit_workers=0),
+    # the defaults: ~20 min on 2 cores; the large inference batch is 64 where the targets
+    # are stated (SiDT, VTP) and for the cheap families, 16 for the 4.1-4.6 GMAC PE models;
+    # training steps at 4-32 images.
+    "cpu": dict(device="cpu"),
+    "gpu": dict(device="cuda", variants=("fp32", "bf16", "bf16+cl", "bf16+cl+compile"),
+                warmup=5, repeats=30, large_repeats=20, train_repeats=20,
+                sidt_batch=256, sidt_train_batch=128, vtp_batch=256, vtp_train_batch=256,
+                pe_batch=256, pe_train_batch=128, metaformer_batch=256,
+                metaformer_train_batch=128, templates_width=1.0, templates_batch=256,
+                templates_train_batch=128, fit_dataset="cifar10_subset", fit_images=5085,
+                fit_batch=256, fit_repeats=5, fit_workers=4),
+}
+
+register_paper("bench", "Benchmark: measured speedup vs FLOP reduction of every paper's "
+               "compressed models; fit vs bare and code-book loops", BenchConfig,
+               presets=PRESETS, order=100, notebook=False, pipeline="reprolib.tools.bench")

@@ -1,0 +1,179 @@
+"""The bench's timing of models: each timed call (inference in ``torch.inference_mode``, or
+a training step: forward, cross-entropy, backward, SGD step) prepared at a precision and
+memory layout, then timed by the package's one timing, ``reprolib.measure.interleaved``
+(rotated rounds, median and IQR); :func:`speedup` for two models; :func:`environment` says
+where it ran."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from reprolib.configs.bench import PRECISIONS
+from reprolib.core.device import resolve_device
+from reprolib.core.measure import count_flops, count_params, interleaved
+from reprolib.errors import check_number, choose
+
+
+def environment(device=None) -> dict:
+    """Where a measurement ran: device name, threads, torch / CUDA versions, CPU model."""
+    dev = resolve_device(device)
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")),
+                       cpu)
+    except OSError:
+        pass
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"{cpu} x{os.cpu_count()}"
+    return {"device_type": dev.type, "device_name": name, "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version() if dev.type == "cuda" else None}
+
+
+def sync(dev: torch.device) -> None:
+    """Wait for ``dev`` (CUDA) to finish its queued work; nothing on the CPU."""
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def autocast(dev: torch.device, precision: str):
+    """bf16 autocast on ``dev`` for ``precision`` "bf16", else nothing."""
+    if precision == "bf16":
+        return torch.autocast(dev.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def prepare(model: nn.Module, dev, *, channels_last: bool = False, compile: bool = False,
+            input_ndim: int = 4) -> nn.Module:
+    """``model`` moved to ``dev`` (in place), channels_last when asked and the input is an
+    image batch, compiled when asked (returns the compiled wrapper)."""
+    model.to(dev)
+    if channels_last and input_ndim == 4:
+        model.to(memory_format=torch.channels_last)
+    return torch.compile(model) if compile else model
+
+
+def _input(input_size, batch: int, dev, channels_last: bool) -> torch.Tensor:
+    x = torch.randn(batch, *input_size, device=dev)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last and x.ndim == 4 else x
+
+
+def infer_fn(model: nn.Module, x: torch.Tensor, precision: str = "fp32") -> Callable[[], object]:
+    """One timed inference call: eval mode, ``torch.inference_mode``, autocast for bf16."""
+    model.eval()
+
+    def run():
+        with torch.inference_mode(), autocast(x.device, precision):
+            return model(x)
+
+    return run
+
+
+def train_fn(model: nn.Module, x: torch.Tensor, num_classes: int,
+             precision: str = "fp32") -> Callable[[], object]:
+    """One timed training step: forward (autocast for bf16), cross-entropy, backward, SGD
+    (momentum 0.9) step; gradients are freed after the step."""
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=1e-6, momentum=0.9)
+    y = torch.randint(0, num_classes, (x.shape[0],), device=x.device,
+                      generator=torch.Generator(x.device).manual_seed(0))
+
+    def run():
+        with autocast(x.device, precision):
+            out = model(x)
+        F.cross_entropy(out.float(), y).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return run
+
+
+def _num_classes(model: nn.Module, input_size, dev) -> int:
+    was = model.training
+    model.eval()
+    with torch.inference_mode():
+        out = model(torch.zeros(1, *input_size, device=dev))
+    model.train(was)
+    return int(out.shape[-1])
+
+
+def time_models(models: dict[str, nn.Module], input_size, batch_size: int, device, *,
+                precision: str = "fp32", warmup: int = 2, repeats: int = 9,
+                channels_last: bool = False, compile: bool = False,
+                mode: str = "infer") -> dict[str, dict]:
+    """Interleaved timing (``reprolib.measure.interleaved``) of ``models`` at one batch size:
+    ``mode`` "infer" (one forward) or "train" (one training step).  Returns per name
+    ``{"ms", "ms_iqr", "times_ms"}`` and, for "train", ``images_per_s`` (batch / median
+    time)."""
+    choose("precision", precision, PRECISIONS)
+    choose("timing mode", mode, ("infer", "train"))
+    dev = resolve_device(device)
+    x = _input(input_size, batch_size, dev, channels_last)
+    fns = {}
+    for name, m in models.items():
+        net = prepare(m, dev, channels_last=channels_last, compile=compile, input_ndim=x.ndim)
+        if mode == "infer":
+            fns[name] = infer_fn(net, x, precision)
+        else:
+            fns[name] = train_fn(net, x, _num_classes(m, input_size, dev), precision)
+    out = interleaved(fns, dev, warmup, repeats)
+    if mode == "train":
+        for r in out.values():
+            r["images_per_s"] = batch_size / (r["ms"] / 1e3)
+    for m in models.values():
+        m.zero_grad(set_to_none=True)
+    return out
+
+
+def speedup(dense: nn.Module, compressed: nn.Module, input_size=(3, 224, 224),
+            batch_size: int = 1, device="cpu", amp: bool = False, *, warmup: int = 3,
+            repeats: int = 10, channels_last: bool = False, compile: bool = False,
+            train: bool = False) -> dict:
+    """Measured speedup of ``compressed`` over ``dense`` beside their FLOP reduction.
+
+    Args:
+        dense, compressed: the two models (moved to ``device`` in place).
+        input_size: one input's shape, (C, H, W) for images (default (3, 224, 224)).
+        batch_size: images per timed call (default 1).
+        device: "cpu" (default), "cuda" or "auto".
+        amp: bf16 autocast (default False = fp32).
+        warmup, repeats: untimed and timed interleaved rounds (median kept; default 3, 10).
+        channels_last, compile: memory format and ``torch.compile`` (default off).
+        train: time a training step (forward + backward + SGD step) instead of inference.
+
+    Returns:
+        ``flop_ratio`` (compressed / dense FLOPs, counted), ``latency_ratio`` (compressed /
+        dense median time, measured), ``efficiency`` (measured speedup / FLOP reduction =
+        flop_ratio / latency_ratio; 1 = as fast as the FLOPs promise), ``speedup``,
+        ``flop_reduction``, ``param_ratio``, ``dense_ms`` / ``compressed_ms`` (medians),
+        their interquartile ranges (``dense_iqr_ms`` / ``compressed_iqr_ms``), the FLOPs and
+        parameters of both, ``batch_size``, ``precision``, ``mode`` and the
+        :func:`environment` (device, threads, versions).
+    """
+    dev = resolve_device(device)
+    check_number("batch_size", batch_size, 1, 1 << 20)
+    precision = "bf16" if amp else "fp32"
+    flops = [count_flops(m.cpu(), tuple(input_size)) for m in (dense, compressed)]
+    params = [count_params(m) for m in (dense, compressed)]
+    res = time_models({"dense": dense, "compressed": compressed}, input_size, batch_size, dev,
+                      precision=precision, warmup=warmup, repeats=repeats,
+                      channels_last=channels_last, compile=compile,
+                      mode="train" if train else "infer")
+    d, c = res["dense"]["ms"], res["compressed"]["ms"]
+    fr, lr = flops[1] / flops[0], c / d
+    return {"flop_ratio": fr, "latency_ratio": lr, "efficiency": fr / lr, "speedup": d / c,
+            "flop_reduction": 1 / fr, "param_ratio": params[1] / params[0],
+            "dense_ms": d, "compressed_ms": c, "dense_iqr_ms": res["dense"]["ms_iqr"],
+            "compressed_iqr_ms": res["compressed"]["ms_iqr"], "dense_flops": flops[0],
+            "compressed_flops": flops[1], "dense_params": params[0],
+            "compressed_params": params[1], "batch_size": batch_size, "precision": precision,
+            "channels_last": channels_last, "compile": compile,
+            "mode": "train" if train else "infer", "repeats": repeats, **environment(dev)}
