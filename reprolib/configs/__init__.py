@@ -91,7 +91,6 @@ class TrainConfig:
     #                                         it from its seed)
     eval_every: int = ranged(1, ge=1)       # evaluate every k epochs (and always after the last)
     progress: bool = True                   # tqdm bars (always off under CI / nbval)
-    # ---- added by issue 16 (left out of record keys while at their defaults, see RECIPE_ADDED)
     global_batch: int = ranged(0, ge=0)     # >0: the recipe states the GLOBAL batch; the
     #                                         per-process batch is global_batch / processes
     #                                         (batch_size unused)
@@ -145,9 +144,6 @@ RANDAUGMENT_SPEC = re.compile(r"rand(?:-(?:m\d+|n\d+|inc[01]|mstd\d+(?:\.\d+)?|m
 
 #: Recipe fields that do not change a run's result (left out of record keys).
 NOT_HASHED = ("progress",)
-#: Recipe fields added after records were committed: left out of a record key while at their
-#: default, so the records made before them keep their keys (a set value enters the key).
-RECIPE_ADDED = ("global_batch", "randaugment", "random_erasing", "repeated_aug", "select_every")
 
 
 def recipe(**values) -> Any:
@@ -330,9 +326,9 @@ def flat_values(cfg) -> dict[str, Any]:
 
 
 def recipe_dict(tc: TrainConfig) -> dict[str, Any]:
-    """A recipe as it enters a record key: every field that can change the result."""
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-    return {k: v for k, v in config_dict(tc).items() if k not in NOT_HASHED
-            and not (k in RECIPE_ADDED and v == defaults[k])}
+    """A recipe as it enters a record key: every field that can change the result (a field
+    added later enters every key: ``tools/rekey_records.py`` moves the committed records to
+    their new keys once, keeping their metrics)."""
+    return {k: v for k, v in config_dict(tc).items() if k not in NOT_HASHED}
 
 

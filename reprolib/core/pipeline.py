@@ -404,13 +404,34 @@ def resources(cfg, trains: bool = True, processes: int = 1) -> Resources:
     return Resources(processes=processes, gpus=1 if trains and cuda else 0)
 
 
-def test_images(recs: Iterable[dict]) -> int | None:
-    """The number of test images the records' metrics report (``test_images``, else
-    ``test_size``), when they agree; None when none says (or they disagree)."""
-    seen = {r["metrics"].get("test_images") or r["metrics"].get("test_size")
-            for r in recs if r}
-    seen.discard(None)
-    return seen.pop() if len(seen) == 1 else None
+def test_images(recs: Iterable[dict], infer: bool = True) -> int | None:
+    """The number of test images behind the records' accuracies: what their metrics report
+    (``test_images``, else ``test_size``) when every record says and they agree; otherwise
+    (records made before it was stored), with ``infer``, the smallest ``n`` <= 10^6 for which
+    every test accuracy they hold (``history[*].test_acc``, ``acc_pruned_no_ft``) is
+    ``100 k / n`` for a whole number ``k`` -- None when there are too few to tell."""
+    import numpy as np
+
+    recs = [r for r in recs if r]
+    said = [r["metrics"].get("test_images") or r["metrics"].get("test_size") for r in recs]
+    if said and all(s is not None for s in said) and len(set(said)) == 1:
+        return int(said[0])
+    if not infer:
+        return None
+    accs = [h["test_acc"] for r in recs for h in r["metrics"].get("history", [])
+            if isinstance(h, dict) and isinstance(h.get("test_acc"), float)]
+    accs += [r["metrics"]["acc_pruned_no_ft"] for r in recs
+             if isinstance(r["metrics"].get("acc_pruned_no_ft"), float)]
+    accs = np.array([a for a in accs if np.isfinite(a)])
+    if len(accs) < 4:
+        return None
+    for lo in range(1, 1_000_001, 100_000):
+        n = np.arange(lo, lo + 100_000)
+        k = accs[:, None] * n[None, :] / 100.0
+        ok = np.all(np.abs(k - np.round(k)) < 1e-6, axis=0)
+        if ok.any():
+            return int(n[ok.argmax()])
+    return None
 
 
 def profile_note(cfg) -> str:

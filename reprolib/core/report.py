@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from reprolib import paths
+from reprolib.data.catalog import dataset_label
 from reprolib.core import io
 
 FLOPS_NOTE = "FLOPs: one multiply-add = one FLOP"
@@ -27,7 +28,7 @@ def provenance(cfg=None, records: pd.DataFrame | None = None, **extra) -> str:
     if cfg is not None:
         parts.append(f"profile={cfg.profile}")
         ds = str(getattr(cfg, "dataset", ""))
-        parts.append("data=" + (Path(ds[4:]).name if ds.startswith("npz:") else ds))
+        parts.append("data=" + dataset_label(ds))
         for f in dataclasses.fields(cfg):
             v = getattr(cfg, f.name)
             if dataclasses.is_dataclass(v) and hasattr(v, "epochs"):

@@ -359,16 +359,20 @@ def test_search_rewards_average_batches_and_log_the_uniform_policy(monkeypatch):
         assert 0 <= h["uniform_reward"] <= 1 and h["uniform_reward_max"] >= h["uniform_reward"]
 
 
-def test_new_search_options_keep_earlier_record_keys(monkeypatch):
-    """reward_batches / uniform_samples at their defaults leave a search stage's key as it was
-    (the committed cpu records stay found); changed, they enter it."""
+def test_every_search_option_is_in_the_search_key(monkeypatch):
+    """Every NASConfig field enters a search stage's key (no field left out at its default:
+    the committed records were re-keyed once, tools/rekey_records.py), and the committed cpu
+    records are found under those keys."""
+    import dataclasses
+
     from reprolib import paths
     from reprolib.configs import get_config
+    from reprolib.methods.metaformer_nas import NASConfig
 
     monkeypatch.setenv("REPROLIB_RESULTS", str(paths.ROOT / "results"))   # the committed ones
     cpu = get_config("metaformer_nas", "cpu")
     key = E.search_run_config(cpu, 4)
-    assert "reward_batches" not in key and "uniform_samples" not in key
+    assert {f.name for f in dataclasses.fields(NASConfig)} <= set(key)
     more = get_config("metaformer_nas", "cpu", reward_batches=4)
     assert E.search_run_config(more, 4)["reward_batches"] == 4
     assert all(s.done for s in E.stages(cpu))

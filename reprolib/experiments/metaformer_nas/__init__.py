@@ -55,7 +55,7 @@ from reprolib.experiments.metaformer_nas.assess import (  # noqa: F401
     evidence_claims, evidence_figures, evidence_summary, evidence_table1, evidence_table2,
     mixer_accuracies, plot_evidence, plot_search_seeds)
 from reprolib.experiments.metaformer_nas.graph import (  # noqa: F401
-    _LATER_NAS_FIELDS, FIG5_ARCH, POOLFORMER_LAYER_SCALE, model_spec, nas_config,
+    FIG5_ARCH, POOLFORMER_LAYER_SCALE, model_spec, nas_config,
     random_stage, retrain_cell_stage, retrain_stage, run_random, run_retrain, run_search,
     run_toy, search_recipe, search_run_config, search_stage, toy_stage, toy_target)
 from reprolib.experiments.metaformer_nas.report import (  # noqa: F401

@@ -61,16 +61,10 @@ def nas_config(cfg, n_nodes: int) -> NASConfig:
     )
 
 
-#: NASConfig fields added after records were made: left out of a search key at these values,
-#: so the records of earlier runs keep their keys.
-_LATER_NAS_FIELDS = {"reward_batches": 1, "uniform_samples": 0}
-
-
 def search_run_config(cfg, n_nodes: int) -> dict:
     """The key of stage ``search-nas<N>``: the data, backbone and layer scale of the shared
     model, the search batch and validation split, and the whole ``NASConfig``."""
-    nas = {k: v for k, v in dataclasses.asdict(nas_config(cfg, n_nodes)).items()
-           if _LATER_NAS_FIELDS.get(k, object()) != v}
+    nas = dataclasses.asdict(nas_config(cfg, n_nodes))
     return key_of(cfg, "dataset", "model", "image_size", "batch_size", "val_fraction",
                   "layer_scale_init", **nas)
 

@@ -257,23 +257,6 @@ def figures(g: Graph) -> dict:
 # --------------------------------------------------------------------------- summary
 
 
-def _test_images(recs) -> int | None:
-    """The test-set size of retraining records: their ``test_images``
-    (:func:`reprolib.core.pipeline.test_images`), or (records written before it was stored)
-    the smallest n for which every test accuracy in their histories is a whole number of
-    correct images out of n; None if the records disagree or none fits."""
-    if all(r["metrics"].get("test_images") is not None for r in recs):
-        return test_images(recs)
-    accs = [h["test_acc"] for r in recs for h in r["metrics"].get("history", [])
-            if isinstance(h.get("test_acc"), float) and math.isfinite(h["test_acc"])]
-    if len(accs) < 5:
-        return None
-    for n in range(1, 200_001):
-        if all(abs(round(a * n / 100) * 100 / n - a) < 1e-9 for a in accs):
-            return n
-    return None
-
-
 def _fmt_list(xs: list[str]) -> str:
     return xs[0] if len(xs) == 1 else " / ".join(xs)
 
@@ -359,7 +342,7 @@ def summary(g: Graph) -> str:
             ours, theirs = mixer("acc (ours, %)"), mixer("acc (paper, Flowers-102, %)")
             s += (f"; best of these here {ours}, in the paper {theirs}"
                   + (" (the same)" if ours == theirs else ""))
-        n_test = _test_images(list(rts.values()))
+        n_test = test_images(list(rts.values()))
         if n_test:
             p = float(t2["acc (ours, %)"].mean()) / 100
             se = 100 * math.sqrt(p * (1 - p) / n_test)

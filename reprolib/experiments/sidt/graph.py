@@ -53,11 +53,6 @@ def model_spec(cfg, note: str = "") -> ModelSpec:
     return ModelSpec(cfg.model, kw, (3, cfg.image_size, cfg.image_size), note=note)
 
 
-def _model_key(cfg) -> dict:
-    """``model_kwargs`` in a stage key only when given (older records keep their keys)."""
-    return {"model_kwargs": dict(cfg.model_kwargs)} if cfg.model_kwargs else {}
-
-
 def baseline_stage(cfg, suffix: str = "") -> Stage | None:
     """The dense model trained with the ``baseline`` recipe (no scores, no L1); None when
     ``baseline.epochs`` is 0 (the search then starts from scratch)."""
@@ -72,7 +67,8 @@ def baseline_stage(cfg, suffix: str = "") -> Stage | None:
         stage.save_model(model)
         return {**m, "backbone_params": m["params"] - count_params(model.head)}
 
-    key = key_of(cfg, "dataset", "image_size", "model", "baseline", **_model_key(cfg))
+    key = key_of(cfg, "dataset", "image_size", "model", "baseline",
+                 model_kwargs=dict(cfg.model_kwargs))
     return Stage(cfg, f"baseline{suffix}", key, fn, model=model_spec(cfg),
                  train=training(cfg, "baseline"), resources=resources(cfg), group="baseline",
                  note="the dense model, Table I's 0 % row; the search starts from it")
@@ -98,7 +94,7 @@ def search_stage(cfg, baseline: Stage | None = None, suffix: str = "") -> Stage:
                 "scores": {n: [round(float(v), 5) for v in a.detach()] for n, a in sc.items()}}
 
     key = key_of(cfg, "dataset", "image_size", "model", "l1_strength", "search",
-                 **_model_key(cfg))
+                 model_kwargs=dict(cfg.model_kwargs))
     return Stage(cfg, f"search{suffix}", key, fn, after=[baseline] if baseline else [],
                  model=model_spec(cfg, note="counted without its scores (one per dimension)"),
                  train=training(cfg, "search", l1=cfg.l1_strength), resources=resources(cfg),

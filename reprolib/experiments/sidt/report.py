@@ -228,24 +228,9 @@ def plot_complexity(cfg, r: dict, title: str):
 
 
 def test_set_size(tunes: list[dict]) -> int | None:
-    """The size of the test set the accuracies were measured on: what the fine-tune stages
-    record (``test_images``, :func:`reprolib.core.pipeline.test_images`); for records made
-    before they did, the smallest ``n`` for which every recorded test accuracy is ``100 k / n``
-    with an integer ``k`` (None if none <= 10^6)."""
-    n = test_images(tunes)
-    if n is not None:
-        return int(n)
-    accs = np.array([h["test_acc"] for t in tunes for h in t["metrics"].get("history", [])
-                     if "test_acc" in h] + [t["metrics"]["acc_pruned_no_ft"] for t in tunes])
-    if len(accs) < 4:
-        return None
-    for lo in range(1, 1_000_001, 100_000):
-        n = np.arange(lo, lo + 100_000)
-        k = accs[:, None] * n[None, :] / 100.0
-        ok = np.all(np.abs(k - np.round(k)) < 1e-6, axis=0)
-        if ok.any():
-            return int(n[ok.argmax()])
-    return None
+    """The size of the test set the fine-tunes' accuracies were measured on
+    (:func:`reprolib.core.pipeline.test_images`)."""
+    return test_images(tunes)
 
 
 def join(values, fmt: str) -> str:

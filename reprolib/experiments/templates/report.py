@@ -16,6 +16,7 @@ from reprolib.core.measure import count_params
 from reprolib.core.pipeline import profile_note, records
 from reprolib.core.registry import create_model
 from reprolib.core.results import records_frame
+from reprolib.data.catalog import dataset_label
 from reprolib.experiments import evidence as ev
 from reprolib.experiments.templates.graph import _table2_limit, datasets, grid
 from reprolib.methods.templates import PAPER_WIDTHS, TEMPLATES, template_table
@@ -38,10 +39,6 @@ MODEL_LABELS = {"vgg19_cifar": "VGG-19", "resnet50_cifar": "ResNet-50",
                 "googlenet_cifar": "Inception", "mobilenet_cifar": "MobileNet"}
 
 
-def _short(ds: str) -> str:
-    return ds.split("/")[-1].removesuffix(".npz") if ds.startswith("npz:") else ds
-
-
 def _paper_model(name: str) -> str:
     """``vgg19_cifar_tiny`` -> ``vgg19_cifar`` (the paper's numbers are for the full models)."""
     return name.removesuffix("_tiny")
@@ -49,7 +46,7 @@ def _paper_model(name: str) -> str:
 
 def _paper_key(ds: str) -> str:
     """The paper's table key for a data set: the CIFAR-10 subset counts as ``cifar10``."""
-    return "cifar100" if "100" in _short(ds) else "cifar10"
+    return "cifar100" if "100" in dataset_label(ds) else "cifar10"
 
 
 # --------------------------------------------------------------------------- frames
@@ -175,7 +172,7 @@ def table1(cfg) -> pd.DataFrame:
     rows = []
     for ds in datasets(cfg):
         for m in cfg.models:
-            row = {"dataset": _short(ds), "model": m, "width": w}
+            row = {"dataset": dataset_label(ds), "model": m, "width": w}
             ppr = PAPER_TABLE1.get(_paper_key(ds), {}).get(_paper_model(m), {})
             for t in TEMPLATES:
                 cell = g.select("cell", dataset=ds, model=m, template=t, width=w)
@@ -195,7 +192,7 @@ def runs_table(cfg) -> pd.DataFrame:
     memory, latency, epochs and training time."""
     df = grid_frame(cfg)
     out = pd.DataFrame({
-        "dataset": df["config.dataset"].map(_short), "model": df["config.model"],
+        "dataset": df["config.dataset"].map(dataset_label), "model": df["config.model"],
         "template": df["config.template"], "width": df["config.width"], "acc": df["acc"],
         "params_M": df["params"] / 1e6, "MFLOPs": df["flops"] / 1e6,
         "memory_MB": _col(df, "peak_memory_bytes") / 1e6,
@@ -293,7 +290,7 @@ def plot_figure(df: pd.DataFrame, cfg, which: str, title: str = ""):
             sub = (stats[(stats["dataset"] == ds) & (stats["model"] == m)]
                    if len(stats) else stats)
             if not len(sub) or sub[col].isna().all():
-                ax.set_title(f"{_label(m)} ({_short(ds)}): {which} not measured", fontsize=8)
+                ax.set_title(f"{_label(m)} ({dataset_label(ds)}): {which} not measured", fontsize=8)
                 continue
             for t in TEMPLATES:
                 c = sub[sub["template"] == t].sort_values(col)
@@ -315,7 +312,7 @@ def plot_figure(df: pd.DataFrame, cfg, which: str, title: str = ""):
             _log_ticks(ax, list(sub[col] * scale))
             ax.margins(y=0.12)
             ax.set(xlabel=xlabel, ylabel="test accuracy (%)")
-            ax.set_title(f"{_label(m)} · {_short(ds)}", fontsize=9)
+            ax.set_title(f"{_label(m)} · {dataset_label(ds)}", fontsize=9)
             ax.grid(alpha=0.3, which="both")
             ax.legend(fontsize=7)
     if title:
@@ -380,7 +377,7 @@ def grid_summary(cfg) -> str:
     widths = ", ".join(f"{w:g}" for w in cfg.widths) + "".join(
         f" ({m}: {', '.join(f'{w:g}' for w in ws)} only)" for m, ws in (cfg.model_widths or ()))
     lines = [f"profile {cfg.profile!r}: {n} training runs of {ep_txt} = "
-             f"{len(datasets(cfg))} data set(s) ({', '.join(_short(d) for d in datasets(cfg))})"
+             f"{len(datasets(cfg))} data set(s) ({', '.join(dataset_label(d) for d in datasets(cfg))})"
              f" x {len(cfg.models)} models x {len(cfg.templates)} templates "
              f"({', '.join(cfg.templates)}) x widths {widths}{seeds}.",
              "The paper's grid: 2 data sets (CIFAR-10, CIFAR-100) x 4 models x 5 templates x "
@@ -393,7 +390,7 @@ def grid_summary(cfg) -> str:
                      + ("data set is not CIFAR." if not cifar else "CIFAR data."))
     else:
         sub = [d for d in datasets(cfg) if d.startswith("npz:")]
-        cuts = ([f"the CIFAR-10 subset ({_short(sub[0])}) instead of full CIFAR-10"]
+        cuts = ([f"the CIFAR-10 subset ({dataset_label(sub[0])}) instead of full CIFAR-10"]
                 if sub else []) \
             + ([f"{ep_txt} instead of 160"] if ep != 160 else []) \
             + ([f"{n} of the 320 runs"] if n != 320 else [])
@@ -418,16 +415,16 @@ def ran_summary(cfg) -> str:
         for m in cfg.models:
             sub = _frame(g.select("cell", dataset=ds, model=m))
             if not len(sub):
-                lines.append(f"  {_short(ds)} · {m}: nothing")
+                lines.append(f"  {dataset_label(ds)} · {m}: nothing")
                 continue
             tpl = [t for t in TEMPLATES if t in set(sub["config.template"])]
             ws = sorted(set(sub["config.width"]))
-            lines.append(f"  {_short(ds)} · {m}: templates {', '.join(tpl)} x widths "
+            lines.append(f"  {dataset_label(ds)} · {m}: templates {', '.join(tpl)} x widths "
                          f"{', '.join(f'{w:g}' for w in ws)} ({len(sub)} runs, "
                          f"{sub['train_time_s'].sum() / 60:.1f} min of training)")
     missing = [t for t in TEMPLATES if t not in cfg.templates]
     lines.append(f"not run here: templates {', '.join(missing) or '-'}; "
-                 f"data sets other than {', '.join(_short(d) for d in datasets(cfg))}; "
+                 f"data sets other than {', '.join(dataset_label(d) for d in datasets(cfg))}; "
                  f"widths other than the above; the paper's 160-epoch schedule.")
     return "\n".join(lines)
 
@@ -553,6 +550,6 @@ def make_summary(cfg) -> str:
         parts.append(f"Accuracy (`figures/templates/table1-{cfg.profile}.md`, Figures 3–5): "
                      f"{len(df)} runs, {_list(tpl)} at widths "
                      f"{' / '.join(f'{w:g}' for w in ws)}, {ep_txt} on "
-                     f"`{_short(cfg.dataset)}` — {'; '.join(cells)} % top-1 "
+                     f"`{dataset_label(cfg.dataset)}` — {'; '.join(cells)} % top-1 "
                      f"({_rng([lo, hi])} %{paper_rng}).{verdict}{scope}")
     return f"`reprolib run templates --profile {cfg.profile}`: " + " ".join(parts)
