@@ -26,9 +26,28 @@ PROFILE = "cpu"
 EVIDENCE_PROFILE = "evidence"
 
 
+def device_sentence(profiles=(PROFILE, EVIDENCE_PROFILE)) -> str:
+    """Where the records shown were made: the devices their ``device`` fields name, and
+    whether any of them is a GPU."""
+    from reprolib.core.report import device_label
+    from reprolib.core.results import load_records
+
+    recs = [r for paper in EXPERIMENTS for prof in profiles
+            for r in load_records(paper, prof)]
+    if not recs:
+        return ""
+    devs = device_label(recs)
+    gpu = any(str(r.get("device", "")).startswith("cuda") for r in recs)
+    return (f"Every figure and table below was made from the records of the "
+            f"{' and '.join(f'`{p}`' for p in profiles)} profiles, on {devs} (their `device` "
+            f"field; {len(recs)} records)"
+            + ("." if gpu else "; no GPU was available for them.") + "\n")
+
+
 def results_section(profile: str = PROFILE) -> str:
-    """The generated Markdown: per notebook a heading, its key figure and its summary."""
-    parts = []
+    """The generated Markdown: where the records were made, then per notebook a heading,
+    its key figure and its summary."""
+    parts = [device_sentence()]
     for paper in EXPERIMENTS:
         exp = get_experiment(paper)
         cfg = get_config(paper, profile)

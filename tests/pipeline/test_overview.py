@@ -11,6 +11,9 @@ from reprolib import paths
 from reprolib.configs import get_config
 from reprolib.experiments import overview as O
 
+# counting every printed architecture takes ~14 s on 2 cores (nbval runs the notebook)
+pytestmark = pytest.mark.slow
+
 COMMITTED = paths.ROOT / "figures" / "overview" / "conformance-cpu.csv"
 
 

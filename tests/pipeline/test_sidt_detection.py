@@ -14,6 +14,10 @@ from reprolib.experiments import sidt_detection
 from reprolib.core.measure import count_params
 from reprolib.methods import sidt
 
+# the module's pipeline run takes ~16 s on 2 cores (nbval runs the notebook at its smoke
+# defaults in the default tier)
+pytestmark = pytest.mark.slow
+
 SMALL = {"train_images": 16, "val_images": 8, "train.epochs": 1, "ratios": (0.4,)}
 
 

@@ -75,6 +75,7 @@ def test_mixup_and_label_smoothing_run():
     assert math.isfinite(res.history[0]["train_loss"]) and "train_acc" not in res.history[0]
 
 
+@pytest.mark.slow          # ~13 s on 2 cores: two subprocesses, one killed mid-training
 def test_resume_after_kill_gives_the_same_model(tmp_path):
     """Kill a run with SIGKILL after its 2nd epoch's checkpoint, restart it, compare with an
     uninterrupted run: weights and history are identical."""
