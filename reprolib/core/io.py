@@ -248,3 +248,36 @@ def load_state(target, state, path, what: str, part: str) -> None:
         raise ReprolibError(f"{what} {paths.rel(path)}: its {part} does not fit this run "
                             f"({first}); delete it (or rerun with --force) to start the stage "
                             "over") from None
+
+
+# --------------------------------------------------------------------------- per-image results
+
+
+def pack_bits(flags) -> dict:
+    """A sequence of booleans (per test image: classified right?) as JSON data:
+    ``{"n": count, "bits": base64 of the bits packed eight to a byte}`` (1,017 images: 172
+    characters)."""
+    import base64
+
+    import numpy as np
+
+    a = np.asarray(flags, dtype=bool).ravel()
+    return {"n": int(a.size), "bits": base64.b64encode(np.packbits(a).tobytes()).decode()}
+
+
+def unpack_bits(packed: dict):
+    """The bool array :func:`pack_bits` packed; a ReprolibError when it is malformed."""
+    import base64
+    import binascii
+
+    import numpy as np
+
+    try:
+        n = int(packed["n"])
+        raw = np.frombuffer(base64.b64decode(packed["bits"], validate=True), dtype=np.uint8)
+    except (KeyError, TypeError, ValueError, binascii.Error) as e:
+        raise ReprolibError(f"per-image results {str(packed)[:60]} are malformed ({e})") from None
+    bits = np.unpackbits(raw)
+    if n < 0 or len(bits) < n or len(bits) - n >= 8:
+        raise ReprolibError(f"per-image results hold {len(bits)} bits for n = {n}")
+    return bits[:n].astype(bool)

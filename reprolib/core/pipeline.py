@@ -351,22 +351,27 @@ def train_and_measure(model, data, recipe: TrainConfig, ckpt_dir=None, *,
     """Train ``model`` with ``fit`` and measure it (``reprolib.measure.measure_model``, on the
     CPU); returns the metrics of a results record: final test ``acc`` (%), ``test_loss``,
     ``epochs``, ``train_time_s`` (sum of the epochs' times, kept across resumes),
-    ``history``, ``train_device``, ``test_images``, params, FLOPs, latency (and peak memory
-    when asked)."""
+    ``history``, ``train_device``, ``test_images``, ``test_correct`` (which test images the
+    final model classifies right, :func:`reprolib.core.io.pack_bits`: comparisons over the
+    same images are paired), params, FLOPs, latency (and peak memory when asked)."""
+    from reprolib.core import io
     from reprolib.core.device import resolve_device
     from reprolib.core.measure import measure_model
-    from reprolib.core.train import fit
+    from reprolib.core.train import evaluate, fit
 
     dev = resolve_device(device)
     res = fit(model, data, recipe, ckpt_dir=ckpt_dir, device=dev, desc=desc,
               extra_loss=extra_loss, grad_hook=grad_hook)
+    per_image = evaluate(model, data.test, dev, recipe.amp, per_image=True).get("correct")
     input_size = input_size or (3, data.image_size, data.image_size)
     meas = measure_model(model.cpu(), input_size, latency_batch=latency_batch,
                          latency_repeats=latency_repeats, memory_batch=memory_batch)
     return {"acc": res.acc, "test_loss": res.loss, "epochs": res.epochs,
             "train_time_s": round(sum(h["time_s"] for h in res.history), 2),
             "history": res.history, "train_device": str(dev),
-            "test_images": getattr(data, "test_size", None), **meas}
+            "test_images": getattr(data, "test_size", None),
+            **({"test_correct": io.pack_bits(per_image)} if per_image is not None else {}),
+            **meas}
 
 
 def key_of(cfg, *fields: str, **extra) -> dict:

@@ -187,23 +187,34 @@ def _ckpt_config(cfg: TrainConfig) -> dict:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, device=None, amp: bool = True) -> dict:
-    """Top-1 accuracy (%) and mean cross-entropy of ``model`` over ``loader``."""
+def evaluate(model: nn.Module, loader, device=None, amp: bool = True,
+             per_image: bool = False) -> dict:
+    """Top-1 accuracy (%) and mean cross-entropy of ``model`` over ``loader``; with
+    ``per_image`` (one process), also ``correct``: whether each image, in the loader's order,
+    was classified right (a bool array), so two models tested on the same images can be
+    compared image by image."""
     device = resolve_device(device) if device is not None else next(model.parameters()).device
     was = model.training
     model.eval()
     correct, loss, total = _zeros(device), _zeros(device), 0
+    hits = [] if per_image else None
     use_amp = amp and device.type == "cuda"
     for x, y in loader:
         x, y = _to(x, device), _to(y, device)
         with torch.autocast("cuda", torch.bfloat16, enabled=use_amp):
             out = model(x)
         loss += F.cross_entropy(out.float(), y, reduction="sum").to(loss.dtype)
-        correct += (out.argmax(1) == y).sum()
+        hit = out.argmax(1) == y
+        correct += hit.sum()
+        if hits is not None:
+            hits.append(hit)
         total += y.numel()
     correct, total, loss = _all_sum([correct, total, loss], device)
     model.train(was)
-    return {"acc": 100.0 * correct / max(total, 1), "loss": loss / max(total, 1)}
+    out = {"acc": 100.0 * correct / max(total, 1), "loss": loss / max(total, 1)}
+    if hits is not None and world()[1] == 1:
+        out["correct"] = torch.cat(hits).cpu().numpy() if hits else torch.zeros(0).bool().numpy()
+    return out
 
 
 # --------------------------------------------------------------------------- fit

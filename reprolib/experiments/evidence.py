@@ -87,6 +87,135 @@ def compare(a: Sequence[float], b: Sequence[float], *, alpha: float = 0.05,
             "reason": f"difference {diff:+.2f} ({test})"}
 
 
+def paired_compare(a: Sequence[float], b: Sequence[float], *, alpha: float = 0.05,
+                   higher_is_better: bool = True, margin: float | None = None) -> dict:
+    """:func:`compare` for a paired design: ``a[i]`` and ``b[i]`` share seed ``i`` (a parent
+    model, a data order, the test set).  The paired t-test over the seeds' differences
+    (``scipy.stats.ttest_rel``) and the t interval of their mean; the same verdict rules.
+    Pairs with a missing value are dropped."""
+    from scipy import stats
+
+    pairs = [(x, y) for x, y in zip(a, b) if x is not None and y is not None
+             and math.isfinite(x) and math.isfinite(y)]
+    n = len(pairs)
+    d = np.array([x - y for x, y in pairs], dtype=float)
+    diff = float(d.mean()) if n else float("nan")
+    sign = 1.0 if higher_is_better else -1.0
+    if n < 2:
+        return {"diff": diff, "p": float("nan"), "ci": (float("nan"),) * 2, "n": n,
+                "verdict": "inconclusive", "reason": f"too few paired seeds ({n}) to test",
+                "test": "paired t"}
+    sd = float(d.std(ddof=1))
+    if sd == 0:
+        p, half = (0.0 if diff else 1.0), 0.0
+    else:
+        p = float(stats.ttest_rel([x for x, _ in pairs], [y for _, y in pairs]).pvalue)
+        half = float(stats.t.ppf(1 - alpha / 2, n - 1) * sd / math.sqrt(n))
+    lo, hi = sorted((sign * (diff - half), sign * (diff + half)))
+    if margin is None:
+        verdict = ("holds" if sign * diff > 0 and p < alpha else
+                   "does not hold" if sign * diff < 0 and p < alpha else "inconclusive")
+        test = f"p = {p:.2g}, paired t over {n} seeds"
+    else:
+        verdict = ("holds" if lo > -margin else "does not hold" if hi < -margin
+                   else "inconclusive")
+        test = (f"{100 * (1 - alpha):.1f} % CI [{lo:+.2f}, {hi:+.2f}] vs margin -{margin:.2f}, "
+                f"paired over {n} seeds").replace(".0 %", " %")
+    return {"diff": diff, "p": p, "ci": (lo, hi), "n": n, "sd": sd, "verdict": verdict,
+            "reason": f"difference {diff:+.2f} ({test})", "test": "paired t"}
+
+
+def image_test(correct_a: Sequence, correct_b: Sequence, *, alpha: float = 0.05,
+               n_resamples: int = 9999, seed: int = 0) -> dict:
+    """Two arms tested on the same images, per seed: ``correct_x[s]`` is the bool array of
+    seed ``s`` (which test images arm x got right, :func:`reprolib.core.io.unpack_bits`).
+
+    The statistic is the accuracy difference in points, averaged over the seeds.  Its p-value
+    comes from a paired permutation test over the test images (``scipy.stats.
+    permutation_test``, ``permutation_type="samples"``: for each image the two arms'
+    results are swapped, across all seeds at once), its interval from a paired bootstrap over
+    the images (``scipy.stats.bootstrap``, percentile).  Images x seeds, paired: what a
+    McNemar test does for one seed, for several."""
+    from scipy import stats
+
+    A = np.asarray([np.asarray(x, dtype=float) for x in correct_a])
+    B = np.asarray([np.asarray(x, dtype=float) for x in correct_b])
+    if A.shape != B.shape or A.ndim != 2 or A.shape[1] == 0:
+        raise ValueError(f"image_test needs the same images per seed for both arms: "
+                         f"{A.shape} vs {B.shape}")
+    a, b = A.mean(axis=0), B.mean(axis=0)            # per image, the mean over seeds
+    diff = float(100 * (a - b).mean())
+    rng = np.random.default_rng(seed)
+
+    def stat(x, y, axis=-1):
+        return 100 * np.mean(x - y, axis=axis)
+
+    if np.all(a == b):
+        p, ci = 1.0, (diff, diff)
+    else:
+        p = float(stats.permutation_test((a, b), stat, permutation_type="samples",
+                                         n_resamples=n_resamples, vectorized=True,
+                                         rng=rng).pvalue)
+        bs = stats.bootstrap((a, b), stat, paired=True, vectorized=True, method="percentile",
+                             n_resamples=n_resamples, confidence_level=1 - alpha, rng=rng)
+        ci = (float(bs.confidence_interval.low), float(bs.confidence_interval.high))
+    return {"diff": diff, "p": p, "ci": ci, "n_images": int(A.shape[1]), "n_seeds": int(A.shape[0]),
+            "test": "paired permutation over images"}
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of ``pvalues`` (the family-wise error of all of them at
+    once; ``statsmodels``' ``multipletests(method="holm")``): the k-th smallest p times
+    (m - k + 1), made monotone, capped at 1.  NaN stays NaN (not part of the family)."""
+    p = np.asarray(pvalues, dtype=float)
+    ok = np.flatnonzero(np.isfinite(p))
+    out = np.full(p.shape, np.nan)
+    m = len(ok)
+    running = 0.0
+    for rank, i in enumerate(ok[np.argsort(p[ok], kind="stable")]):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return [float(x) for x in out]
+
+
+def t_power(n: int, effect: float, *, alpha: float = 0.05, paired: bool = True) -> float:
+    """The power of a two-sided t-test at ``alpha`` with ``n`` seeds per arm against the
+    standardised ``effect`` (the mean difference over the standard deviation of the paired
+    differences; unpaired: over the per-arm standard deviation), from the noncentral t."""
+    from scipy import stats
+
+    if n < 2 or not math.isfinite(effect):
+        return float("nan")
+    dof = n - 1 if paired else 2 * n - 2
+    nc = effect * math.sqrt(n if paired else n / 2)
+    crit = stats.t.ppf(1 - alpha / 2, dof)
+    return float(stats.nct.sf(crit, dof, nc) + stats.nct.cdf(-crit, dof, nc))
+
+
+def seeds_needed(diff: float, sd: float, *, alpha: float = 0.05, power: float = 0.8,
+                 paired: bool = True, max_n: int = 10_000) -> int | None:
+    """The seeds per arm a two-sided t-test at ``alpha`` needs to detect ``diff`` with
+    ``power``, if the spread stays ``sd`` (paired: of the seeds' differences; unpaired: of
+    each arm); None when more than ``max_n`` (or no effect at all)."""
+    if not (math.isfinite(diff) and math.isfinite(sd)) or diff == 0:
+        return None
+    if sd == 0:
+        return 2
+    effect = abs(diff) / sd
+    lo, hi = 2, 2
+    while t_power(hi, effect, alpha=alpha, paired=paired) < power:
+        lo, hi = hi, hi * 2
+        if hi > max_n:
+            return None
+    while lo < hi:                          # the smallest n with enough power
+        mid = (lo + hi) // 2
+        if t_power(mid, effect, alpha=alpha, paired=paired) >= power:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
 def binomial_se(acc_percent: float, n_images: int) -> float:
     """Standard error (percentage points) of an accuracy measured on ``n_images`` images."""
     p = acc_percent / 100

@@ -106,3 +106,10 @@ def test_quickstart_pipeline_end_to_end(cfg):
     assert set(quickstart.figures(cfg)) == {"acc_vs_params"}
     text = quickstart.summary(cfg)
     assert f"{t['acc'].iloc[0]:.1f} %" in text and "0.019 M" in text
+    # which test images the model got right, in the test set's order: the accuracy again
+    from reprolib.core.io import unpack_bits
+
+    m = recs["small_cnn-w0.25"]["metrics"]
+    hits = unpack_bits(m["test_correct"])
+    assert len(hits) == m["test_images"] == 360
+    assert 100 * hits.mean() == pytest.approx(m["acc"], abs=1e-9)
