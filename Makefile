@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PROFILE ?= smoke
+# extra arguments for JupyterLab (`make lab LAB_ARGS="--port 8899 --no-browser"`); as root
+# (containers, cluster nodes) --allow-root is added, which JupyterLab refuses to start without
+LAB_ARGS ?=
+LAB_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
 
 .PHONY: reproduce test test-slow test-all lab lab-edit venv readme clean
 .DEFAULT_GOAL := reproduce
@@ -42,15 +46,16 @@ readme: venv
 ## never modifies the tracked notebooks, and the tables / figures they save go to
 ## lab/figures/ (records still go to results/, where every run with the same config reuses
 ## them).  Copies are made once; `rm -r lab` starts again from the committed notebooks.
+## LAB_ARGS go to JupyterLab; as root --allow-root is added.
 lab: venv
 	@mkdir -p lab
 	@for nb in notebooks/*.ipynb; do [ -e "lab/$$(basename $$nb)" ] || cp "$$nb" lab/; done
-	REPROLIB_FIGURES=$(CURDIR)/lab/figures $(VENV)/bin/jupyter lab lab/
+	REPROLIB_FIGURES=$(CURDIR)/lab/figures $(VENV)/bin/jupyter lab $(LAB_ROOT) $(LAB_ARGS) lab/
 
 ## JupyterLab on the tracked notebooks themselves, to change one on purpose; before
 ## committing: $(PY) -m reprolib.tools.nbclean --execute notebooks/PAPER.ipynb
 lab-edit: venv
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab $(LAB_ROOT) $(LAB_ARGS) notebooks/
 
 clean:
 	rm -rf runs .pytest_cache

@@ -1,12 +1,14 @@
-"""Command line: ``reprolib list | run | compute | plan | clean | reproduce | readme | bench |
-export`` (also ``python -m reprolib``).
+"""Command line: ``reprolib COMMAND`` (also ``python -m reprolib``); ``reprolib --help`` lists
+every command (its description is built from the registered subcommands).
 
-    reprolib list [PAPER]                           papers, profiles, models, data sets; with
+    reprolib list [PAPER] [--all]                   papers, profiles, models and data sets; with
                                                     PAPER every override key, its type, value
-                                                    per profile and meaning
+                                                    per profile and meaning; --all adds the
+                                                    test models
     reprolib run sidt --profile cpu -p finetune.epochs=3 [--force]
     reprolib run sidt --help                        the options above and sidt's keys
     reprolib compute pe --profile paper --data-root /imagenet   the pipeline, no notebook
+    reprolib graph sidt --profile evidence          stages, edges, done or missing, resources
     reprolib plan pe --profile paper --nproc 8      what would run, beside the paper's values
     torchrun --nproc_per_node=8 -m reprolib compute pe --profile paper --data-root /imagenet
     reprolib clean sidt --profile evidence [--yes]  records no stage of the profile names
@@ -37,8 +39,10 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import signal
 import sys
+import textwrap
 import threading
 import time
 
@@ -65,16 +69,22 @@ def cmd_list(args) -> int:
     if args.paper:
         print(describe(args.paper))
         return 0
-    print("papers (notebooks) and their profiles:")
-    for name, p in papers().items():
-        if p.notebook:
-            print(f"  {name:16s} {', '.join(p.presets):28s} {p.title}")
-    print("tools with a config of their own and their profiles:")
-    for name, p in papers().items():
-        if not p.notebook:
-            print(f"  {name:16s} {', '.join(p.presets):28s} {p.title}")
-    print("models:")
-    print("  " + ", ".join(list_models()))
+    known = papers()
+    # the columns are as wide as their longest entry (five profiles fit)
+    name_w = max(len(n) for n in known) + 2
+    prof_w = max(len(", ".join(p.presets)) for p in known.values()) + 2
+    for head, notebook in (("papers (notebooks) and their profiles:", True),
+                           ("tools with a config of their own and their profiles:", False)):
+        print(head)
+        for name, p in known.items():
+            if p.notebook == notebook:
+                print(f"  {name:{name_w}s}{', '.join(p.presets):{prof_w}s}{p.title}")
+    models = list_models(include_test=args.all)
+    hidden = len(list_models()) - len(models)
+    print("models" + (f" ({hidden} test models left out: reprolib list --all):" if hidden
+                      else ":"))
+    print(textwrap.fill(", ".join(models), width=96, initial_indent="  ",
+                        subsequent_indent="  ", break_on_hyphens=False))
     print("data sets:")
     print("  " + ", ".join(DATASETS))
     print("every option of a paper: reprolib list PAPER (or reprolib run PAPER --help)")
@@ -269,17 +279,50 @@ class _PaperHelp(argparse.Action):
         parser.exit()
 
 
+def _notebook_papers() -> list[str]:
+    """The papers with a notebook, in notebook order, from the config registry (no torch)."""
+    from reprolib.experiments import names
+
+    return names()
+
+
+def _profile_names() -> list[str]:
+    """Every profile some paper has, in the order the configs declare them."""
+    from reprolib.configs import papers
+
+    known = [list(paper.presets) for paper in papers().values()]
+    names = dict.fromkeys(p for presets in known for p in presets)
+    # a profile after every one that precedes it in some paper: smoke, cpu, evidence, gpu, paper
+    return sorted(names, key=lambda n: max(ps.index(n) for ps in known if n in ps))
+
+
+def _paper_help(what: str = "the paper", tools: bool = False) -> str:
+    """The papers (and with ``tools`` the tools with a graph of their own, ``bench``) a
+    command takes, from the config registry."""
+    from reprolib.configs import papers
+
+    extra = [n for n, p in papers().items() if not p.notebook] if tools else []
+    return (f"{what}: {', '.join(_notebook_papers())}"
+            + (f"; or a tool: {', '.join(extra)}" if extra else "") + " (reprolib list)")
+
+
+def _profile_help(default: str = "smoke") -> str:
+    return (f"preset (default {default}): {', '.join(_profile_names())}; evidence is the "
+            "claims test (3-5 seeds); reprolib list PAPER shows the ones a paper has")
+
+
+def _param_arg(p: argparse.ArgumentParser, what: str = "") -> None:
+    p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config value, e.g. finetune.epochs=3 (repeatable; "
+                        "reprolib list PAPER shows every key)" + what)
+
+
 def _paper_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-h", "--help", action=_PaperHelp,
                    help="show this help and, after PAPER, every override key of that paper")
-    p.add_argument("paper", help="the notebook: quickstart, sidt, pe, vtp_svd, "
-                                 "metaformer_nas, templates (reprolib list)")
-    p.add_argument("--profile", default="smoke",
-                   help="preset: smoke (default), cpu, evidence (the claims test, 3-5 seeds), gpu, "
-                        "paper; reprolib list PAPER shows the ones a paper has")
-    p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config value, e.g. finetune.epochs=3 (repeatable; "
-                        "reprolib list PAPER shows every key)")
+    p.add_argument("paper", help=_paper_help("the notebook"))
+    p.add_argument("--profile", default="smoke", help=_profile_help())
+    _param_arg(p)
     _data_args(p)
     p.add_argument("--force", action="store_true", help="recompute runs that have records")
 
@@ -293,23 +336,38 @@ def _size(text: str) -> tuple[int, ...]:
 
 def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", metavar="DIR", default=None,
-                   help="folder holding the torchvision data sets (CIFAR, Flowers-102) or "
-                        "ImageNet's train/ and val/ (default data/; same as -p data_root=DIR)")
+                   help="folder holding the torchvision data sets (CIFAR, Flowers-102), "
+                        "ImageNet's train/ and val/ or COCO (default data/; same as -p "
+                        "data_root=DIR); a root the profile does not read is an error when "
+                        "it does not exist, a warning naming the data read instead otherwise")
     p.add_argument("--download", action="store_true",
                    help="download a missing data set into --data-root (into data/ it is "
                         "downloaded without asking)")
 
 
+def describe_commands(sub) -> str:
+    """``reprolib --help``'s description, naming every registered subcommand (whatever was
+    added to ``sub``, so a new command is named without editing this); the list below it,
+    one line per command, is argparse's."""
+    names = list(sub.choices)
+    return ("Notebook-first reproductions of five papers on compressing vision models. "
+            f"Commands: {', '.join(names)} (reprolib COMMAND --help for each).")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="reprolib", description=__doc__.split("\n")[0])
-    sub = ap.add_subparsers(dest="cmd", required=True)
+    ap = argparse.ArgumentParser(prog="reprolib", epilog="every override key of a paper: reprolib list PAPER "
+                                        "(or reprolib run PAPER --help)")
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     ls = sub.add_parser("list", help="papers, profiles, models and data sets; with PAPER "
                                      "every override key of that paper")
     ls.add_argument("paper", nargs="?", help="show every override key of this paper")
+    ls.add_argument("--all", action="store_true",
+                    help="also list the tiny test models (test_*, *_test*)")
     ls.set_defaults(fn=cmd_list)
     r = sub.add_parser("run", help="execute one paper's notebook with papermill", add_help=False)
     _paper_args(r)
-    r.add_argument("--output", help="executed notebook path (default runs/PAPER-PROFILE.ipynb)")
+    r.add_argument("--output", metavar="PATH.ipynb",
+                   help="executed notebook path (default runs/PAPER-PROFILE.ipynb)")
     r.set_defaults(fn=cmd_run)
     c = sub.add_parser("compute", help="run one paper's pipeline in this process (torchrun too)",
                        add_help=False)
@@ -320,39 +378,40 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(fn=cmd_compute)
     gr = sub.add_parser("graph", help="a paper's stage graph: stages, edges, done or missing, "
                         "resources (nothing runs)")
-    gr.add_argument("paper", help="the paper (reprolib list)")
-    gr.add_argument("--profile", default="smoke", help="preset (default smoke)")
-    gr.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
-                    help="override one config value (repeatable)")
+    gr.add_argument("paper", help=_paper_help(tools=True))
+    gr.add_argument("--profile", default="smoke", help=_profile_help())
+    _param_arg(gr)
     gr.add_argument("--json", action="store_true", help="the graph as JSON")
     gr.set_defaults(fn=cmd_graph)
     pl = sub.add_parser("plan", help="what a profile would run, per stage, beside the paper's "
                         "values (nothing is trained or read)")
-    pl.add_argument("paper")
-    pl.add_argument("--profile", default="smoke")
+    pl.add_argument("paper", help=_paper_help(tools=True))
+    pl.add_argument("--profile", default="smoke", help=_profile_help())
     pl.add_argument("--nproc", type=int, default=1, help="processes under torchrun (default 1)")
-    pl.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
-                    help="override one config value (repeatable)")
+    _param_arg(pl)
     pl.add_argument("--json", action="store_true", help="the plan as JSON")
     pl.add_argument("--brief", action="store_true", help="five lines per stage")
     pl.set_defaults(fn=cmd_plan)
     cl = sub.add_parser("clean", help="list (with --yes remove) a profile's records that its "
                         "stages no longer name (left by an earlier config)")
-    cl.add_argument("paper")
-    cl.add_argument("--profile", default="smoke")
-    cl.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
-                    help="override one config value (repeatable): the config whose records "
-                         "are kept")
+    cl.add_argument("paper", help=_paper_help())
+    cl.add_argument("--profile", default="smoke",
+                    help=_profile_help() + "; the records of results/PAPER/PROFILE/ are listed")
+    _param_arg(cl, "; the config whose records are kept")
     cl.add_argument("--yes", action="store_true", help="remove them and their checkpoints")
     cl.set_defaults(fn=cmd_clean)
     a = sub.add_parser("reproduce", help="execute every notebook at one profile")
-    a.add_argument("--profile", default="smoke")
+    a.add_argument("--profile", default="smoke",
+                   help=_profile_help() + "; notebooks without it are skipped")
     _data_args(a)
-    a.add_argument("--force", action="store_true")
+    a.add_argument("--force", action="store_true",
+                   help="recompute every stage, even those that have records")
     a.set_defaults(fn=cmd_reproduce)
     m = sub.add_parser("readme", help="regenerate README.md's results section from the records")
-    m.add_argument("--profile", default="cpu", help="the profile whose records it shows")
-    m.add_argument("--check", action="store_true", help="only say whether it is up to date")
+    m.add_argument("--profile", default="cpu", help="the profile whose records it shows "
+                                                    "(default cpu; evidence is shown beside it)")
+    m.add_argument("--check", action="store_true",
+                   help="only say whether it is up to date (exit 1 when not)")
     m.set_defaults(fn=cmd_readme)
     b = sub.add_parser("bench", help="measured speedup of every compressed model vs its FLOP "
                        "reduction; fit vs bare and code-book loops",
@@ -367,7 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--threads", type=int, help="torch threads (default: all cores)")
     b.add_argument("--device", help="auto | cpu | cuda (default: the profile's)")
     b.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one benchmark setting (repeatable)")
+                   help="override one benchmark setting (repeatable; reprolib list bench)")
     b.add_argument("--force", action="store_true", help="re-measure families that have records")
     b.set_defaults(fn=cmd_bench)
     e = sub.add_parser("export", help="a saved compressed model to ONNX (written beside it), "
@@ -377,9 +436,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--format", default="onnx", help="export format (onnx)")
     e.add_argument("--input-size", type=_size, default=None, metavar="C,H,W",
                    help="one image's shape (default: the size the model was built for)")
-    e.add_argument("--opset", type=int, default=18, help="ONNX opset (17 up to what the installed torch.onnx supports, see "
-                        "reprolib.export.opset_range; default 18)")
+    e.add_argument("--opset", type=int, default=18, help="ONNX opset (17 up to what the "
+                   "installed torch.onnx supports, see reprolib.export.opset_range; default 18)")
     e.set_defaults(fn=cmd_export)
+    # (further commands are added above this line; the description lists them all)
+    ap.description = describe_commands(sub)
     return ap
 
 
@@ -391,15 +452,34 @@ def _error(text: str) -> None:
     print(f"reprolib: {text}", file=sys.stderr, flush=True)
 
 
+#: Exit status after the reader of stdout went away (``reprolib run sidt --help | head``): that
+#: of a process ended by SIGPIPE, as ``cat`` or ``ls`` would report.
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    main_thread = threading.current_thread() is threading.main_thread()
-    old = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
     try:
-        return _main(args)
-    finally:
-        if main_thread:
-            signal.signal(signal.SIGTERM, old)
+        args = build_parser().parse_args(argv)
+        main_thread = threading.current_thread() is threading.main_thread()
+        old = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
+        try:
+            return _main(args)
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGTERM, old)
+    except BrokenPipeError:
+        return _broken_pipe()
+
+
+def _broken_pipe() -> int:
+    """stdout's reader closed the pipe: stop quietly.  What is still buffered goes to
+    /dev/null, so that the interpreter's own flush at exit raises nothing either."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout replaced (a test's capture)
+        pass
+    return EXIT_BROKEN_PIPE
 
 
 def _main(args) -> int:

@@ -2,8 +2,11 @@
 
 Model modules decorate their builder functions with ``@register_model``; users call
 ``reprolib.create_model(name, **kwargs)`` and ``reprolib.list_models()``.  Tiny variants
-(``test_*`` or ``*_tiny``) are registered next to the full-size ones for tests and the
-``smoke`` profile.
+(``*_tiny``) and test models (a name with a ``test`` part: ``test_*``, ``*_test``,
+``*_test_*``; :func:`is_test_model`) are registered next to the full-size ones for tests and
+the ``smoke`` profile; where choices are offered (``reprolib list``, the error naming the
+valid models) the test models are left out unless asked for (``reprolib list --all``,
+``list_models(include_test=True)``), while every name stays valid.
 
 Nothing is listed by hand: :func:`reprolib.core.plugins.declared` reads the decorators from
 the package's source, so listing and validating model names imports nothing (no torch), and
@@ -55,23 +58,41 @@ def register_model(fn: Callable[..., "nn.Module"] | None = None, *, name: str | 
     return deco(fn) if fn is not None else deco
 
 
-def list_models(pattern: str = "*", paper: str | None = None) -> list[str]:
-    """Sorted names of the registered models matching a glob ``pattern`` (and ``paper``).
+def is_test_model(name: str) -> bool:
+    """Whether ``name`` is a test model: one of its ``_``-separated parts is ``test``
+    (``test_metaformer``, ``swin_tiny_test``, ``vit_test_unshared``)."""
+    return "test" in name.split("_")
+
+
+def list_models(pattern: str = "*", paper: str | None = None,
+                include_test: bool = True) -> list[str]:
+    """Sorted names of the registered models matching a glob ``pattern`` (and ``paper``);
+    ``include_test=False`` leaves out the test models (:func:`is_test_model`), as the
+    choices offered to a user do.
 
     Reads the declarations in the source and what has been registered so far: imports
     nothing."""
     known = {**_declared(), **_PAPER_OF}
     return sorted(k for k, p in known.items()
-                  if fnmatch.fnmatch(k, pattern) and (paper is None or p == paper))
+                  if fnmatch.fnmatch(k, pattern) and (paper is None or p == paper)
+                  and (include_test or not is_test_model(k)))
+
+
+def valid_models_text() -> str:
+    """The model choices an error offers: every model but the test ones, and how many of
+    those there are besides."""
+    shown = list_models(include_test=False)
+    hidden = len(list_models()) - len(shown)
+    return ", ".join(shown) + (f" (and {hidden} test models: reprolib list --all)"
+                               if hidden else "")
 
 
 def check_model(name, key: str = "model") -> str:
-    """Raise ``ReprolibError`` (naming ``key`` and the valid models) unless ``name`` is a
-    registered model; imports nothing."""
-    valid = list_models()
-    if not isinstance(name, str) or name not in valid:
+    """Raise ``ReprolibError`` (naming ``key`` and the valid models, test models left out)
+    unless ``name`` is a registered model (test models included); imports nothing."""
+    if not isinstance(name, str) or name not in list_models():
         raise ReprolibError(f"{key}={name!r} is not a registered model; valid models: "
-                            f"{', '.join(valid)}")
+                            f"{valid_models_text()}")
     return name
 
 
@@ -83,7 +104,7 @@ def create_model(name: str, **kwargs) -> "nn.Module":
     """
     _load(name)
     if name not in _MODELS:
-        raise ReprolibError(f"unknown model {name!r}; valid models: {', '.join(list_models())}")
+        raise ReprolibError(f"unknown model {name!r}; valid models: {valid_models_text()}")
     model = _MODELS[name](**kwargs)
     if getattr(model, "reprolib_spec", None) is None:
         set_spec(model, name, kwargs)
@@ -199,7 +220,7 @@ def builder(name: str) -> Callable[..., "nn.Module"]:
     the valid models when there is none."""
     _load(name)
     if name not in _MODELS:
-        raise ReprolibError(f"unknown model {name!r}; valid models: {', '.join(list_models())}")
+        raise ReprolibError(f"unknown model {name!r}; valid models: {valid_models_text()}")
     return _MODELS[name]
 
 

@@ -3,21 +3,33 @@
 File stems are ``<name>-<profile>`` so that a smoke run never overwrites the figure of a
 larger run; every table caption and figure title carries the provenance (profile, data set,
 epochs, device).  The paper's numbers always sit in their own column / as black crosses.
+
+The same records give the same files, byte for byte: tables are text made from the records,
+and a figure is saved with fixed PNG metadata (:data:`PNG_METADATA`: no matplotlib version,
+no date), so with the locked matplotlib and its bundled fonts the pixels and the bytes repeat
+(``tests/pipeline/test_committed_outputs.py`` regenerates every committed table and figure
+from the committed records and compares).  matplotlib and pandas are imported when a table
+or figure is made, not with this module (``reprolib plan`` reads no records).
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-
-import matplotlib.pyplot as plt
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from reprolib import paths
 from reprolib.data.catalog import dataset_label
 from reprolib.core import io
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 FLOPS_NOTE = "FLOPs: one multiply-add = one FLOP"
+
+#: The metadata every saved PNG carries: fixed, so that it does not change with the
+#: matplotlib version (its default ``Software`` entry) and holds no date.
+PNG_METADATA = {"Software": "reprolib"}
 
 
 def provenance(cfg=None, records: pd.DataFrame | None = None, **extra) -> str:
@@ -89,7 +101,8 @@ def save_figure(fig, paper: str, name: str, profile: str, dpi: int = 120) -> Pat
     leaves the previous figure as it was); returns the path."""
     path = figures_dir(paper) / f"{name}-{profile}.png"
     io.atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi,
-                                                  bbox_inches="tight"))
+                                                  bbox_inches="tight",
+                                                  metadata=PNG_METADATA))
     return path
 
 
@@ -106,6 +119,21 @@ def save_figures(paper: str, profile: str, figures: dict) -> list[Path]:
     return [save_figure(fig, paper, name, profile) for name, fig in figures.items()]
 
 
+def log_axis(ax, which: str = "x") -> None:
+    """A log axis with plain tick labels (0.3, 0.5, 1, 2, 5) at 1-2-5 (1-2-3-5 within about a
+    decade) and no labels on the minor ticks, which matplotlib otherwise writes as
+    ``3×10⁰4×10⁰`` when the range is short; a major tick at 1 (the parent) when it is in range."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    lo, hi = ax.get_xlim() if which == "x" else ax.get_ylim()
+    span = math.log10(hi / lo) if lo > 0 and hi > lo else 3.0
+    subs = (1.0, 2.0, 3.0, 5.0) if span < 1.3 else (1.0, 2.0, 5.0) if span < 3 else (1.0,)
+    axis.set_major_locator(LogLocator(base=10, subs=subs))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def plot_tradeoff(df: pd.DataFrame, x: str, y: str, *, hue: str | None = None,
                   style: str | None = None, paper_df: pd.DataFrame | None = None,
                   paper_x: str | None = None, paper_y: str | None = None,
@@ -118,6 +146,7 @@ def plot_tradeoff(df: pd.DataFrame, x: str, y: str, *, hue: str | None = None,
         drawn as black crosses labelled "paper".
     baseline: (x, y) of the unmodified model, drawn as dashed reference lines.
     """
+    import matplotlib.pyplot as plt
     import seaborn as sns
 
     if ax is None:

@@ -8,9 +8,12 @@ and FLOPs, counted on the meta device: nothing is allocated), the data set and i
 (and whether the data is on this machine, checked without reading it), the global and
 per-process batch, optimizer, lr after the linear scaling rule, schedule and warmup, epochs
 and optimizer steps, augmentations, regularisers (L1, drop path, label smoothing,
-mixup / cutmix), the checkpoint folder, and the estimated GPU-hours where a benchmark record
-(``results/bench/<profile>/``, ``reprolib bench``) times a training step of the same model
-at the same size.  Beside every field the paper states (the pipeline's ``stated``) it shows
+mixup / cutmix), the checkpoint folder, and the estimated device-hours where a benchmark
+record (``results/bench/<profile>/``, ``reprolib bench``) of the device type the profile
+trains on (a GPU for ``gpu`` / ``paper``, :data:`reprolib.core.pipeline.GPU_PROFILES`; else
+the CPU) times a training step of the same model at the same size: the estimate names the
+record's device, and without such a record it is absent, with the command that makes one
+(a CPU record never stands in for a GPU).  Beside every field the paper states (the pipeline's ``stated``) it shows
 the paper's value, and a ``≠`` mark with the reason (its ``departures``) where the profile
 departs from it.
 
@@ -84,11 +87,56 @@ def model_size(name: str, kwargs: dict, image_size: int) -> tuple[int, int | Non
 # --------------------------------------------------------------------------- bench records
 
 
-def bench_estimate(model: str, image_size: int, images: int, device_hint: str = "cuda"):
-    """``(hours, text)``: ``images`` training images of ``model`` at ``image_size`` timed by a
-    benchmark record's training step (``train_ms`` / ``train_batch``), or ``(None, why)``."""
+def _record_kind(met: dict) -> str:
+    """``"cuda"`` or ``"cpu"``: the device type a benchmark record was measured on (its
+    ``device_type``; records without one: from the device's name)."""
+    kind = str(met.get("device_type") or "").lower()
+    if kind:
+        return "cuda" if kind.startswith("cuda") else kind
+    name = str(met.get("device_name") or met.get("device") or "").lower()
+    return "cuda" if any(w in name for w in ("cuda", "gpu", "nvidia")) else "cpu"
+
+
+def _device_text(dev: str, kind: str) -> str:
+    return dev if kind == "cuda" or "cpu" in dev.lower() else f"{dev} (CPU)"
+
+
+#: What makes a benchmark record of each device type.
+BENCH_COMMAND = {"cuda": "`reprolib bench --profile gpu` on a GPU machine",
+                 "cpu": "`reprolib bench --profile cpu`"}
+
+
+def target_device(cfg) -> str:
+    """``"cuda"`` or ``"cpu"``: what a profile's training stages run on, by the rule of
+    :func:`reprolib.core.pipeline.resources` (``device=cuda``, or ``auto`` in a GPU profile:
+    ``gpu`` / ``paper``)."""
+    from reprolib.core.pipeline import GPU_PROFILES
+
+    dev = str(cfg.device)
+    return "cuda" if dev.startswith("cuda") or (dev == "auto" and cfg.profile in GPU_PROFILES) \
+        else "cpu"
+
+
+def bench_estimate(model: str, image_size: int, images: int, device_hint: str = "cuda",
+                   params: int | None = None):
+    """``(hours, text)``: ``images`` training images of ``model`` at ``image_size`` timed by
+    the training step (``train_ms`` / ``train_batch``) of a benchmark record measured on
+    ``device_hint``'s device type (``"cuda"`` or ``"cpu"``); ``(None, why)`` when no record
+    of that device type times this model at this size -- a record of another device type
+    never stands in, and ``why`` names the command that makes one.  With ``params``, only a
+    record of a model of that size (within 2 %: the same width, classes, template) counts.
+    ``text`` names the record's device and file: ``"8.0 device-hours on NVIDIA H100 (3.600
+    ms / image at batch 100, results/bench/gpu/...)"``."""
+    hours, text, _ = _estimate(model, image_size, images, device_hint, params)
+    return hours, text
+
+
+def _estimate(model: str, image_size: int, images: int, device_hint: str,
+              params: int | None = None):
+    """:func:`bench_estimate` and the device the record names (None without one)."""
+    want = "cuda" if str(device_hint).lower().startswith(("cuda", "gpu")) else "cpu"
     root = paths.results_root() / "bench"
-    best = None
+    best, other, sizes = None, [], []
     for f in sorted(root.glob("*/*.json")) if root.exists() else []:
         try:
             rec = json.loads(f.read_text())
@@ -98,20 +146,38 @@ def bench_estimate(model: str, image_size: int, images: int, device_hint: str = 
         if int(fam.get("input_size", [0, 0, 0])[-1]) != int(image_size):
             continue
         for case, row in zip(fam.get("cases", []), met.get("rows", [])):
-            if case.get("model") == model and case.get("method") == "dense" \
-                    and row.get("train_ms") and met.get("train_batch"):
-                dev = str(met.get("device_name") or met.get("device") or "?")
-                on_gpu = device_hint in dev.lower() or "gpu" in dev.lower() \
-                    or "nvidia" in dev.lower()
-                cand = (on_gpu, row["train_ms"] / met["train_batch"], dev, f)
-                if best is None or cand[0] > best[0]:
+            if case.get("model") == model and row.get("train_ms") and met.get("train_batch"):
+                # a compressed case is built by the same builder: its size tells it apart
+                sized = bool(params and row.get("params"))
+                if sized and abs(row["params"] - params) > 0.02 * params:
+                    if case.get("method") == "dense":
+                        sizes.append(row["params"])
+                    continue
+                if not sized and case.get("method") != "dense":
+                    continue
+                kind = _record_kind(met)
+                dev = _device_text(str(met.get("device_name") or met.get("device") or "?"),
+                                   kind)
+                if kind != want:
+                    other.append(dev)
+                    continue
+                cand = (row["train_ms"] / met["train_batch"], dev, f, met["train_batch"])
+                if best is None:
                     best = cand
+    what = "GPU" if want == "cuda" else "CPU"
     if best is None:
-        return None, (f"no benchmark record of {model} at {image_size} px "
-                      "(reprolib bench --profile gpu makes one)")
-    hours = best[1] * images / 3.6e6
-    return hours, (f"{hours:,.1f} device-hours on {best[2]} ({best[1]:.3f} ms / image, "
-                   f"{paths.rel(best[3])})")
+        seen = (f" (a record on {', '.join(sorted(set(other)))} does not stand in for a "
+                f"{what})" if other else "")
+        if sizes:
+            return None, (f"none: the benchmark records of {model} at {image_size} px time "
+                          f"other configurations ({', '.join(f'{n / 1e6:.2f}' for n in sorted(set(sizes)))} M "
+                          f"parameters; this stage's model has {params / 1e6:.2f} M)"), None
+        return None, (f"none: no {what} benchmark record of {model} at {image_size} px{seen}; "
+                      f"{BENCH_COMMAND[want]} makes one (-p picks its models and sizes: "
+                      "reprolib list bench)"), None
+    hours = best[0] * images / 3.6e6
+    return hours, (f"{hours:,.1f} device-hours on {best[1]} ({best[0]:.3f} ms / image at "
+                   f"batch {best[3]}, {paths.rel(best[2])})"), best[1]
 
 
 # --------------------------------------------------------------------------- the graph's training stages
@@ -217,8 +283,10 @@ def _same(a, b) -> bool:
 
 def plan(paper: str, profile: str = "smoke", nproc: int = 1, **overrides) -> dict:
     """The plan of ``paper`` at ``profile`` under ``nproc`` processes: ``{"paper",
-    "profile", "nproc", "device", "stages": [{"name", "runs", "fields": [{"field", "value",
-    "paper", "source", "departs", "reason"}], "note"}], "total_hours"}``."""
+    "profile", "nproc", "device", "target_device" ("cuda" | "cpu": what the estimates must
+    be measured on), "stages": [{"name", "runs", "fields": [{"field", "value", "paper",
+    "source", "departs", "reason"}], "note"}], "total_hours" (the known part),
+    "hours_by_device" ({record device: hours}), "hours_known"}``."""
     if int(nproc) < 1:
         raise ReprolibError(f"--nproc {nproc}: need at least one process")
     nproc = int(nproc)
@@ -228,7 +296,8 @@ def plan(paper: str, profile: str = "smoke", nproc: int = 1, **overrides) -> dic
     pipe = get_experiment(paper)
     stated = pipe.stated
     out = {"paper": paper, "profile": profile, "nproc": nproc, "device": cfg.device,
-           "data_root": cfg.data_root, "stages": [], "total_hours": 0.0, "hours_known": True}
+           "target_device": target_device(cfg), "data_root": cfg.data_root, "stages": [],
+           "total_hours": 0.0, "hours_by_device": {}, "hours_known": True}
     for group in training_groups(pipe.graph(cfg)):
         s = _Stage.of(group)
         r = s.recipe
@@ -302,20 +371,26 @@ def plan(paper: str, profile: str = "smoke", nproc: int = 1, **overrides) -> dic
                 if f["departs"]:
                     f["reason"] = _reason(pipe, profile, s.stated_key, k, nproc)
             fields.append(f)
-        # the GPU-hour estimate
-        hours, text = (None, "no training images known")
+        # the device-hour estimate, from a benchmark record of the device the profile trains on
+        hours, text, dev = (None, "none: no training images known", None)
         if n_img and s.model:
-            hours, text = bench_estimate(s.model, s.image_size,
-                                         n_img * r.epochs * s.runs)
+            hours, text, dev = _estimate(s.model, s.image_size, n_img * r.epochs * s.runs,
+                                         out["target_device"], params)
         if hours is None:
             out["hours_known"] = False
         else:
             out["total_hours"] += hours
-        fields.append({"field": "estimated GPU-hours", "value": text, "paper": "",
+            out["hours_by_device"][dev] = out["hours_by_device"].get(dev, 0.0) + hours
+            if nproc > 1:
+                text += f"; ~{hours / nproc:,.1f} h on {nproc} processes"
+        fields.append({"field": ESTIMATE_FIELD, "value": text, "paper": "",
                        "source": "", "departs": False, "reason": ""})
         out["stages"].append({"name": s.name, "runs": s.runs, "fields": fields, "note": s.note})
     return out
 
+
+#: The plan's field holding a stage's estimate (device-hours, from a benchmark record).
+ESTIMATE_FIELD = "estimate"
 
 #: Models with the text's VTP geometry (12 layers, 768, 10 heads): no departure on "model".
 _TEXT_GEOMETRY = ("vit_cifar_text",)
@@ -341,7 +416,7 @@ def _compact(s: dict) -> list[str]:
            f"   aug: {v('augmentation')}; reg: l1 {v('l1')}, drop path {v('drop_path')}, "
            f"smoothing {v('label_smoothing')}, mixup {v('mixup')} / cutmix {v('cutmix')}"
            + (f", select every {v('select_every')}" if "select_every" in f else ""),
-           f"   ckpt {v('checkpoints')}; {v('estimated GPU-hours')}",
+           f"   ckpt {v('checkpoints')}; estimate {v(ESTIMATE_FIELD)}",
            f"   paper values stated for {sum(bool(x['paper']) for x in s['fields'])} fields, "
            f"{len(dep)} departing" + "".join(f"; ≠ {x['field']} {x['value']} (paper "
                                             f"{x['paper']}): {x['reason']}" for x in dep)]
@@ -372,12 +447,27 @@ def format_plan(p: dict, compact: bool = False) -> str:
                 line += f"  <- {f['reason']}"
             lines.append(line)
     lines.append("")
-    tot = (f"{p['total_hours']:,.1f} device-hours" if p["hours_known"] else
-           "unknown (no benchmark record for some stages)"
-           + (f"; known part {p['total_hours']:,.1f} h" if p["total_hours"] else ""))
+    tot = _total_text(p)
     n_dep = sum(f["departs"] for s in p["stages"] for f in s["fields"])
     lines.append(f"total estimate: {tot}; {n_dep} field(s) depart from the paper (≠)")
     return "\n".join(lines)
+
+
+def _total_text(p: dict) -> str:
+    """The plan's last line's estimate: hours per record device, or why there is none."""
+    kind = "GPU" if p.get("target_device") == "cuda" else "CPU"
+    known = " + ".join(f"{h:,.1f} device-hours on {d}"
+                       for d, h in p.get("hours_by_device", {}).items())
+    if not p["stages"]:
+        return "none (nothing trains)"
+    if p["hours_known"]:
+        return known
+    missing = sum(any(f["field"] == ESTIMATE_FIELD and f["value"].startswith("none")
+                      for f in s["fields"]) for s in p["stages"])
+    cmd = BENCH_COMMAND["cuda" if kind == "GPU" else "cpu"]
+    return (f"none for {missing} of {len(p['stages'])} stage group(s): no {kind} benchmark "
+            f"record of their model ({cmd} makes them)" + (f"; the others {known}" if known
+                                                            else ""))
 
 
 def plan_text(paper: str, profile: str = "smoke", nproc: int = 1, **overrides) -> str:

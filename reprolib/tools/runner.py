@@ -59,12 +59,15 @@ def check_run(paper: str, profile: str, overrides: dict, *, output: str | None =
     """
     from reprolib.configs import check_builders, get_config
 
+    flag = "--data-root" if data_root is not None else "-p data_root="
     if data_root is not None:
         if overrides.get("data_root") not in (None, data_root):
             raise ReprolibError(f"--data-root {data_root} and -p data_root="
                                 f"{overrides['data_root']} disagree; give one")
         overrides = {**overrides, "data_root": data_root}
     cfg = get_config(paper, profile, **overrides)
+    if data and overrides.get("data_root") is not None:
+        check_root_is_read(cfg, paper, profile, flag)
     notebook_parameters(profile, overrides, False)     # what the notebook would receive
     check_builders(cfg)                  # builder arguments: known keys, typed, buildable
     if not notebook_path(paper).exists():
@@ -85,6 +88,54 @@ def check_run(paper: str, profile: str, overrides: dict, *, output: str | None =
         for ds in datasets_of(cfg):
             prepare_data(ds, cfg.data_root, download=download)
     return cfg
+
+
+def _reads_root(dataset: str) -> bool:
+    """Whether a run of ``dataset`` reads the data root: not the embedded digits nor an
+    ``.npz`` named by path, and ``cifar10_subset`` only when it has to be built from CIFAR-10
+    (a copy is found otherwise: beside the project, ``$REPROLIB_CIFAR10_SUBSET``, ``data/``)."""
+    from reprolib.data import is_present
+
+    if dataset == "digits" or dataset.startswith("npz:"):
+        return False
+    if dataset == "cifar10_subset":
+        return not is_present(dataset)
+    return True
+
+
+def _read_instead(dataset: str) -> str:
+    """Where ``dataset`` is read from when the data root is not (:func:`_reads_root`)."""
+    if dataset == "digits":
+        return "digits (bundled with scikit-learn)"
+    if dataset.startswith("npz:"):
+        return f"{dataset[4:]} (-p dataset=npz:PATH)"
+    from reprolib.data import cifar10_subset_file
+
+    f = cifar10_subset_file(build=False).resolve()
+    near = f.is_relative_to(paths.ROOT.resolve().parent)     # the project, or beside it
+    return f"cifar10_subset from {os.path.relpath(f, paths.ROOT) if near else f}"
+
+
+def check_root_is_read(cfg, paper: str, profile: str, flag: str = "--data-root") -> str | None:
+    """A data root given to a run whose data sets do not read it (the embedded digits, an
+    ``.npz`` by path, a ``cifar10_subset`` that is already there): an error when the folder
+    does not exist (the same mistake a profile that reads it would stop at), a warning line
+    on stderr naming what is read instead otherwise (returned too).  Nothing when some data
+    set of the run reads it."""
+    import sys
+
+    sets = datasets_of(cfg)
+    if any(_reads_root(ds) for ds in sets):
+        return None
+    root = paths.resolve(cfg.data_root)
+    instead = "; ".join(_read_instead(ds) for ds in sets)
+    said = f"{flag} {cfg.data_root}" if flag == "--data-root" else f"{flag}{cfg.data_root}"
+    unread = f"{paper} --profile {profile} reads no data root: it reads {instead}"
+    if not root.is_dir():
+        raise ReprolibError(f"{said}: {root} is not a folder, and {unread}; drop {flag}")
+    note = f"{said} is not read: {unread}"
+    print(f"reprolib: warning: {note}", file=sys.stderr, flush=True)
+    return note
 
 
 def notebook_parameters(profile: str, overrides: dict, force: bool) -> dict:

@@ -163,8 +163,9 @@ def test_evidence_machinery():
     # levels are drawn, coinciding curves are drawn once
     ax = figs["acc_vs_params"].axes[0]
     assert "decomposition fine-tune 1 ep" in ax.get_title()
-    labels = ax.get_legend_handles_labels()[1]
-    assert any(lab.startswith("paper Table 2: VTP+SVD 53.2") for lab in labels)
+    levels = [t.get_text() for t in ax.texts]          # each paper level labelled on its line
+    assert any(lab.startswith("paper Table 2: VTP+SVD 53.2") for lab in levels)
+    assert not any(lab.startswith("paper") for lab in ax.get_legend_handles_labels()[1])
     err = figs["error_vs_rank"].axes[0].get_legend_handles_labels()[1]
     assert len(err) == len(set(err))
     assert vtp_svd.coinciding(pd.DataFrame({"method": ["qr", "qr", "qr_reduced", "qr_reduced",

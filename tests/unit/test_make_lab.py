@@ -1,5 +1,6 @@
 """`make lab` opens JupyterLab on git-ignored copies of the notebooks, so running and
-autosaving them never modifies a tracked notebook; `make lab-edit` opens the tracked ones."""
+autosaving them never modifies a tracked notebook; `make lab-edit` opens the tracked ones.
+As root JupyterLab needs --allow-root, which the Makefile adds; LAB_ARGS reach JupyterLab."""
 
 import os
 import shutil
@@ -28,18 +29,27 @@ def project(tmp_path):
     return tmp_path
 
 
-def _make(project, target):
+def _make(project, target, *args, uid=None):
+    """Run ``make target`` in the copy; ``uid``: what ``id -u`` answers there (a stand-in
+    ``id`` first on PATH), so both the root and the user branch are checked as any user."""
     if shutil.which("make") is None:
         pytest.skip("no make")
-    subprocess.run(["make", "-s", target], cwd=project, check=True, capture_output=True,
-                   timeout=60, env={**os.environ, "MAKEFLAGS": ""})
+    env = {**os.environ, "MAKEFLAGS": ""}
+    if uid is not None:
+        fake = project / "fakebin"
+        fake.mkdir(exist_ok=True)
+        (fake / "id").write_text(f"#!/bin/sh\necho {uid}\n")
+        (fake / "id").chmod(0o755)
+        env["PATH"] = f"{fake}:{env['PATH']}"
+    subprocess.run(["make", "-s", target, *args], cwd=project, check=True, capture_output=True,
+                   timeout=60, env=env)
     return (project / ".venv" / "bin" / "started").read_text().strip()
 
 
 def test_make_lab_works_on_copies(project):
     tracked = {p.name: p.read_bytes() for p in (project / "notebooks").glob("*.ipynb")}
     assert tracked
-    started = _make(project, "lab")
+    started = _make(project, "lab", uid=1000)
     assert started == f"lab lab/ | {project}/lab/figures"
     copies = {p.name: p.read_bytes() for p in (project / "lab").glob("*.ipynb")}
     assert copies == tracked
@@ -52,4 +62,18 @@ def test_make_lab_works_on_copies(project):
 
 
 def test_make_lab_edit_opens_the_tracked_notebooks(project):
-    assert _make(project, "lab-edit").startswith("lab notebooks/ |")
+    assert _make(project, "lab-edit", uid=1000).startswith("lab notebooks/ |")
+
+
+def test_make_lab_as_root_allows_root_and_passes_lab_args(project):
+    """JupyterLab refuses to start as root without --allow-root (make exited 2): the
+    Makefile adds it for uid 0 only, and LAB_ARGS go through in both cases."""
+    args = 'LAB_ARGS=--port 8899 --no-browser'
+    assert _make(project, "lab", args, uid=0) == \
+        f"lab --allow-root --port 8899 --no-browser lab/ | {project}/lab/figures"
+    assert _make(project, "lab", args, uid=1000) == \
+        f"lab --port 8899 --no-browser lab/ | {project}/lab/figures"
+    assert _make(project, "lab-edit", uid=0).startswith("lab --allow-root notebooks/ |")
+    # and as whoever runs the tests, with the real `id`
+    root = os.geteuid() == 0
+    assert _make(project, "lab").startswith("lab --allow-root lab/" if root else "lab lab/")

@@ -152,27 +152,39 @@ def draw_architecture(arch, ax=None, title: str | None = None):
 
 
 def plot_search(histories: dict, ax=None, title: str = ""):
-    """Mean controller reward and entropy per round, one line per N: ``histories`` maps N
-    to a search history (list of round dicts).  Returns the figure."""
+    """Mean controller reward and entropy per round, one colour per N in both panels (solid
+    with markers: the mean over the round's sampled cells; dashed: the most likely cell;
+    dotted: the uniform policy's entropy ln |space|).  ``histories`` maps N to a search
+    history (list of round dicts).  Returns the figure."""
+    import textwrap
+
     import matplotlib.pyplot as plt
 
     if ax is None:
-        fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
+        fig, ax = plt.subplots(1, 2, figsize=(10, 3.8))
     else:
         fig = ax[0].figure
-    for n, hist in sorted(histories.items()):
+    for i, (n, hist) in enumerate(sorted(histories.items())):
+        col = f"C{i}"
         rounds = [h["round"] for h in hist]
-        ax[0].plot(rounds, [h["reward"] for h in hist], marker="o", label=f"N = {n} (mean)")
-        ax[0].plot(rounds, [h["most_likely_reward"] for h in hist], ls="--", alpha=0.6,
-                   label=f"N = {n} (most likely arch)")
-        ax[1].plot(rounds, [h["entropy"] for h in hist], marker="o", label=f"N = {n}")
-        ax[1].axhline(math.log(count_architectures(n)), ls=":", lw=0.8, color="grey")
-    ax[0].set(xlabel="round", ylabel="reward (val-batch accuracy)")
-    ax[1].set(xlabel="round", ylabel="policy entropy (nats; dotted: uniform)")
+        ax[0].plot(rounds, [100 * h["reward"] for h in hist], marker="o", ms=4, color=col,
+                   label=f"N = {n}: mean of sampled cells")
+        ax[0].plot(rounds, [100 * h["most_likely_reward"] for h in hist], ls="--", alpha=0.7,
+                   color=col, label=f"N = {n}: most likely cell")
+        ax[1].plot(rounds, [h["entropy"] for h in hist], marker="o", ms=4, color=col,
+                   label=f"N = {n}: controller")
+        ax[1].axhline(math.log(count_architectures(n)), ls=":", lw=1.2, color=col,
+                      label=f"N = {n}: uniform (ln {count_architectures(n):,})")
+    ax[0].set(xlabel="search round", ylabel="reward (%, validation batch)",
+              title="reward per round")
+    ax[1].set(xlabel="search round", ylabel="policy entropy (nats)", ylim=(0, None),
+              title="policy entropy per round")
     for a in ax:
-        a.legend(fontsize=7)
+        a.title.set_fontsize(9)
+        a.legend(fontsize=7, loc="best")
         a.grid(alpha=0.3)
-    fig.suptitle(title, fontsize=9)
+    width = int(fig.get_figwidth() * 15)          # characters of 9-pt text per figure row
+    fig.suptitle(textwrap.fill(title, width), fontsize=9)
     fig.tight_layout()
     return fig
 

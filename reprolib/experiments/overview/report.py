@@ -319,6 +319,14 @@ def _reported_title() -> str:
 def _provenance_lines(df: pd.DataFrame) -> list[str]:
     """Per method: profiles, seeds, devices and where the latency came from."""
     lines = []
+    for meth, (prof, seeds, dev, lat_txt) in _provenance(df).items():
+        lines.append(f"{style(meth)['label']}: profile {prof}, {seeds} seed(s), {dev}, {lat_txt}")
+    return lines
+
+
+def _provenance(df: pd.DataFrame) -> dict[str, tuple[str, str, str, str]]:
+    """``{method: (profiles, seeds, devices, latency source)}`` of the chart's points."""
+    out = {}
     for meth in _order(df["method"]):
         d = df[df["method"] == meth]
         prof = "/".join(dict.fromkeys(d["profile"]))
@@ -326,20 +334,39 @@ def _provenance_lines(df: pd.DataFrame) -> list[str]:
             or "device not recorded"
         lat = d["latency_from"].replace("", np.nan).dropna()
         lat_txt = ("latency: " + "/".join(sorted(set(lat)))) if len(lat) else "no latency recorded"
-        seeds = sorted(set(int(s) for s in d["seeds"]))
-        lines.append(f"{style(meth)['label']}: profile {prof}, "
-                     f"{'/'.join(map(str, seeds))} seed(s), {dev}, {lat_txt}")
-    return lines
+        seeds = "/".join(map(str, sorted(set(int(s) for s in d["seeds"]))))
+        out[meth] = (prof, seeds, dev, lat_txt)
+    return out
+
+
+def _provenance_text(df: pd.DataFrame) -> str:
+    """The chart's provenance in as few words as it takes: what all methods share said once
+    (profiles, devices, latency source), then each method's seeds per condition."""
+    prov = _provenance(df)
+    if not prov:
+        return "no records at these profiles"
+    shared = {k: {v[i] for v in prov.values()} for i, k in enumerate(("prof", "seeds", "dev",
+                                                                        "lat"))}
+    if all(len(shared[k]) == 1 for k in ("prof", "dev", "lat")):
+        prof, _, dev, lat = next(iter(prov.values()))
+        seeds = "; ".join(f"{style(m)['short']} {v[1]}" for m, v in prov.items())
+        return (f"profiles {prof} on {dev}, {lat.replace('latency: ', 'latency from the ')}; "
+                f"seeds per condition ({prof}): {seeds}")
+    return "; ".join(_provenance_lines(df))
 
 
 def figures(cfg) -> dict:
     """``tradeoff``: top row, our compressed models at ``cfg.profiles`` (accuracy change vs
     the method's own parent against params / FLOPs / latency ratios; colour = method, marker
-    = profile); bottom row, the papers' reported points on the same axes."""
+    = profile); bottom row, the papers' reported points on the same axes.  Plain tick
+    labels on the log axes, each row's legend beside its right panel (never over a point),
+    a two-line title whose provenance says once what every method shares."""
+    import textwrap
+
     import matplotlib.pyplot as plt
 
     ours, paper = points(cfg), paper_points()
-    fig, axes = plt.subplots(2, 3, figsize=(15, 8.5), sharey="row")
+    fig, axes = plt.subplots(2, 3, figsize=(16, 9), sharey="row")
     cols = (("params_ratio", "parameters / parent"), ("flops_ratio", "FLOPs / parent"),
             ("latency_ratio", "latency / parent"))
     for row, (df, who) in enumerate(((ours, "ours"), (paper, "paper"))):
@@ -365,6 +392,7 @@ def figures(cfg) -> dict:
             ax.grid(alpha=0.3)
             if x not in df or not df[x].notna().any():
                 ax.text(0.5, 0.5, "no points", transform=ax.transAxes, ha="center", color="grey")
+            report.log_axis(ax, "x")
         axes[row][0].set_ylabel(("ours" if who == "ours" else "papers' reported") +
                                 ": accuracy − parent (pp)")
         h, lab = [], []
@@ -374,17 +402,18 @@ def figures(cfg) -> dict:
                     h.append(hh)
                     lab.append(ll)
         if h:
-            axes[row][2].legend(h, lab, fontsize=7, loc="best")
-    prov = _provenance_lines(ours)
+            axes[row][2].legend(h, lab, fontsize=8, loc="upper left",
+                                bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     axes[0][1].set_title("Our records (" + ", ".join(cfg.profiles) + "; absent profiles "
-                         "skipped)", fontsize=9)
-    axes[1][1].set_title(_reported_title(), fontsize=8)
-    fig.suptitle("Accuracy relative to each method's own dense parent vs its size and speed\n"
-                 + ("\n".join(prov) if prov else "no records at these profiles")
-                 + ("" if cfg.profile == "paper" else
-                    f"\n[{', '.join(cfg.profiles)} records: not the papers' settings]"),
-                 fontsize=8)
-    fig.tight_layout()
+                         "skipped)", fontsize=10)
+    axes[1][1].set_title(textwrap.fill(_reported_title(), 110), fontsize=10)
+    note = ("" if cfg.profile == "paper" else
+            f" [{', '.join(cfg.profiles)} records: not the papers' settings]")
+    fig.suptitle("Accuracy relative to each method's own dense parent vs its size and speed",
+                 fontsize=13, y=0.995)
+    fig.text(0.5, 0.958, textwrap.fill(_provenance_text(ours) + note, 190), ha="center",
+             va="top", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
     return {"tradeoff": fig}
 
 

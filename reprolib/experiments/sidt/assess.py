@@ -183,13 +183,15 @@ def plot_evidence(pipe, cfg):
         m, sd, n = evidence.mean_std(un[col])
         ax.axhspan(m - sd, m + sd, color="tab:green", alpha=0.15)
         ax.axhline(m, color="tab:green", lw=1, label=f"unpruned ({un['params_M'].mean():.3f} M)")
-        for r, g in pts.groupby("ratio"):
-            ax.annotate(f"PR {r:.0%}", (g["x"].iloc[0], ax.get_ylim()[0]), fontsize=7,
-                        xytext=(0, 3), textcoords="offset points", ha="center")
+        # the pruning ratio of each group of points on a top axis, clear of legend and bars
+        at = pts.groupby("ratio")["x"].first()
+        top = ax.secondary_xaxis("top")
+        top.set_xticks(list(at.values), [f"PR {r:.0%}" for r in at.index], fontsize=8)
+        top.tick_params(length=3, pad=1)
         ax.set_xlabel("parameters (M), each control pruned to the learned model's count")
         ax.set_ylabel(f"test accuracy (%), {what}")
-        ax.set_title(f"accuracy {what}: mean ± std over {n} seeds", fontsize=9)
-        ax.legend(fontsize=7)
+        ax.set_title(f"accuracy {what}: mean ± std over {n} seeds", fontsize=9, pad=18)
+        ax.legend(fontsize=7, loc="lower right")
         ax.grid(alpha=0.3)
     hist, what = _baseline_histories(pipe, cfg)
     for seed, h in zip(cfg.seeds, hist):

@@ -269,7 +269,9 @@ def plot_figure(df: pd.DataFrame, cfg, which: str, title: str = ""):
     template over the widths (the same colour and marker per template in every figure), one
     panel per model, one row per data set; error bars = std over the seeds (accuracy, and
     latency on the x axis); dashed lines through the base model at the largest trained width
-    <= 1.0 (the paper: width 1.0); each point labelled with its width.
+    <= 1.0 (the paper: width 1.0); each point labelled with its width.  The panels of a row
+    share one accuracy range (a 2-point gap looks like one beside a 10-point gap), said in
+    the title.
 
     Args:
         df: the training grid's records (:func:`grid_frame`), one row per cell and seed.
@@ -283,7 +285,7 @@ def plot_figure(df: pd.DataFrame, cfg, which: str, title: str = ""):
     stats = cell_stats(df) if len(df) else pd.DataFrame()
     dss = datasets(cfg)
     fig, axes = plt.subplots(len(dss), len(cfg.models), figsize=(4.2 * len(cfg.models),
-                             3.6 * len(dss)), squeeze=False)
+                             3.6 * len(dss)), squeeze=False, sharey="row")
     for i, ds in enumerate(dss):
         for j, m in enumerate(cfg.models):
             ax = axes[i][j]
@@ -302,7 +304,7 @@ def plot_figure(df: pd.DataFrame, cfg, which: str, title: str = ""):
                             marker=MARKERS[t], ms=5, capsize=3, lw=1.3, label=LABELS[t])
                 for xv, yv, w in zip(x, c["acc"], c["width"]):
                     ax.annotate(f"w{w:g}", (xv, yv), xytext=(4, 3), textcoords="offset points",
-                                fontsize=6, color=COLORS[t])
+                                fontsize=8, color=COLORS[t])
             base = sub[(sub["template"] == "base") & (sub["width"] <= 1.0)]
             if len(base):
                 b = base.sort_values("width").iloc[-1]
@@ -311,7 +313,7 @@ def plot_figure(df: pd.DataFrame, cfg, which: str, title: str = ""):
             ax.set_xscale("log")
             _log_ticks(ax, list(sub[col] * scale))
             ax.margins(y=0.12)
-            ax.set(xlabel=xlabel, ylabel="test accuracy (%)")
+            ax.set(xlabel=xlabel, ylabel="test accuracy (%)" if j == 0 else "")
             ax.set_title(f"{_label(m)} · {dataset_label(ds)}", fontsize=9)
             ax.grid(alpha=0.3, which="both")
             ax.legend(fontsize=7)
@@ -321,6 +323,10 @@ def plot_figure(df: pd.DataFrame, cfg, which: str, title: str = ""):
                      fontsize=8)
     fig.tight_layout()
     return fig
+
+
+#: The sentence a Figure 3-5 title adds: its panels share the accuracy axis.
+SHARED_RANGE = "the panels of a row share one accuracy axis"
 
 
 def fig2_frame() -> pd.DataFrame:
@@ -359,7 +365,7 @@ def make_figures(cfg) -> dict:
     for which, (_, _, name, _) in FIGURES.items():
         out[name] = plot_figure(df, cfg, which, title=f"{name}: accuracy vs {which} · {prov}"
                                 f"{seeds}\n(dashed: base model at the largest trained width "
-                                "<= 1; labels: width multiplier)")
+                                f"<= 1; labels: width multiplier; {SHARED_RANGE})")
     return out
 
 

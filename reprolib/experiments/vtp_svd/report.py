@@ -246,10 +246,12 @@ def _plot_sweep(sweep: pd.DataFrame, vtp_point=None, title: str = "", paper: dic
     ``vtp_point`` = (params, acc) of the pruned model before decomposition: a black star with
     dashed reference lines; ``paper``: the paper's Table 2 accuracies at this patch size
     (``{"VTP": ..., "VTP+SVD": ...}``), dotted lines in the method's colour (the paper states
-    no rank, so they are levels, not points)."""
+    no rank, so they are levels, not points), each labelled on the line; the legend of our
+    curves sits below the axes, as wide as they are."""
     import matplotlib.pyplot as plt
+    from matplotlib.transforms import blended_transform_factory
 
-    fig, ax = plt.subplots(figsize=(7.2, 4.8))
+    fig, ax = plt.subplots(figsize=(7.2, 5.6))
     df = sweep.assign(params_k=sweep["params"] / 1e3)
     if len(df):
         _plot_grouped(ax, df, "params_k", "acc", "rank_ratio")
@@ -258,15 +260,33 @@ def _plot_sweep(sweep: pd.DataFrame, vtp_point=None, title: str = "", paper: dic
                    zorder=5, label="VTP (not decomposed)")
         ax.axvline(vtp_point[0] / 1e3, ls="--", lw=0.8, color="grey")
         ax.axhline(vtp_point[1], ls="--", lw=0.8, color="grey")
+    levels = []
     for col, acc in (paper or {}).items():
         meth = TABLE2_METHODS.get(col, "none")
         what = " (the code book's unpruned ViT)" if col == "VTP" else ""
-        ax.axhline(acc, ls=(0, (1, 2)), lw=1.2, color=METHOD_STYLES[meth]["color"],
-                   label=f"paper Table 2: {col} {acc:g} %{what}")
+        color = METHOD_STYLES[meth]["color"]
+        ax.axhline(acc, ls=(0, (1, 2)), lw=1.2, color=color)
+        levels.append((acc, f"paper Table 2: {col} {acc:g} %{what}", color))
+    # each level labelled on its line; labels of levels closer than a line of text apart
+    # side by side (left, middle, right) instead of over each other
+    lo, hi = ax.get_ylim()
+    if levels:                                   # room above the top level for its label
+        ax.set_ylim(lo, hi + 0.04 * (hi - lo))
+    along = blended_transform_factory(ax.transAxes, ax.transData)
+    slot, last = 0, None
+    for acc, text, color in sorted(levels):
+        slot = slot + 1 if last is not None and acc - last < 0.045 * (hi - lo) else 0
+        last = acc
+        ax.text(0.01 + 0.33 * (slot % 3), acc, text, transform=along, fontsize=7,
+                color=color, ha="left", va="bottom",
+                bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.6, "alpha": 0.85})
     ax.set_xlabel("parameters (thousands)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title, fontsize=8)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3,
+                  frameon=False)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig

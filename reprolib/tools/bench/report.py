@@ -160,12 +160,22 @@ _MARKERS = {"SiDT": "o", "VTP": "s", "VTP+SVD": "^", "VTP+QR": "v", "VTP+LU": "<
             "VTP+QR_REDUCED": ">", "VTP+QR_PIVOTED": "P", "VTP+COD": "X", "PE": "D",
             "MetaFormer-NAS": "*", "templates": "h"}
 
+#: One colour per method, no two alike (matplotlib's cycle has ten colours for eleven
+#: methods: templates wrapped around to SiDT's blue).
+_COLORS = {"SiDT": "tab:blue", "VTP": "tab:orange", "VTP+SVD": "tab:green", "VTP+QR": "tab:red",
+           "VTP+LU": "tab:purple", "VTP+QR_REDUCED": "tab:pink", "VTP+QR_PIVOTED": "tab:gray",
+           "VTP+COD": "black", "PE": "tab:olive", "MetaFormer-NAS": "tab:cyan",
+           "templates": "tab:brown"}
+
 
 def figures(cfg, variant: str | None = None) -> dict:
     """``speedup_vs_flops``: measured speedup against FLOP reduction at batch 1, at the
     large batch and for a training step, the line y = x (as fast as the FLOPs promise), one
-    marker shape per method, hollow for round_to 1, filled for round_to 8 (or none)."""
+    marker shape and colour per method (no two alike), hollow for round_to 1, filled for
+    round_to 8 (or none); plain tick labels (0.1, 1) on the log axes."""
     import matplotlib.pyplot as plt
+
+    from reprolib.core import report
 
     df = table(cfg, variant)
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.4), sharey=True)
@@ -174,15 +184,13 @@ def figures(cfg, variant: str | None = None) -> dict:
     x = 1 / df["FLOP ratio"]
     lo = min(x.min(), *(df[f"{k} speedup"].min() for k in ("b1", "large", "train"))) * 0.8
     hi = max(x.max(), *(df[f"{k} speedup"].max() for k in ("b1", "large", "train"))) * 1.25
-    colors = dict(zip(_MARKERS, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 2))
     for ax, kind, title in zip(axes, ("b1", "large", "train"),
-                               ("inference, batch 1", "inference, large batch",
-                                "training step")):
+                               ("inference", "inference, large batch", "training step")):
         ax.plot([lo, hi], [lo, hi], color="grey", lw=1, ls="--", label="y = x")
         for meth, g in df.groupby("method", sort=False):
             for rt, gg in g.groupby(g["round_to"].fillna(0), sort=True):
                 filled = rt != 1
-                c = colors.get(meth, "k")
+                c = _COLORS.get(meth, "k")
                 ax.scatter(1 / gg["FLOP ratio"], gg[f"{kind} speedup"],
                            marker=_MARKERS.get(meth, "o"), s=46, edgecolors=c,
                            facecolors=c if filled else "none",
@@ -193,6 +201,8 @@ def figures(cfg, variant: str | None = None) -> dict:
         ax.set_yscale("log")
         ax.set_xlim(lo, hi)
         ax.set_ylim(lo, hi)
+        report.log_axis(ax, "x")
+        report.log_axis(ax, "y")
         ax.set_xlabel("FLOP reduction (dense / compressed FLOPs)")
         ax.grid(alpha=0.3, which="both")
     axes[0].set_ylabel("measured speedup (dense / compressed time)")
