@@ -16,6 +16,11 @@ every command (its description is built from the registered subcommands).
     reprolib readme [--check]                       regenerate README.md's results section
     reprolib bench --profile cpu [--only sidt vtp]  measured speedup vs FLOP reduction
     reprolib export runs/swin_p40 --format onnx     a saved compressed model -> runs/swin_p40.onnx
+    reprolib launch sidt --profile evidence --on slurm|local [--jobs N] [--dry-run]
+                                                    the stages without a record, as SLURM
+                                                    jobs (arrays, afterok) or a local pool
+    reprolib status sidt --profile evidence         each stage: done / queued / running /
+                                                    failed / cancelled / missing, job, log
 
 ``run`` executes ``notebooks/PAPER.ipynb`` with papermill (parameters ``profile``,
 ``overrides``, ``force``) into ``runs/PAPER-PROFILE.ipynb``; the notebook writes its results
@@ -49,6 +54,8 @@ import time
 from reprolib import paths
 from reprolib.configs import parse_overrides
 from reprolib.errors import ReprolibError
+from reprolib.tools.launch.commands import add_commands as add_launch_commands
+from reprolib.tools.launch.commands import add_launch_options
 from reprolib.tools.runner import (KernelDied, check_output, check_run,  # noqa: F401
                                    check_writable, clean_partials, datasets_of,
                                    notebook_parameters, notebook_path, run_notebook)
@@ -158,6 +165,12 @@ def cmd_reproduce(args) -> int:
     skipped = sorted(set(EXPERIMENTS) - set(todo))
     if skipped:
         print(f"(no {args.profile!r} profile, skipped: {', '.join(skipped)})")
+    if args.on:             # the stages first, on SLURM or a local pool; then the notebooks
+        from reprolib.tools.launch.commands import reproduce_on
+
+        code = reproduce_on(args, todo)
+        if code is not None:
+            return code
     t0 = time.perf_counter()
     for n in todo:
         run_notebook(n, args.profile, {}, args.force, checked=True, data_root=args.data_root)
@@ -406,6 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     _data_args(a)
     a.add_argument("--force", action="store_true",
                    help="recompute every stage, even those that have records")
+    add_launch_options(a, required=False)
     a.set_defaults(fn=cmd_reproduce)
     m = sub.add_parser("readme", help="regenerate README.md's results section from the records")
     m.add_argument("--profile", default="cpu", help="the profile whose records it shows "
@@ -439,6 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--opset", type=int, default=18, help="ONNX opset (17 up to what the "
                    "installed torch.onnx supports, see reprolib.export.opset_range; default 18)")
     e.set_defaults(fn=cmd_export)
+    add_launch_commands(sub)            # launch, status
     # (further commands are added above this line; the description lists them all)
     ap.description = describe_commands(sub)
     return ap

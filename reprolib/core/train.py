@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from reprolib import paths
 from reprolib.core import io
 from reprolib.configs import TrainConfig
-from reprolib.core.device import resolve_device, world
+from reprolib.core.device import is_main_process, resolve_device, world
 from reprolib.errors import ReprolibError
 
 __all__ = ["TrainConfig", "FitResult", "fit", "evaluate", "build_optimizer", "lr_factor",
@@ -260,6 +260,9 @@ def fit(model: nn.Module, data, cfg: TrainConfig, *,
         io.load_state(sched, ck["scheduler"], ckpt, "checkpoint", "scheduler state")
         result.history, start = ck["history"], ck["epoch"]
         result.resumed_from = start
+        if is_main_process() and start < cfg.epochs:
+            print(f"{desc + ': ' if desc else ''}resuming from {ckpt} at epoch "
+                  f"{start + 1}/{cfg.epochs} ({start} done)", flush=True)
     net = model
     if nproc > 1:
         net = nn.parallel.DistributedDataParallel(

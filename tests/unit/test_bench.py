@@ -220,11 +220,14 @@ def test_fit_metrics_equal_a_host_side_count():
 
 def test_no_hard_coded_thread_counts():
     """Threads follow the machine or an explicit option: only the benchmark's ``threads``
-    setting calls torch.set_num_threads."""
+    setting and a local launch's share of the cores (``cpus // --jobs``, passed to its
+    workers as REPROLIB_LAUNCH_THREADS) call torch.set_num_threads."""
     pkg = Path(reprolib.__file__).parent
-    hits = [str(p.relative_to(pkg)) for p in pkg.rglob("*.py")
-            if "set_num_threads(" in p.read_text()]
-    assert hits == ["tools/bench/graph.py"], hits
+    hits = sorted(str(p.relative_to(pkg)) for p in pkg.rglob("*.py")
+                  if "set_num_threads(" in p.read_text())
+    assert hits == ["tools/bench/graph.py", "tools/launch/worker.py"], hits
+    assert re.search(r'threads = os\.environ\.get\("REPROLIB_LAUNCH_THREADS"\)\n\s+if threads:',
+                     (pkg / "tools" / "launch" / "worker.py").read_text())
     assert re.search(r"if cfg\.threads:\n\s+torch\.set_num_threads\(cfg\.threads\)",
                      (pkg / "tools" / "bench" / "graph.py").read_text())
 
