@@ -8,7 +8,7 @@ PROFILE ?= smoke
 LAB_ARGS ?=
 LAB_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
 
-.PHONY: reproduce test test-slow test-all lab lab-edit venv readme clean
+.PHONY: reproduce test test-slow test-all gpu-check lab lab-edit venv readme clean
 .DEFAULT_GOAL := reproduce
 
 $(VENV)/.installed: requirements.lock pyproject.toml
@@ -37,6 +37,13 @@ test-slow: venv
 ## everything, slow tests included
 test-all: venv
 	$(PY) -m pytest -q -n 2 --dist loadfile -m "not gpu"
+
+## the prepared GPU check of issue 26 on a fresh GPU machine (< 8 min; fill carry/ first with
+## tools/gpu_check.sh --fill): pytest -m gpu, bench --profile gpu, one evidence seed of templates
+## and SiDT, all into $$OUT or runs/gpu_check/ (GPU_CHECK_ARGS="--device cpu --shrink" dry-runs it)
+GPU_CHECK_ARGS ?=
+gpu-check:
+	bash tools/gpu_check.sh $(GPU_CHECK_ARGS)
 
 ## rewrite README.md's results section from the committed records
 readme: venv

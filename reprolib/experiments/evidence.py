@@ -44,6 +44,12 @@ def fmt(values: Iterable[float], digits: int = 1, unit: str = "") -> str:
     return f"{m:.{digits}f} ± {s:.{digits}f}{unit} (n = {n})"
 
 
+def confidence_label(alpha: float) -> str:
+    """The confidence of a (1 - ``alpha``) interval as its label says it: ``"95 %"``,
+    ``"97.5 %"`` (a Bonferroni over 2 at 0.05), never rounded to a level it is not."""
+    return f"{100 * (1 - alpha):.4g} %"
+
+
 def compare(a: Sequence[float], b: Sequence[float], *, alpha: float = 0.05,
             higher_is_better: bool = True, margin: float | None = None) -> dict:
     """Test a claim about ``a`` against ``b`` from their per-seed values (Welch).
@@ -82,7 +88,7 @@ def compare(a: Sequence[float], b: Sequence[float], *, alpha: float = 0.05,
     else:
         verdict = ("holds" if lo > -margin else "does not hold" if hi < -margin
                    else "inconclusive")
-        test = f"{100 * (1 - alpha):.0f} % CI [{lo:+.2f}, {hi:+.2f}] vs margin -{margin:.2f}, n = {na} vs {nb}"
+        test = f"{confidence_label(alpha)} CI [{lo:+.2f}, {hi:+.2f}] vs margin -{margin:.2f}, n = {na} vs {nb}"
     return {"diff": diff, "p": p, "ci": (lo, hi), "verdict": verdict,
             "reason": f"difference {diff:+.2f} ({test})"}
 
@@ -119,8 +125,8 @@ def paired_compare(a: Sequence[float], b: Sequence[float], *, alpha: float = 0.0
     else:
         verdict = ("holds" if lo > -margin else "does not hold" if hi < -margin
                    else "inconclusive")
-        test = (f"{100 * (1 - alpha):.1f} % CI [{lo:+.2f}, {hi:+.2f}] vs margin -{margin:.2f}, "
-                f"paired over {n} seeds").replace(".0 %", " %")
+        test = (f"{confidence_label(alpha)} CI [{lo:+.2f}, {hi:+.2f}] vs margin -{margin:.2f}, "
+                f"paired over {n} seeds")
     return {"diff": diff, "p": p, "ci": (lo, hi), "n": n, "sd": sd, "verdict": verdict,
             "reason": f"difference {diff:+.2f} ({test})", "test": "paired t"}
 

@@ -67,3 +67,39 @@ def test_seeds_needed_unpaired_and_limits():
     assert E.seeds_needed(0.0, 1.0) is None
     assert E.seeds_needed(0.001, 1.0, max_n=1000) is None
     assert E.seeds_needed(1.0, 0.0) == 2
+
+
+def test_confidence_label_is_the_interval_actual_level():
+    assert E.confidence_label(0.05) == "95 %"
+    assert E.confidence_label(0.05 / 2) == "97.5 %"          # Bonferroni over 2, not "98 %"
+    c = E.compare([1.0, 2.0, 3.0], [1.5, 2.5, 2.0], margin=1.0, alpha=0.025)
+    assert "97.5 % CI" in c["reason"]
+    p = E.paired_compare([1.0, 2.0, 3.0], [1.5, 2.5, 2.0], margin=1.0, alpha=0.025)
+    assert "97.5 % CI" in p["reason"]
+
+
+def test_templates_plateau_count_reads_history():
+    import pandas as pd
+
+    from reprolib.experiments.templates.report import cell_stats
+
+    flat = [{"epoch": i, "test_acc": 50.0} for i in range(1, 7)]
+    rising = [{"epoch": i, "test_acc": 10.0 * i} for i in range(1, 7)]
+    df = pd.DataFrame({"config.dataset": "d", "config.model": "m", "config.template": "base",
+                       "config.width": 0.5, "acc": [50.0, 60.0], "epochs": 6,
+                       "history": [flat, rising]})
+    st = cell_stats(df)
+    assert int(st["plateaued"].iloc[0]) == 1 and int(st["n"].iloc[0]) == 2
+
+
+def test_templates_spread_claim_tests_range_against_five_points():
+    from reprolib.experiments.templates.assess import _spread_test
+
+    close = {"base": [50.0, 50.2, 49.8], "uniform": [51.0, 51.1, 50.9]}
+    far = {"base": [50.0, 50.2, 49.8], "uniform": [60.0, 60.1, 59.9]}
+    noisy = {"base": [40.0, 55.0, 50.0], "uniform": [50.0, 65.0, 52.0]}   # range > 0, CI holds 5
+    assert _spread_test("m", 1.0, close)["verdict"] == "holds"
+    assert _spread_test("m", 1.0, far)["verdict"] == "does not hold"
+    r = _spread_test("m", 1.0, noisy)
+    assert r["verdict"] == "inconclusive" and "vs 5" in r["reason"]
+    assert _spread_test("m", 1.0, {"base": [1.0]}) is None

@@ -59,17 +59,20 @@ def _graph(cfg):
     return PIPELINE.graph(cfg)
 
 
-def _frame(stage_list) -> pd.DataFrame:
+def _frame(stage_list, history: bool = False) -> pd.DataFrame:
+    """The records of ``stage_list`` (``records_frame``); ``history`` (the per-epoch log)
+    only when asked for: :func:`cell_stats` counts plateaus from it."""
     recs = list(records(stage_list).values())
-    df = records_frame(recs).drop(columns=["history"], errors="ignore")
-    return df
+    df = records_frame(recs)
+    return df if history else df.drop(columns=["history"], errors="ignore")
 
 
 def grid_frame(cfg, **tags) -> pd.DataFrame:
     """The training grid's records (``reprolib.results.records_frame``: metrics and
-    ``config.<key>`` columns), in grid order: the ``cell`` stages whose tags include
-    ``tags`` (``dataset``, ``model``, ``template``, ``width``, ``seed``)."""
-    return _frame(_graph(cfg).select("cell", **tags))
+    ``config.<key>`` columns, ``history`` kept for :func:`cell_stats`' plateau count), in
+    grid order: the ``cell`` stages whose tags include ``tags`` (``dataset``, ``model``,
+    ``template``, ``width``, ``seed``)."""
+    return _frame(_graph(cfg).select("cell", **tags), history=True)
 
 
 def table2_frame(cfg) -> pd.DataFrame:

@@ -1,0 +1,142 @@
+"""The peer a user would pick instead of our methods (issue 26): Torch-Pruning (VainF/Torch-Pruning,
+``pip install reprolib[bench]``, pinned 1.6.1) pruning the same dense parent to the same FLOPs.
+
+``torch_pruning_to_flops(model, input_size, target_flops)`` searches Torch-Pruning's one knob,
+``pruning_ratio`` (the fraction of channels / dims removed in every prunable group; with
+``global_pruning`` the fraction of all groups' channels, ranked together), by bisection until the
+pruned model's FLOPs (``reprolib.measure.count_flops``: 1 multiply-add = 1 FLOP) are within ``tol``
+of the target.  Importance: magnitude (L2 of each channel's weights, Torch-Pruning's
+``MagnitudeImportance(p=2)``).  The classifier stays whole (its outputs are the classes).
+Attention: as Torch-Pruning's timm examples do, every module with a ``qkv`` linear and a
+``num_heads`` has its heads declared (``num_heads={qkv: heads}``), head dims are pruned and the
+head count kept, and ``head_dim`` is set from the pruned ``qkv`` afterwards; a forward that
+reshapes to the input width (timm's ``Attention`` does) must allow inner width != input width.
+
+Status (2026-12-02): reprolib's CIFAR ViT (the VTP family) prunes and runs; timm's Swin (the SiDT
+family) does not yet: Torch-Pruning couples PatchMerging's 4C LayerNorm wrongly (a LayerNorm
+shape error after pruning), which its Swin example handles by patching the model.  Not yet wired
+into the bench families (``reprolib/experiments/*/examples.py`` and ``configs/bench.py``).
+
+Torch-Pruning is imported here only, inside the functions, so reprolib runs without it.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn as nn
+
+from reprolib.core.measure import count_flops
+
+TORCH_PRUNING_PIN = "torch-pruning==1.6.1"
+
+
+def _tp():
+    try:
+        import torch_pruning as tp
+    except ImportError as e:                              # the optional extra
+        raise ImportError("the Torch-Pruning peer needs the bench extra: pip install "
+                          f"'{TORCH_PRUNING_PIN}' (or pip install -e '.[bench]')") from e
+    return tp
+
+
+def classifier(model: nn.Module) -> nn.Module | None:
+    """The output layer kept whole: timm's ``get_classifier()`` or else the last ``nn.Linear``."""
+    get = getattr(model, "get_classifier", None)
+    if callable(get):
+        head = get()
+        if isinstance(head, nn.Module) and any(True for _ in head.parameters()):
+            return head
+    last = None
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            last = m
+    return last
+
+
+_PROJ = ("qkv", "to_q", "to_k", "to_v")      # timm's fused qkv; reprolib's ViT's q / k / v
+
+
+def _attention(model: nn.Module):
+    """(module, heads attribute, [projections]) of every multi-head attention in ``model``."""
+    for m in model.modules():
+        attr = "num_heads" if hasattr(m, "num_heads") else "heads" if hasattr(m, "heads") \
+            else None
+        proj = [getattr(m, p) for p in _PROJ if isinstance(getattr(m, p, None), nn.Linear)]
+        if attr and proj and isinstance(getattr(m, attr), int):
+            yield m, attr, proj
+
+
+def _heads(model: nn.Module) -> dict:
+    return {p: getattr(m, attr) for m, attr, proj in _attention(model) for p in proj}
+
+
+def _fix_head_dims(model: nn.Module) -> None:
+    """``head_dim`` from the pruned projections (heads are kept, head dims pruned)."""
+    for m, attr, proj in _attention(model):
+        if hasattr(m, "head_dim"):
+            per = 3 if hasattr(m, "qkv") else 1
+            m.head_dim = proj[0].out_features // (per * getattr(m, attr))
+
+
+def prune_once(model: nn.Module, input_size, ratio: float, *, global_pruning: bool = False,
+               round_to: int | None = None, ignored_layers=None) -> nn.Module:
+    """A pruned deep copy of ``model``: Torch-Pruning's ``MetaPruner``, magnitude importance,
+    ``pruning_ratio=ratio`` (fraction of channels removed), uniform or global ranking."""
+    tp = _tp()
+    m = copy.deepcopy(model).cpu().eval()
+    example = torch.randn(1, *input_size)
+    ignored = list(ignored_layers) if ignored_layers is not None else \
+        [x for x in (classifier(m),) if x is not None]
+    # Swin's relative-position bias tables ((2W-1)^2 x heads) are indexed by position and head;
+    # heads are kept, so they stay whole (left alone, Torch-Pruning would cut their last dim)
+    ignored += [p for n, p in m.named_parameters() if n.endswith("relative_position_bias_table")]
+    heads = _heads(m)
+    pruner = tp.pruner.MetaPruner(
+        m, example, importance=tp.importance.MagnitudeImportance(p=2),
+        pruning_ratio=ratio, global_pruning=global_pruning, round_to=round_to,
+        ignored_layers=ignored, num_heads=heads, prune_head_dims=True, prune_num_heads=False)
+    pruner.step()
+    _fix_head_dims(m)
+    return m
+
+
+def torch_pruning_to_flops(model: nn.Module, input_size, target_flops: int, *,
+                           global_pruning: bool = False, round_to: int | None = None,
+                           tol: float = 0.02, steps: int = 14, max_ratio: float = 0.95,
+                           ignored_layers=None) -> tuple[nn.Module, dict]:
+    """``model`` pruned by Torch-Pruning to ``target_flops`` (within ``tol``, a fraction: 0.02 =
+    2 %), and a record: the ratio found, the FLOPs reached, their relative error, the trials.
+
+    input_size: (C, H, W) of one image.  global_pruning: False = every group loses the same
+    fraction ("uniform"), True = one ranking over all groups.  round_to: channels rounded to a
+    multiple (None = not rounded; rounding can make the target unreachable within ``tol``,
+    then the closest trial is returned and ``within_tol`` is False)."""
+    dense = count_flops(model, tuple(input_size))
+    if not 0 < target_flops <= dense:
+        raise ValueError(f"target_flops={target_flops} must be in (0, {dense}] (the dense FLOPs)")
+    lo, hi = 0.0, max_ratio
+    best = (abs(dense / target_flops - 1), 0.0, dense, copy.deepcopy(model))
+    trials = []
+    for _ in range(steps):
+        if best[0] <= tol:
+            break
+        mid = (lo + hi) / 2
+        pruned = prune_once(model, input_size, mid, global_pruning=global_pruning,
+                            round_to=round_to, ignored_layers=ignored_layers)
+        f = count_flops(pruned, tuple(input_size))
+        err = abs(f / target_flops - 1)
+        trials.append({"ratio": round(mid, 5), "flops": f})
+        if err < best[0]:
+            best = (err, mid, f, pruned)
+        if f > target_flops:
+            lo = mid                                       # not pruned enough
+        else:
+            hi = mid
+    err, ratio, flops, pruned = best
+    return pruned, {"method": "torch_pruning", "importance": "magnitude (L2)",
+                    "scope": "global" if global_pruning else "uniform", "pruning_ratio": ratio,
+                    "round_to": round_to, "dense_flops": dense, "target_flops": int(target_flops),
+                    "flops": flops, "flop_error": err, "within_tol": err <= tol,
+                    "trials": trials, "version": getattr(_tp(), "__version__", None)}
