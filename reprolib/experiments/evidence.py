@@ -81,16 +81,24 @@ def compare(a: Sequence[float], b: Sequence[float], *, alpha: float = 0.05,
         p = float(2 * stats.t.sf(abs(diff) / se, dof))
         half = float(stats.t.ppf(1 - alpha / 2, dof) * se)
     lo, hi = sorted((sign * (diff - half), sign * (diff + half)))   # CI of the gain of a
+    verdict = _verdict(sign * diff, p, lo, hi, alpha, margin)
     if margin is None:
-        verdict = ("holds" if sign * diff > 0 and p < alpha else
-                   "does not hold" if sign * diff < 0 and p < alpha else "inconclusive")
         test = f"p = {p:.2g}, Welch, n = {na} vs {nb}"
     else:
-        verdict = ("holds" if lo > -margin else "does not hold" if hi < -margin
-                   else "inconclusive")
         test = f"{confidence_label(alpha)} CI [{lo:+.2f}, {hi:+.2f}] vs margin -{margin:.2f}, n = {na} vs {nb}"
     return {"diff": diff, "p": p, "ci": (lo, hi), "verdict": verdict,
             "reason": f"difference {diff:+.2f} ({test})"}
+
+
+def _verdict(gain: float, p: float, lo: float, hi: float, alpha: float,
+             margin: float | None) -> str:
+    """The verdict rule of :func:`compare` and :func:`paired_compare`: without a margin, the
+    sign of the gain where the test rejects at ``alpha``; with one, the interval [lo, hi] of
+    the gain wholly above ``-margin`` (holds) or wholly below it (does not hold)."""
+    if margin is None:
+        return ("holds" if gain > 0 and p < alpha else
+                "does not hold" if gain < 0 and p < alpha else "inconclusive")
+    return "holds" if lo > -margin else "does not hold" if hi < -margin else "inconclusive"
 
 
 def paired_compare(a: Sequence[float], b: Sequence[float], *, alpha: float = 0.05,
@@ -118,13 +126,10 @@ def paired_compare(a: Sequence[float], b: Sequence[float], *, alpha: float = 0.0
         p = float(stats.ttest_rel([x for x, _ in pairs], [y for _, y in pairs]).pvalue)
         half = float(stats.t.ppf(1 - alpha / 2, n - 1) * sd / math.sqrt(n))
     lo, hi = sorted((sign * (diff - half), sign * (diff + half)))
+    verdict = _verdict(sign * diff, p, lo, hi, alpha, margin)
     if margin is None:
-        verdict = ("holds" if sign * diff > 0 and p < alpha else
-                   "does not hold" if sign * diff < 0 and p < alpha else "inconclusive")
         test = f"p = {p:.2g}, paired t over {n} seeds"
     else:
-        verdict = ("holds" if lo > -margin else "does not hold" if hi < -margin
-                   else "inconclusive")
         test = (f"{confidence_label(alpha)} CI [{lo:+.2f}, {hi:+.2f}] vs margin -{margin:.2f}, "
                 f"paired over {n} seeds")
     return {"diff": diff, "p": p, "ci": (lo, hi), "n": n, "sd": sd, "verdict": verdict,
