@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import logging
 import os
 import signal
 import sys
@@ -497,6 +498,14 @@ def _broken_pipe() -> int:
     return EXIT_BROKEN_PIPE
 
 
+def _quiet_exit() -> None:
+    """The run was cut short and this process is about to exit: the notebook client's cell task,
+    orphaned by the interruption, may still be collected before exit, and asyncio would then log
+    "Task exception was never retrieved" with a traceback under the one line main() prints.
+    Nothing in it is news (the kernel was stopped on purpose, or died, as the line says)."""
+    logging.getLogger("asyncio").disabled = True
+
+
 def _main(args) -> int:
     resume = "finished stages are kept and the next run reuses them (a killed stage resumes " \
              "from its checkpoint)"
@@ -506,9 +515,11 @@ def _main(args) -> int:
         _error(f"error: {e}")
         return 2
     except KeyboardInterrupt:
+        _quiet_exit()
         _error(f"interrupted; {resume}")
         return 130
     except Terminated:
+        _quiet_exit()
         _error(f"terminated (SIGTERM); {resume}")
         return 143
     except OSError as e:
@@ -527,6 +538,7 @@ def _main(args) -> int:
             _error(f"the notebook failed in cell {e.exec_count}: {e.ename}: {e.evalue}")
             return 1
         if isinstance(e, KernelDied):
+            _quiet_exit()
             _error(f"{e}: out of memory, or killed? {resume}")
             return 1
         raise
