@@ -370,6 +370,7 @@ def train_and_measure(model, data, recipe: TrainConfig, ckpt_dir=None, *,
             "train_time_s": round(sum(h["time_s"] for h in res.history), 2),
             "history": res.history, "train_device": str(dev),
             "test_images": getattr(data, "test_size", None),
+            "train_images": getattr(data, "train_size", None),
             **({"test_correct": io.pack_bits(per_image)} if per_image is not None else {}),
             **meas}
 

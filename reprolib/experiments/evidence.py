@@ -18,6 +18,7 @@ a margin on a confidence interval, a claim of "better than" with Welch's t-test.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Iterable, Sequence
 
@@ -71,15 +72,18 @@ def compare(a: Sequence[float], b: Sequence[float], *, alpha: float = 0.05,
     sign = 1.0 if higher_is_better else -1.0
     if na < 2 or nb < 2:
         return {"diff": diff, "p": float("nan"), "ci": (float("nan"),) * 2,
-                "verdict": "inconclusive", "reason": f"too few seeds ({na} and {nb}) to test"}
+                "verdict": "inconclusive", "reason": f"too few seeds ({na} and {nb}) to test",
+                "test": "Welch t", "n": f"{na} vs {nb}", "paired": False}
     va, vb = sa ** 2 / na, sb ** 2 / nb
     se = math.sqrt(va + vb)
     if se == 0:
-        p, half = (0.0 if diff else 1.0), 0.0
+        p, half = (0.0 if sign * diff + (margin or 0.0) else 1.0), 0.0
     else:
         dof = (va + vb) ** 2 / ((va ** 2 / (na - 1) if va else 0) + (vb ** 2 / (nb - 1) if vb else 0))
         p = float(2 * stats.t.sf(abs(diff) / se, dof))
         half = float(stats.t.ppf(1 - alpha / 2, dof) * se)
+        if margin is not None:              # H0: the gain is exactly -margin
+            p = float(2 * stats.t.sf(abs(sign * diff + margin) / se, dof))
     lo, hi = sorted((sign * (diff - half), sign * (diff + half)))   # CI of the gain of a
     verdict = _verdict(sign * diff, p, lo, hi, alpha, margin)
     if margin is None:
@@ -87,7 +91,9 @@ def compare(a: Sequence[float], b: Sequence[float], *, alpha: float = 0.05,
     else:
         test = f"{confidence_label(alpha)} CI [{lo:+.2f}, {hi:+.2f}] vs margin -{margin:.2f}, n = {na} vs {nb}"
     return {"diff": diff, "p": p, "ci": (lo, hi), "verdict": verdict,
-            "reason": f"difference {diff:+.2f} ({test})"}
+            "reason": f"difference {diff:+.2f} ({test})", "test": "Welch t",
+            "n": f"{na} vs {nb}", "paired": False, "gain": sign * diff + (margin or 0.0),
+            "sd": math.sqrt((sa ** 2 + sb ** 2) / 2)}
 
 
 def _verdict(gain: float, p: float, lo: float, hi: float, alpha: float,
@@ -102,11 +108,18 @@ def _verdict(gain: float, p: float, lo: float, hi: float, alpha: float,
 
 
 def paired_compare(a: Sequence[float], b: Sequence[float], *, alpha: float = 0.05,
-                   higher_is_better: bool = True, margin: float | None = None) -> dict:
+                   higher_is_better: bool = True, margin: float | None = None,
+                   name: str = "paired t") -> dict:
     """:func:`compare` for a paired design: ``a[i]`` and ``b[i]`` share seed ``i`` (a parent
     model, a data order, the test set).  The paired t-test over the seeds' differences
-    (``scipy.stats.ttest_rel``) and the t interval of their mean; the same verdict rules.
-    Pairs with a missing value are dropped."""
+    (``scipy.stats.ttest_1samp`` of the differences against 0, or against -``margin`` for
+    "no worse than": ``ttest_rel`` when there is no margin) and the t interval of their mean;
+    the same verdict rules.  Pairs with a missing value are dropped.  Against a constant
+    ``b`` (a threshold) it is the one-sample t-test (``name="one-sample t"``).
+
+    Besides :func:`compare`'s keys: ``gain`` (the mean difference in the claim's favour,
+    measured from the null's value: what a power computation needs), ``sd`` (of the
+    differences), ``n`` ("5 paired"), ``test`` and ``paired``."""
     from scipy import stats
 
     pairs = [(x, y) for x, y in zip(a, b) if x is not None and y is not None
@@ -116,24 +129,28 @@ def paired_compare(a: Sequence[float], b: Sequence[float], *, alpha: float = 0.0
     diff = float(d.mean()) if n else float("nan")
     sign = 1.0 if higher_is_better else -1.0
     if n < 2:
-        return {"diff": diff, "p": float("nan"), "ci": (float("nan"),) * 2, "n": n,
-                "verdict": "inconclusive", "reason": f"too few paired seeds ({n}) to test",
-                "test": "paired t"}
+        return {"diff": diff, "p": float("nan"), "ci": (float("nan"),) * 2, "n": f"{n} paired",
+                "n_pairs": n, "verdict": "inconclusive",
+                "reason": f"too few paired seeds ({n}) to test", "test": name, "paired": True}
     sd = float(d.std(ddof=1))
+    gain = sign * diff + (margin or 0.0)     # in the claim's favour, from the null's value
     if sd == 0:
-        p, half = (0.0 if diff else 1.0), 0.0
+        p, half = (0.0 if gain else 1.0), 0.0
     else:
-        p = float(stats.ttest_rel([x for x, _ in pairs], [y for _, y in pairs]).pvalue)
+        # H0: the mean difference is 0 ("better than") or -margin ("no worse than")
+        shift = 0.0 if margin is None else -sign * margin
+        p = float(stats.ttest_1samp(d, shift).pvalue)
         half = float(stats.t.ppf(1 - alpha / 2, n - 1) * sd / math.sqrt(n))
     lo, hi = sorted((sign * (diff - half), sign * (diff + half)))
     verdict = _verdict(sign * diff, p, lo, hi, alpha, margin)
     if margin is None:
-        test = f"p = {p:.2g}, paired t over {n} seeds"
+        test = f"p = {p:.2g}, {name} over {n} seeds"
     else:
         test = (f"{confidence_label(alpha)} CI [{lo:+.2f}, {hi:+.2f}] vs margin -{margin:.2f}, "
-                f"paired over {n} seeds")
-    return {"diff": diff, "p": p, "ci": (lo, hi), "n": n, "sd": sd, "verdict": verdict,
-            "reason": f"difference {diff:+.2f} ({test})", "test": "paired t"}
+                f"{name} over {n} seeds")
+    return {"diff": diff, "p": p, "ci": (lo, hi), "n": f"{n} paired", "n_pairs": n, "sd": sd,
+            "verdict": verdict, "reason": f"difference {diff:+.2f} ({test})", "test": name,
+            "paired": True, "gain": gain}
 
 
 def image_test(correct_a: Sequence, correct_b: Sequence, *, alpha: float = 0.05,
@@ -174,6 +191,28 @@ def image_test(correct_a: Sequence, correct_b: Sequence, *, alpha: float = 0.05,
             "test": "paired permutation over images"}
 
 
+def image_note(records_a: Sequence[dict], records_b: Sequence[dict], **kw) -> str:
+    """:func:`image_test` of two arms' records paired by position (seed), in words; "" when
+    some record lacks its per-image correctness (``test_correct``, records written before it
+    was kept) or the arms were tested on different images."""
+    from reprolib.core.io import unpack_bits
+
+    def bits(r):
+        return ((r or {}).get("metrics", r or {})).get("test_correct")
+
+    got = [bits(r) for r in [*records_a, *records_b]]
+    if not got or any(b is None for b in got):
+        return ""
+    flags = [unpack_bits(b) for b in got]
+    if len({len(f) for f in flags}) != 1:
+        return ""
+    A, B = flags[:len(records_a)], flags[len(records_a):]
+    t = image_test(A, B, **kw)
+    lo, hi = t["ci"]
+    return (f"over {t['n_images']:,} images x {t['n_seeds']} seeds: {t['diff']:+.2f} pp, paired "
+            f"permutation p = {t['p']:.2g}, 95 % paired-bootstrap CI [{lo:+.2f}, {hi:+.2f}]")
+
+
 def holm(pvalues: Sequence[float]) -> list[float]:
     """Holm's step-down adjustment of ``pvalues`` (the family-wise error of all of them at
     once; ``statsmodels``' ``multipletests(method="holm")``): the k-th smallest p times
@@ -200,7 +239,18 @@ def t_power(n: int, effect: float, *, alpha: float = 0.05, paired: bool = True) 
     dof = n - 1 if paired else 2 * n - 2
     nc = effect * math.sqrt(n if paired else n / 2)
     crit = stats.t.ppf(1 - alpha / 2, dof)
-    return float(stats.nct.sf(crit, dof, nc) + stats.nct.cdf(-crit, dof, nc))
+    pw = float(stats.nct.sf(crit, dof, nc) + stats.nct.cdf(-crit, dof, nc))
+    if math.isfinite(pw):
+        return pw
+    # scipy's noncentral t can return NaN far in its tails (few dof, a large nc): the same
+    # probability as an integral over the chi-square of the denominator, T = (Z + nc) / sqrt(V / dof)
+    from scipy import integrate
+
+    def tail(v):
+        s = crit * math.sqrt(v / dof)
+        return (stats.norm.sf(s - nc) + stats.norm.cdf(-s - nc)) * stats.chi2.pdf(v, dof)
+
+    return float(min(1.0, integrate.quad(tail, 0, math.inf, limit=200)[0]))
 
 
 def seeds_needed(diff: float, sd: float, *, alpha: float = 0.05, power: float = 0.8,
@@ -213,14 +263,19 @@ def seeds_needed(diff: float, sd: float, *, alpha: float = 0.05, power: float = 
     if sd == 0:
         return 2
     effect = abs(diff) / sd
+
+    def enough(n: int) -> bool:            # scipy's noncentral t is NaN at 1 dof, large nc
+        pw = t_power(n, effect, alpha=alpha, paired=paired)
+        return math.isfinite(pw) and pw >= power
+
     lo, hi = 2, 2
-    while t_power(hi, effect, alpha=alpha, paired=paired) < power:
+    while not enough(hi):
         lo, hi = hi, hi * 2
         if hi > max_n:
             return None
     while lo < hi:                          # the smallest n with enough power
         mid = (lo + hi) // 2
-        if t_power(mid, effect, alpha=alpha, paired=paired) >= power:
+        if enough(mid):
             hi = mid
         else:
             lo = mid + 1
@@ -286,14 +341,70 @@ def spread(df: pd.DataFrame, by: Sequence[str], value: str) -> pd.DataFrame:
 
 
 def all_of(results: Iterable[dict]) -> dict:
-    """One verdict for a claim made of several :func:`compare` results (e.g. "SVD beats QR
-    and LU"): ``holds`` when every part holds, ``does not hold`` when any part does not,
-    else ``inconclusive``; ``reason`` joins the parts' reasons."""
+    """One test of a claim made of several (e.g. "SVD beats QR and LU"), as an
+    intersection-union test: it holds when every part rejects its null in the claim's
+    favour, so its p is the largest of the parts' (valid at the same level, no adjustment);
+    when some part points the other way, its p is the smallest of those parts' (a shown
+    reversal of any part is a shown failure of the whole).  ``verdict`` holds when every
+    part holds, does not hold when any does not, else inconclusive; ``reason`` joins the
+    parts' reasons; ``gain`` / ``sd`` are those of the part that decides (for the power
+    computation: the one that needs the most seeds)."""
     results = list(results)
     vs = [r["verdict"] for r in results]
     verdict = ("holds" if vs and all(v == "holds" for v in vs) else
                "does not hold" if "does not hold" in vs else "inconclusive")
-    return {"verdict": verdict, "reason": "; ".join(r["reason"] for r in results)}
+    out = {"verdict": verdict, "reason": "; ".join(r["reason"] for r in results)}
+    tested = [r for r in results if math.isfinite(r.get("p", float("nan")))
+              and math.isfinite(r.get("gain", float("nan")))]
+    if tested and len(tested) == len(results):
+        against = [r for r in tested if r["gain"] < 0]
+        key = (min(against, key=lambda r: r["p"]) if against
+               else max(tested, key=lambda r: r["p"]))
+        out.update({k: key[k] for k in ("p", "gain", "sd", "paired") if k in key})
+        out["test"] = " & ".join(dict.fromkeys(r.get("test", "") for r in results))
+        out["n"] = key.get("n", "")
+        out["parts"] = results
+    return out
+
+
+def train_images(dataset: str) -> int | None:
+    """The size of ``dataset``'s training split (for the images a budget saw), None when it
+    cannot be read here (a data set not on this machine)."""
+    return _train_images(str(dataset))
+
+
+@functools.lru_cache(maxsize=None)
+def _train_images(dataset: str) -> int | None:
+    from reprolib.data import get_data
+
+    try:
+        return int(get_data(dataset, batch_size=256).train_size)
+    except Exception:       # absent / unreadable data: the budget then shows epochs and time
+        return None
+
+
+def budget(arms: dict[str, Sequence[dict]], train_images: int | None = None) -> str:
+    """The training budget of each arm of a comparison, from its records (mean over seeds):
+    epochs, images seen (epochs x ``train_images``, or the record's own ``train_images``)
+    and recorded training time: ``"learned 3 ep, 15k img, 15 s · uniform 3 ep, 15k img, 14 s"``."""
+    parts = []
+    for name, recs in arms.items():
+        ms = [r.get("metrics", r) for r in recs if r]
+        if not ms:
+            continue
+        ep = float(np.mean([m.get("epochs") or len(m.get("history") or []) for m in ms]))
+        secs = float(np.mean([m.get("train_time_s") or r.get("wall_time_s") or 0.0
+                              for m, r in zip(ms, [r for r in recs if r])]))
+        n = ms[0].get("train_images") or train_images
+        img = f", {ep * n / 1e3:.3g}k img" if n and ep else ""
+        parts.append(f"{name} {ep:g} ep{img}, {secs:.0f} s")
+    return " · ".join(parts)
+
+
+def seed_cost(records: Iterable[dict], seeds: int) -> float:
+    """Recorded stage time of one seed of an evidence run (all its arms), in seconds."""
+    recs = [r for r in records if r]
+    return sum(float(r.get("wall_time_s") or 0.0) for r in recs) / max(int(seeds), 1)
 
 
 def plateau_note(histories: Sequence[Sequence[dict]], window: int = 3, tol: float = 1.0,

@@ -16,7 +16,7 @@ def test_paired_compare_is_scipys_paired_t_and_differs_from_welch():
     b = [51.9, 51.5, 52.0, 52.2, 51.0]     # every seed lower by about the same amount
     r = E.paired_compare(a, b)
     assert r["p"] == pytest.approx(stats.ttest_rel(a, b).pvalue)
-    assert r["verdict"] == "holds" and r["n"] == 5 and r["diff"] == pytest.approx(1.26)
+    assert r["verdict"] == "holds" and r["n_pairs"] == 5 and r["diff"] == pytest.approx(1.26)
     d = np.subtract(a, b)
     half = stats.t.ppf(0.975, 4) * d.std(ddof=1) / math.sqrt(5)
     assert r["ci"] == pytest.approx((d.mean() - half, d.mean() + half))
@@ -101,5 +101,5 @@ def test_templates_spread_claim_tests_range_against_five_points():
     assert _spread_test("m", 1.0, close)["verdict"] == "holds"
     assert _spread_test("m", 1.0, far)["verdict"] == "does not hold"
     r = _spread_test("m", 1.0, noisy)
-    assert r["verdict"] == "inconclusive" and "vs 5" in r["reason"]
+    assert r["verdict"] == "inconclusive" and "against 5" in r["reason"]
     assert _spread_test("m", 1.0, {"base": [1.0]}) is None

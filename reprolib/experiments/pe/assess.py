@@ -15,6 +15,7 @@ import pandas as pd
 
 from reprolib.configs.pe import PAPER_TABLE1, PAPER_TABLE2
 from reprolib.core import report
+from reprolib.core.claims import verdict_rule
 from reprolib.core.pipeline import profile_note
 from reprolib.experiments import evidence
 from reprolib.experiments.pe.graph import (KIND_LABELS, RUN_KINDS, family, pair_runs,
@@ -118,13 +119,17 @@ def evidence_claims(pipe, cfg) -> pd.DataFrame:
     equal parameters (PE vs the narrowed twin, Welch's t-test over the seeds), and sharing
     costs little against the twin (non-inferiority on the 95 % CI with the paper's own
     ImageNet gap as the margin).  ``pipe.claims`` calls it once every stage has a record."""
-    df = evidence_frame(pipe, cfg)
+    df = evidence_frame(pipe, cfg).sort_values("seed", kind="stable")
+    recs = {(stage.tags["family"], KIND_LABELS[stage.tags["kind"]], seed): stage.record()
+            for seed, st in seed_stages(pipe, cfg).items() for stage in st.values()}
+    n_train = evidence.train_images(cfg.dataset)
+    seeds = list(dict.fromkeys(int(x) for x in cfg.seeds))
     rows = []
     for fam in ("vit", "resnet"):
         g = df[df["family"] == fam]
         if not len(g):
             continue
-        acc = {k: x["acc"].tolist() for k, x in g.groupby("kind")}
+        acc = {k: x["acc"].tolist() for k, x in g.groupby("kind")}     # in seed order
         prm = {k: x["params"].mean() / 1e6 for k, x in g.groupby("kind")}
         name = "ViT" if fam == "vit" else "ResNet"
         pe_row, base_row, table = PAPER_GAP[fam]
@@ -134,28 +139,46 @@ def evidence_claims(pipe, cfg) -> pd.DataFrame:
         def shown(k):
             return f"{k} {evidence.fmt(acc[k])} % at {prm[k]:.3f} M"
 
+        def spent(*kinds):
+            return evidence.budget({k: [recs.get((fam, k, s)) for s in seeds] for k in kinds},
+                                   n_train)
+
+        def paired(a, b, **kw):
+            t = evidence.paired_compare(acc[a], acc[b], **kw)
+            extra = evidence.image_note([recs.get((fam, a, s)) for s in seeds],
+                                        [recs.get((fam, b, s)) for s in seeds])
+            if extra:
+                t["reason"] += f"; {extra}"
+            return t
+
         if "narrowed twin" in acc and "PE" in acc:
-            c = evidence.compare(acc["PE"], acc["narrowed twin"])
             rows.append(evidence.claim_row(
                 f"{name}: sharing beats shrinking at equal parameters",
-                f"{shown('PE')} vs {shown('narrowed twin')}",
+                f"{shown('PE')} vs {shown('narrowed twin')} "
+                f"({prm['narrowed twin'] / prm['PE'] - 1:+.2%} parameters)",
                 f"no narrowed control in the paper ({pe_row} {pp['top1']} % at "
-                f"{pp['params_M']} M)", c["verdict"], c["reason"]))
+                f"{pp['params_M']} M)", paired("PE", "narrowed twin"),
+                budget=spent("PE", "narrowed twin")))
         if "unshared twin" in acc and "PE" in acc:
-            c = evidence.compare(acc["PE"], acc["unshared twin"], margin=gap)
             rows.append(evidence.claim_row(
                 f"{name}: sharing costs little against the unshared twin "
                 f"({prm['unshared twin'] / prm['PE']:.1f}x the parameters)",
                 f"{shown('PE')} vs {shown('unshared twin')}",
                 f"{pe_row} {pp['top1']} % at {pp['params_M']} M vs {base_row} {pb['top1']} % "
                 f"at {pb['params_M']} M (ImageNet): {gap:g} pp",
-                c["verdict"], f"{c['reason']} (margin: the paper's own {gap:g} pp gap)"))
-    out = evidence.claims_frame(rows)
-    out.attrs["caption"] = (f"PE claims (`{cfg.profile}` profile): {_evidence_note(pipe, cfg)}. "
-                            f"The narrowed twin is the unshared model with its width chosen so its "
-                            f"parameter count is closest to the PE model's (it has fewer FLOPs). "
-                            f"'Beats': Welch's t-test, p < 0.05; 'costs little': 95 % CI of "
-                            f"PE - twin above minus the paper's own gap.")
+                paired("PE", "unshared twin", margin=gap),
+                f"margin: the paper's own {gap:g} pp gap", budget=spent("PE", "unshared twin")))
+    every = [s.record() for s in pipe.graph(cfg) if s.role != "reference"]
+    out = evidence.claims_frame(rows, seeds=len(seeds),
+                                seed_cost_s=evidence.seed_cost(every, len(seeds)))
+    out.attrs["caption"] = (f"PE claims (`{cfg.profile}` profile). {verdict_rule()} Tests: "
+                            f"paired t over the seeds (the three models of a seed are trained "
+                            f"with that seed's data order and tested on the same images). The "
+                            f"narrowed twin is the unshared model with its width chosen so its "
+                            f"parameter count is closest to the PE model's (its difference in "
+                            f"parameters is shown; it has fewer FLOPs); 'costs little' is tested "
+                            f"against the paper's own gap as the margin. "
+                            f"{_evidence_note(pipe, cfg)}.")
     return out
 
 
