@@ -192,21 +192,24 @@ def image_test(correct_a: Sequence, correct_b: Sequence, *, alpha: float = 0.05,
 
 
 def image_note(records_a: Sequence[dict], records_b: Sequence[dict], **kw) -> str:
-    """:func:`image_test` of two arms' records paired by position (seed), in words; "" when
-    some record lacks its per-image correctness (``test_correct``, records written before it
-    was kept) or the arms were tested on different images."""
+    """:func:`image_test` of two arms' records paired by position (seed), in words, over the
+    seeds whose records both hold their per-image correctness (``test_correct``; records
+    written before it was kept do not); "" when none do or the arms were tested on different
+    images."""
     from reprolib.core.io import unpack_bits
 
     def bits(r):
         return ((r or {}).get("metrics", r or {})).get("test_correct")
 
-    got = [bits(r) for r in [*records_a, *records_b]]
-    if not got or any(b is None for b in got):
+    # the seeds whose records both hold it (records written before it was kept do not)
+    pairs = [(bits(a), bits(b)) for a, b in zip(records_a, records_b)]
+    pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
+    if not pairs:
         return ""
-    flags = [unpack_bits(b) for b in got]
-    if len({len(f) for f in flags}) != 1:
+    A = [unpack_bits(x) for x, _ in pairs]
+    B = [unpack_bits(y) for _, y in pairs]
+    if len({len(f) for f in [*A, *B]}) != 1:
         return ""
-    A, B = flags[:len(records_a)], flags[len(records_a):]
     t = image_test(A, B, **kw)
     lo, hi = t["ci"]
     return (f"over {t['n_images']:,} images x {t['n_seeds']} seeds: {t['diff']:+.2f} pp, paired "

@@ -157,6 +157,16 @@ def test_evidence_machinery():
     assert set(cl["verdict"]) <= set(E.VERDICTS)
     assert cl["claim"].str.contains("SVD keeps the most").sum() == 2
     assert "seeds 0, 1" in cl.attrs["caption"] and "plateau rule" in cl.attrs["caption"]
+    # every decomposition records which test images it gets right: the claims add the paired
+    # permutation test over images x seeds to the reason
+    from reprolib.core.io import unpack_bits
+    dec = recs["decomp-p8-lu-r0.5-ft1-s1"]["metrics"]
+    assert len(unpack_bits(dec["test_correct"])) == dec["test_images"]
+    assert 100 * unpack_bits(dec["test_correct"]).mean() == pytest.approx(dec["acc"])
+    after = cl["claim"].str.contains("fine-tune")
+    assert cl[after]["reason"].str.contains("paired permutation").all()
+    assert not cl[~after]["reason"].str.contains("paired permutation").any()
+    assert set(cl["test"]) <= {"paired t"} and cl["p (Holm)"].ne("").all()
     figs = vtp_svd.figures(cfg)
     assert len(figs["evidence"].axes) == 3
     # the issue-12 figure fixes: the title names every phase's epochs, the paper's Table 2

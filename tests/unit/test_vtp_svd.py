@@ -57,7 +57,7 @@ def test_roles_and_tags():
     assert g.get("vtp", patch=8, seed=0).name == "vtp-p8"
     assert g.get("vtp", patch=8, seed=2).name == "vtp-p8-s2"
     assert [s.name for s in g.select("control", patch=8)] == [
-        "vtpft-p8-ft2", "vtpft-p8-ft2-s1", "vtpft-p8-ft2-s2"]
+        "vtpft-p8-ft2", *(f"vtpft-p8-ft2-s{i}" for i in range(1, len(cfg.seeds)))]
     # Table 2's SVD point (rank 0.25, 2 ep) is also the sweep's: one stage under both tags
     t2 = g.get("decompose", use="table2", patch=8, method="svd", seed=0)
     assert g.get("decompose", use="sweep", patch=8, method="svd", ratio=0.25, seed=0) is t2
@@ -74,5 +74,7 @@ def test_plan_counts_the_groups():
     from reprolib.tools.plan import plan
 
     rows = {s["name"]: s["runs"] for s in plan("vtp_svd", "evidence")["stages"]}
-    assert rows == {"dense-p8 x3": 3, "sparse-p8 x3": 3, "vtp-p8 x3": 3, "table2-p8 x3": 3,
-                    "sweep-p8 x24": 24, "vtpft-p8 x3": 3}
+    n = len(configs.get_config("vtp_svd", "evidence").seeds)     # 11
+    # per seed 9 sweep points; the base seed's three at rank 0.25 are Table 2's stages
+    assert rows == {f"dense-p8 x{n}": n, f"sparse-p8 x{n}": n, f"vtp-p8 x{n}": n,
+                    "table2-p8 x3": 3, f"sweep-p8 x{9 * n - 3}": 9 * n - 3, f"vtpft-p8 x{n}": n}

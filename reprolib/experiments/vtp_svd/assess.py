@@ -132,8 +132,18 @@ def claims(pipe, cfg) -> pd.DataFrame:
         for r in sorted({float(x) for x in cfg.sweep_ratios}):
             # one row per seed and method: the lists are in seed order, paired by position
             a = {m: acc.get((m, r, ph), []) for m in ("svd", "qr", "lu") if m in have}
+            def paired(m1, m2):
+                t = evidence.paired_compare(a[m1], a[m2])
+                if ph == "acc":            # the records' per-image results are the final model's
+                    extra = evidence.image_note(*([g.get("decompose", use="sweep", patch=sp,
+                                                         seed=s, method=m, ratio=r).record()
+                                                   for s in seeds] for m in (m1, m2)))
+                    if extra:
+                        t["reason"] += f" [{m1.upper()} vs {m2.upper()} {extra}]"
+                return t
+
             if "svd" in a and len(a) > 1:
-                parts = [evidence.paired_compare(a["svd"], a[m]) for m in a if m != "svd"]
+                parts = [paired("svd", m) for m in a if m != "svd"]
                 c = evidence.all_of(parts)
                 rows.append(claim_row(
                     f"rank {r:g}·min(out, in), {words}: SVD keeps the most accuracy",
@@ -141,7 +151,7 @@ def claims(pipe, cfg) -> pd.DataFrame:
                     f"the text: 'SVD performs pretty well comparing with' QR and LU; {pt}",
                     c, budget=spent(list(a), r)))
             if "qr" in a and "lu" in a:
-                c = evidence.paired_compare(a["qr"], a["lu"])
+                c = paired("qr", "lu")
                 rows.append(claim_row(
                     f"rank {r:g}·min(out, in), {words}: QR keeps more accuracy than LU",
                     f"QR {evidence.fmt(a['qr'])} % vs LU {evidence.fmt(a['lu'])} %",
@@ -151,7 +161,9 @@ def claims(pipe, cfg) -> pd.DataFrame:
     out.attrs["caption"] = (f"VTP + decomposition claims (`{cfg.profile}` profile). "
                             f"{verdict_rule()} Tests: paired t over the seeds (every method of "
                             f"a seed factors that seed's VTP model and is fine-tuned alike, "
-                            f"tested on the same images); 'SVD keeps the most' is an "
+                            f"tested on the same images; after the fine-tune the reason adds a "
+                            f"paired permutation test over images x the seeds whose records "
+                            f"hold per-image results); 'SVD keeps the most' is an "
                             f"intersection-union test over SVD vs QR and SVD vs LU (its p is "
                             f"the larger). Every pruned linear layer factored at the same rank "
                             f"ratio by each method. {evidence_note(pipe, cfg)}.")

@@ -12,6 +12,7 @@ import torch
 
 from reprolib.configs import TrainConfig, recipe_dict, with_overrides
 from reprolib.core.device import resolve_device
+from reprolib.core.io import pack_bits
 from reprolib.core.measure import measure_model
 from reprolib.core.pipeline import (ModelSpec, Stage, key_of, load_data, resources,
                                     seed_everything, training)
@@ -182,9 +183,12 @@ def decomp_stage(pc, patch: int, vtp_st: Stage, method: str, ratio: float,
         if recipe.epochs > 0:
             r = _train(model, pc, recipe, stage.ckpt_dir / "finetune", f"p{patch} {method}")
             wall, hist = r.wall_time_s, r.history
-        acc = evaluate(model, data.test)["acc"]
+        final = evaluate(model, data.test, per_image=True)     # which images: paired tests
+        acc = final["acc"]
+        seen = ({"test_correct": pack_bits(final["correct"]), "test_images": data.test_size}
+                if final.get("correct") is not None else {})
         metrics = {"patch_size": patch, "method": method, "rank_ratio": ratio,
-                   "finetune_epochs": recipe.epochs, "acc_no_ft": acc0, "acc": acc,
+                   "finetune_epochs": recipe.epochs, "acc_no_ft": acc0, "acc": acc, **seen,
                    **_measure(model, pc), "ranks": decompose.current_ranks(model),
                    "train_wall_s": wall, "history": hist}
         stage.save_model(model)
