@@ -99,7 +99,7 @@ def claims_frame(rows: Iterable[dict], alpha: float = ALPHA, *,
     ``seed_cost_s`` (recorded stage time of one seed of the profile, all arms) and ``seeds``
     (the seeds it has): a row whose extra seeds cost more than
     :data:`EXTRA_SEED_BUDGET_S` says so and what scale it needs; one that fits says so."""
-    from reprolib.experiments.evidence import holm, seeds_needed
+    from reprolib.core.stats import holm, seeds_needed
 
     rows = [dict(r) for r in rows]
     raw = [r.get("_p", float("nan")) for r in rows]
