@@ -158,7 +158,8 @@ def test_evidence_tables_figure_claims(ev):
     assert set(figs) == {"tradeoff", "complexity", "evidence"}
     assert len(figs["evidence"].axes) == 3 and figs["evidence"].axes[0].containers
     md = E.claims_markdown("sidt", ev)
-    assert md.startswith(cap) and "| claim | ours | paper | verdict | reason |" in md
+    assert md.startswith(cap) and f"| {' | '.join(E.CLAIM_COLUMNS)} |" in md
+    assert "p (Holm)" in md and cap.index("Holm") < cap.index("seeds 0, 1")   # rule first
     smoke = sidt.claims(get_config("sidt", "smoke", **SMALL))     # no seeds: an empty table
     assert smoke.empty and list(smoke.columns) == list(E.CLAIM_COLUMNS)
     assert "has no seeds" in smoke.attrs["caption"] and "--profile evidence" in smoke.attrs["caption"]
