@@ -437,7 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--only", nargs="+", metavar="GROUP",
                    help="families to run: sidt vtp pe metaformer templates fit (default all)")
     b.add_argument("--variant", action="append", metavar="V",
-                   help="precision[+cl][+compile], e.g. fp32, bf16+cl+compile (repeatable)")
+                   help="precision[+cl][+compile], or fp32+ort (ONNX Runtime), e.g. fp32, "
+                        "bf16+cl+compile, fp32+ort (repeatable)")
     b.add_argument("--threads", type=int, help="torch threads (default: all cores)")
     b.add_argument("--device", help="auto | cpu | cuda (default: the profile's)")
     b.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",

@@ -13,16 +13,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from reprolib.configs import _typecheck, check_fields, choose, ranged, register_paper
+from reprolib.errors import ReprolibError
 from reprolib.configs.templates import TEMPLATES
 
 #: Precisions a variant may name.
 PRECISIONS = ("fp32", "bf16")
+#: Runtimes a variant is timed in: the PyTorch module as it is ("eager"), through
+#: ``torch.compile`` ("compile", inductor) or exported to ONNX and run by ONNX Runtime
+#: ("ort": fp32, CPUExecutionProvider, inference only).
+RUNTIMES = ("eager", "compile", "ort")
 #: The families, in the order their stages run: one per paper's group, and ``fit`` (the
 #: benchmark's own loop comparison).
 GROUPS = ("sidt", "vtp", "fit", "pe", "metaformer", "templates")
+#: How the Torch-Pruning peer ranks channels: per group ("uniform") or over all ("global").
+PEER_SCOPES = ("uniform", "global")
 #: The template CNNs of the ``templates`` family.
 TEMPLATE_MODELS = ("vgg19_cifar", "resnet50_cifar", "googlenet_cifar", "mobilenet_cifar")
-__all__ = ["BenchConfig", "PRECISIONS", "GROUPS", "TEMPLATES", "TEMPLATE_MODELS", "PRESETS",
+__all__ = ["BenchConfig", "PRECISIONS", "RUNTIMES", "GROUPS", "PEER_SCOPES", "TEMPLATES", "TEMPLATE_MODELS", "PRESETS",
            "parse_variant"]
 
 _BATCH = {"ge": 1, "le": 1 << 16}
@@ -30,13 +37,28 @@ _BATCH = {"ge": 1, "le": 1 << 16}
 
 def parse_variant(variant: str) -> dict:
     """``"bf16+cl+compile"`` -> ``{"precision": "bf16", "channels_last": True,
-    "compile": True}``; the precision comes first, then any of ``cl`` and ``compile``."""
+    "compile": True, "runtime": "compile"}``; the precision comes first, then any of ``cl``,
+    ``compile`` and ``ort``.
+
+    ``runtime`` (one of :data:`RUNTIMES`) says what runs the model: "eager" (default),
+    "compile" (torch.compile, the same as ``compile`` True) or "ort" (``"fp32+ort"``: the
+    model exported to ONNX and timed under ONNX Runtime's CPUExecutionProvider).  ORT is
+    timed at fp32 on the exported NCHW graph only, so ``ort`` beside ``bf16``, ``cl`` or
+    ``compile`` is an error rather than an option that would silently do nothing.
+    """
     parts = str(variant).split("+")
     choose("precision", parts[0], PRECISIONS)
-    for p in parts[1:]:
-        choose("variant option", p, ("cl", "compile"))
-    return {"precision": parts[0], "channels_last": "cl" in parts[1:],
-            "compile": "compile" in parts[1:]}
+    opts = parts[1:]
+    for p in opts:
+        choose("variant option", p, ("cl", "compile", "ort"))
+    if "ort" in opts and (parts[0] != "fp32" or len(set(opts)) > 1):
+        raise ReprolibError(
+            f"variant {variant!r}: ONNX Runtime is timed at fp32 on the exported graph, "
+            "without bf16, cl or compile; valid combinations: fp32+ort, or a precision "
+            f"({', '.join(PRECISIONS)}) followed by any of +cl and +compile")
+    runtime = "ort" if "ort" in opts else "compile" if "compile" in opts else "eager"
+    return {"precision": parts[0], "channels_last": "cl" in opts,
+            "compile": "compile" in opts, "runtime": runtime}
 
 
 @dataclass
@@ -91,6 +113,16 @@ class BenchConfig:
     #                                   budget)
     templates_batch: int = ranged(64, **_BATCH)  # large inference batch
     templates_train_batch: int = ranged(16, **_BATCH)  # training-step batch
+    # the peer (issue 26): Torch-Pruning (the optional ``bench`` extra) pruning each family's dense
+    # parent to the FLOPs of each of its compressed models (within 2 %), magnitude importance
+    peer_scopes: tuple = ranged((), choices=PEER_SCOPES, each=True, empty=True)  # "uniform"
+    #                                   (every group loses the same fraction) and / or
+    #                                   "global" (one ranking); () = no peer
+    peer_groups: tuple = ranged(("sidt", "vtp"), choices=GROUPS, each=True, empty=True)  #
+    #                                   the families that get peers
+    variant_groups: tuple = ranged((), choices=GROUPS, each=True, empty=True)  # the groups
+    #                                   timed under every variant; the others under the first
+    #                                   only; () = every group under every variant
     fit_models: tuple = ("small_cnn",)  # models of the loop comparison
     fit_dataset: str = "cifar10_subset"  # its data set
     data_root: str | None = None      # torchvision data sets live / download here (default
@@ -132,11 +164,16 @@ PRESETS: dict[str, dict] = {
         templates_batch=8, templates_train_batch=8,
         fit_models=("test_small_cnn",), fit_dataset="digits", fit_images=256, fit_batch=64,
         fit_repeats=2, fit_workers=0),
-    # the defaults: ~20 min on 2 cores; the large inference batch is 64 where the targets
-    # are stated (SiDT, VTP) and for the cheap families, 16 for the 4.1-4.6 GMAC PE models;
-    # training steps at 4-32 images.
-    "cpu": dict(device="cpu"),
+    # the defaults: the large inference batch is 64 where the targets are stated (SiDT,
+    # VTP) and for the cheap families, 16 for the 4.1-4.6 GMAC PE models; training steps at
+    # 4-32 images.
+    # The SiDT and VTP families are also timed under ONNX Runtime and torch.compile, each
+    # beside Torch-Pruning at every compressed model's FLOPs (uniform and global); SiDT's
+    # large batch is 32 (25 Swin-T models in each runtime).
+    "cpu": dict(device="cpu", variants=("fp32", "fp32+ort", "fp32+compile"),
+                variant_groups=("sidt", "vtp"), peer_scopes=PEER_SCOPES, sidt_batch=32),
     "gpu": dict(device="cuda", variants=("fp32", "bf16", "bf16+cl", "bf16+cl+compile"),
+                peer_scopes=PEER_SCOPES,
                 warmup=5, repeats=30, large_repeats=20, train_repeats=20,
                 sidt_batch=256, sidt_train_batch=128, vtp_batch=256, vtp_train_batch=256,
                 pe_batch=256, pe_train_batch=128, metaformer_batch=256,

@@ -287,10 +287,17 @@ def test_families_are_data_with_the_dense_parent_first():
                          "metaformer-metaformer_s12", "templates-vgg19_cifar"}
     sidt_f = fams["sidt-swin_t"]
     assert sidt_f["input_size"] == [3, 224, 224] and sidt_f["cases"][0]["method"] == "dense"
-    assert len(sidt_f["cases"]) == 1 + 4 * 2                     # 4 ratios x round_to 1, 8
+    ours = [c for c in sidt_f["cases"] if c["method"] != "Torch-Pruning"]
+    assert len(ours) == 1 + 4 * 2                                # 4 ratios x round_to 1, 8
+    # the peer: Torch-Pruning uniform and global at each of our 8 models' FLOPs
+    assert len(sidt_f["cases"]) == len(ours) + 8 * 2
     vtp_f = fams["vtp-vit_cifar-p4"]
     assert [c["label"] for c in vtp_f["cases"]][:3] == ["dense", "VTP 50% rt1", "VTP 50% rt8"]
     assert {c.get("decompose") for c in vtp_f["cases"]} == {None, "svd", "qr", "lu"}
+    # peers at VTP's and VTP+SVD's FLOPs (QR / LU have SVD's shapes), x round_to 1, 8 x 2 scopes
+    assert sum(c["method"] == "Torch-Pruning" for c in vtp_f["cases"]) == 2 * 2 * 2
+    none = bench.get_config("cpu", peer_scopes=())
+    assert all(c["method"] != "Torch-Pruning" for f in bench.families(none) for c in f["cases"])
     assert len(fams["templates-resnet50_cifar"]["cases"]) == 5
 
 

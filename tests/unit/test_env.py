@@ -1,6 +1,7 @@
 """environment.yml and requirements.lock pin the same versions; torch stays on the CPU pair."""
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -110,3 +111,13 @@ def test_installing_into_a_fresh_venv_warns_of_nothing(tmp_path):
                            "import importlib.metadata as m; print(m.metadata('reprolib')"
                            "['License-Expression'])"], capture_output=True, text=True, check=True)
     assert meta.stdout.strip() == "MIT"
+
+
+def test_ci_installs_the_bench_peer_at_its_pin():
+    """.ci/run installs Torch-Pruning at the pin of pyproject's ``bench`` extra and of
+    reprolib.tools.bench.peer, so the peer's tests run in CI rather than skip."""
+    from reprolib.tools.bench.peer import TORCH_PRUNING_PIN
+
+    root = Path(__file__).resolve().parents[2]
+    assert TORCH_PRUNING_PIN in (root / ".ci" / "run").read_text()
+    assert f'bench = ["{TORCH_PRUNING_PIN}"]' in (root / "pyproject.toml").read_text()

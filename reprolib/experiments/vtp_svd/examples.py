@@ -112,11 +112,14 @@ def bench_families(bc) -> list[dict]:
     for rt in rts:
         cases.append({"label": f"VTP {round(100 * bc.vtp_rate)}% rt{rt}", "method": "VTP",
                       **base, "rate": bc.vtp_rate, "round_to": rt})
-    for m in bc.vtp_methods:
+    for i, m in enumerate(bc.vtp_methods):
         for rt in rts:
+            # the methods factor at the same ranks: the same shapes and FLOPs, so a bench peer
+            # at the first method's FLOPs stands for all ("peer": False on the others)
             cases.append({"label": f"VTP+{m.upper()} rt{rt}", "method": f"VTP+{m.upper()}",
                           **base, "rate": bc.vtp_rate, "round_to": rt,
-                          "decompose": m, "rank_ratio": bc.vtp_rank_ratio})
+                          "decompose": m, "rank_ratio": bc.vtp_rank_ratio,
+                          **({"peer": False} if i else {})})
     return [{"name": f"vtp-{bc.vtp_model}-p{bc.vtp_patch}", "group": "vtp",
              "input_size": [3, 32, 32], "batch": int(bc.vtp_batch),
              "train_batch": int(bc.vtp_train_batch), "cases": cases, "build": bench_model,

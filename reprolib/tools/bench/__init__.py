@@ -75,12 +75,12 @@ from reprolib.configs.bench import (GROUPS, PRECISIONS, PRESETS, TEMPLATE_MODELS
 from reprolib.core.measure import interleaved, time_call  # noqa: F401
 from reprolib.core.pipeline import register_pipeline
 from reprolib.errors import ReprolibError, choose
-from reprolib.tools.bench.graph import (FAMILY_KEYS, PAPER, Bench, build_case, families,
-                                        family_stage, fit_stage)
+from reprolib.tools.bench.graph import (FAMILY_KEYS, PAPER, Bench, build_case, build_models,
+                                        families, family_stage, fit_stage, peer_cases)
 from reprolib.tools.bench.loops import loop_throughput  # noqa: F401
 from reprolib.tools.bench.report import (FIG_DIR, TARGET_EFFICIENCY, csv_name,  # noqa: F401
                                          done, figures, fit_table, provenance, readme_section,
-                                         summary, table, write_outputs)
+                                         runtime_table, summary, table, write_outputs)
 from reprolib.tools.bench.timing import (environment, infer_fn, prepare, speedup,  # noqa: F401
                                          time_models, train_fn)
 
@@ -120,9 +120,11 @@ def run(cfg, force: bool = False, log: Callable[[str], None] = print) -> dict:
 
 
 __all__ = ["speedup", "get_config", "run", "stages", "write_outputs", "summary", "table",
+           "runtime_table",
            "figures", "fit_table", "families", "readme_section", "done", "csv_name",
            "provenance", "interleaved", "time_call", "time_models", "prepare", "infer_fn",
            "train_fn", "parse_variant", "loop_throughput", "environment", "build_case",
-           "family_stage", "fit_stage", "Bench", "PIPELINE", "PAPER", "BenchConfig", "PRESETS",
+           "family_stage", "fit_stage", "build_models", "peer_cases", "Bench", "PIPELINE",
+           "PAPER", "BenchConfig", "PRESETS",
            "GROUPS", "PRECISIONS", "TEMPLATES", "TEMPLATE_MODELS", "FAMILY_KEYS", "FIG_DIR",
            "TARGET_EFFICIENCY"]

@@ -8,6 +8,12 @@ its model (``model``, ``kwargs``), its ``label`` and ``method`` and how it is co
 beside the data a paper may give ``build(case, seed) -> model`` (default: the model created,
 seeded) and ``describe(model, case) -> dict`` (what a compressed model kept: widths, ranks,
 layers left dense), which are not part of the key.
+
+The peer (``cfg.peer_scopes``, :mod:`.peer`): :func:`families` gives every family of
+``cfg.peer_groups`` one more case per compressed case and scope, ``{"method": "Torch-Pruning",
+"peer_of": <label>, "scope", "round_to"}``: the dense parent pruned by Torch-Pruning to that
+case's counted FLOPs (within 2 %), built in the stage after the cases it matches.  A case with
+``"peer": False`` gets none (VTP's QR / LU: the same shapes, so the same FLOPs, as its SVD).
 """
 
 from __future__ import annotations
@@ -35,8 +41,58 @@ def families(cfg) -> list[dict]:
     built here."""
     from reprolib.experiments import pipelines
 
-    return [f for p in pipelines().values() for f in p.bench_families(cfg)
+    fams = [f for p in pipelines().values() for f in p.bench_families(cfg)
             if f["group"] in cfg.groups]
+    for f in fams:
+        if f["group"] in cfg.peer_groups and cfg.peer_scopes:
+            f["cases"] = f["cases"] + peer_cases(f["cases"], cfg.peer_scopes)
+    return fams
+
+
+def peer_cases(cases: list[dict], scopes) -> list[dict]:
+    """The Torch-Pruning cases of a family: for every compressed case (not ``dense``, not
+    ``"peer": False``) and every scope, the dense parent (the first case) pruned to its FLOPs,
+    channels rounded to the case's ``round_to`` (1: not rounded)."""
+    dense = cases[0]
+    out = []
+    for c in cases[1:]:
+        if c["method"] == "dense" or c.get("peer") is False:
+            continue
+        rt = int(c.get("round_to") or 1)
+        for scope in scopes:
+            out.append({"label": f"TP {scope} = {c['label']}", "method": "Torch-Pruning",
+                        "model": dense["model"], "kwargs": dict(dense.get("kwargs", {})),
+                        "peer_of": c["label"], "scope": scope, "round_to": rt})
+    return out
+
+
+#: Torch-Pruning's pruning ratio found per (parent, seed, size, target, scope, round_to) in this
+#: process: a family timed under several variants searches each peer once.
+_PEER_RATIOS: dict = {}
+
+
+def build_peer(case: dict, parent, flops: int, input_size, seed: int):
+    """The peer ``case`` (:func:`peer_cases`): ``parent`` pruned by Torch-Pruning to ``flops``;
+    returns ``(model, facts)``, the facts (ratio found, FLOPs error, whether within 2 %) for
+    the table."""
+    from reprolib.tools.bench import peer
+
+    rt = int(case.get("round_to") or 1)
+    glob = case["scope"] == "global"
+    key = (case["model"], repr(sorted(case.get("kwargs", {}).items())), seed,
+           tuple(input_size), int(flops), case["scope"], rt)
+    if key in _PEER_RATIOS:
+        ratio, rec = _PEER_RATIOS[key]
+        model = peer.prune_once(parent, input_size, ratio, global_pruning=glob,
+                                round_to=rt if rt > 1 else None)
+    else:
+        model, rec = peer.torch_pruning_to_flops(parent, input_size, int(flops),
+                                                 global_pruning=glob,
+                                                 round_to=rt if rt > 1 else None)
+        _PEER_RATIOS[key] = (rec["pruning_ratio"], rec)
+    return model.eval(), {"pruning_ratio": round(rec["pruning_ratio"], 5),
+                          "flop_error": round(rec["flop_error"], 5),
+                          "within_tol": bool(rec["within_tol"]), "peer_version": rec["version"]}
 
 
 def build_case(case: dict, seed: int = 0, family: dict | None = None):
@@ -74,38 +130,62 @@ def slug(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "_", s).strip("_")
 
 
+def build_models(fam: dict, seed: int = 0, labels=None) -> tuple[dict, list[dict]]:
+    """The models of a family's cases (``labels``: those only, default all; a peer needs the
+    dense parent and the case it matches, built too but returned only when asked), and one
+    row per returned case: label, method, round_to, params, FLOPs and what the case kept
+    (``describe``) or, for a peer, its search facts (:func:`build_peer`)."""
+    describe = fam.get("describe") or (lambda model, case: {})
+    size = tuple(fam["input_size"])
+    want = set(labels) if labels is not None else {c["label"] for c in fam["cases"]}
+    need = set(want)
+    for c in fam["cases"]:
+        if c["label"] in want and "peer_of" in c:
+            need |= {fam["cases"][0]["label"], c["peer_of"]}
+    built, rows, flops = {}, [], {}
+    for case in fam["cases"]:                       # peers after the cases they match
+        if case["label"] not in need:
+            continue
+        if "peer_of" in case:
+            m, facts = build_peer(case, built[fam["cases"][0]["label"]], flops[case["peer_of"]],
+                                  size, seed)
+            extra = {"peer_of": case["peer_of"], "scope": case["scope"], **facts}
+        else:
+            m = build_case(case, seed, fam)
+            extra = describe(m, case)
+        built[case["label"]] = m
+        flops[case["label"]] = count_flops(m, size)
+        if case["label"] in want:
+            rows.append({"label": case["label"], "method": case["method"],
+                         "round_to": case.get("round_to"), "params": count_params(m),
+                         "flops": flops[case["label"]], **extra})
+    return {r["label"]: built[r["label"]] for r in rows}, rows
+
+
 def family_stage(cfg, fam: dict, variant: str) -> Stage:
     """``<family>-<variant>``: every model of ``fam`` built and counted, then timed
     interleaved at batch 1, at the family's large batch and for a training step."""
     opts = parse_variant(variant)
     data = {k: fam[k] for k in FAMILY_KEYS}
-    describe = fam.get("describe") or (lambda model, case: {})
 
     def fn(stage) -> dict:
         dev = setup(cfg)
         load0 = loadavg()
-        rows = []
-        models = {}
-        for case in data["cases"]:
-            m = build_case(case, cfg.seed, fam)
-            rows.append({"label": case["label"], "method": case["method"],
-                         "round_to": case.get("round_to"), "params": count_params(m),
-                         "flops": count_flops(m, tuple(data["input_size"])),
-                         **describe(m, case)})
-            models[case["label"]] = m
+        models, rows = build_models(fam, cfg.seed)
         size = data["input_size"]
         common = dict(precision=opts["precision"], channels_last=opts["channels_last"],
-                      compile=opts["compile"])
+                      compile=opts["compile"], runtime=opts["runtime"])
         timings = {
             "b1": time_models(models, size, 1, dev, warmup=cfg.warmup, repeats=cfg.repeats,
                               **common),
             "large": time_models(models, size, data["batch"], dev,
                                  warmup=max(1, cfg.warmup - 1), repeats=cfg.large_repeats,
                                  **common),
-            "train": time_models(models, size, data["train_batch"], dev, mode="train",
-                                 warmup=max(1, cfg.warmup - 1), repeats=cfg.train_repeats,
-                                 **common),
         }
+        if opts["runtime"] != "ort":             # ONNX Runtime runs inference only
+            timings["train"] = time_models(models, size, data["train_batch"], dev,
+                                           mode="train", warmup=max(1, cfg.warmup - 1),
+                                           repeats=cfg.train_repeats, **common)
         for row in rows:
             for kind, res in timings.items():
                 r = res[row["label"]]
@@ -116,7 +196,7 @@ def family_stage(cfg, fam: dict, variant: str) -> Stage:
                 "train_batch": data["train_batch"], "variant": variant, **opts,
                 "warmup": cfg.warmup, "repeats": cfg.repeats, "large_repeats": cfg.large_repeats,
                 "train_repeats": cfg.train_repeats, "loadavg_start": load0,
-                "loadavg_end": loadavg(), **environment(dev)}
+                "loadavg_end": loadavg(), **environment(dev, runtime=opts["runtime"])}
 
     key = {"family": data, "variant": variant, "threads": cfg.threads, "device": cfg.device,
            "warmup": cfg.warmup, "repeats": cfg.repeats, "large_repeats": cfg.large_repeats,
@@ -144,7 +224,8 @@ def fit_stage(cfg, model_name: str, variant: str) -> Stage:
         model = create_model(model_name, num_classes=data.num_classes)
         out = loop_throughput(model, data, device=dev, batch_size=cfg.fit_batch,
                               images=cfg.fit_images, repeats=cfg.fit_repeats,
-                              workers=cfg.fit_workers, **opts)
+                              workers=cfg.fit_workers, precision=opts["precision"],
+                              channels_last=opts["channels_last"], compile=opts["compile"])
         return {"model": model_name, "dataset": cfg.fit_dataset, "params": count_params(model),
                 "flops": count_flops(model.cpu(), (3, 32, 32)), "variant": variant, **out,
                 "loadavg_start": load0, "loadavg_end": loadavg()}
@@ -165,11 +246,14 @@ class Bench(Pipeline):
 
     def declare(self, cfg, g) -> None:
         """Per variant, in the order of :data:`GROUPS`: the fit stages (one per
-        ``cfg.fit_models``) and every family of that group."""
+        ``cfg.fit_models``) and every family of that group (after the first variant only the
+        groups of ``cfg.variant_groups``, when it names any)."""
         fams = families(cfg)
-        for v in cfg.variants:
+        for i, v in enumerate(cfg.variants):
             for grp in GROUPS:
-                if grp == "fit" and grp in cfg.groups:
+                if i and cfg.variant_groups and grp not in cfg.variant_groups:
+                    continue
+                if grp == "fit" and grp in cfg.groups and parse_variant(v)["runtime"] != "ort":
                     for m in cfg.fit_models:
                         g.add(fit_stage(cfg, m, v), role="fit", model=m, variant=v)
                 for f in fams:

@@ -12,10 +12,12 @@ Attention: as Torch-Pruning's timm examples do, every module with a ``qkv`` line
 head count kept, and ``head_dim`` is set from the pruned ``qkv`` afterwards; a forward that
 reshapes to the input width (timm's ``Attention`` does) must allow inner width != input width.
 
-Status (2026-12-02): reprolib's CIFAR ViT (the VTP family) prunes and runs; timm's Swin (the SiDT
-family) does not yet: Torch-Pruning couples PatchMerging's 4C LayerNorm wrongly (a LayerNorm
-shape error after pruning), which its Swin example handles by patching the model.  Not yet wired
-into the bench families (``reprolib/experiments/*/examples.py`` and ``configs/bench.py``).
+Swin (timm's ``PatchMerging``): the merge concatenates the four 2x2 neighbours' C channels into
+4C before its LayerNorm and the reduction; Torch-Pruning's graph cannot see that the 4C are four
+copies of the same C (left to itself it prunes the 4C LayerNorm independently and the model
+breaks), so a merging layer is handed to Torch-Pruning as one unit (``customized_pruners``,
+:func:`_merging_pruner`): pruning its input channel c removes c, C + c, 2C + c and 3C + c of the
+LayerNorm and the reduction's input, pruning its output prunes the reduction's output.
 
 Torch-Pruning is imported here only, inside the functions, so reprolib runs without it.
 """
@@ -23,6 +25,8 @@ Torch-Pruning is imported here only, inside the functions, so reprolib runs with
 from __future__ import annotations
 
 import copy
+import math
+import warnings
 
 import torch
 import torch.nn as nn
@@ -80,6 +84,41 @@ def _fix_head_dims(model: nn.Module) -> None:
             m.head_dim = proj[0].out_features // (per * getattr(m, attr))
 
 
+def _is_merging(m: nn.Module) -> bool:
+    """A Swin patch merge: a 4C LayerNorm ``norm`` before a 4C -> C' linear ``reduction``."""
+    red, norm = getattr(m, "reduction", None), getattr(m, "norm", None)
+    return (isinstance(red, nn.Linear) and isinstance(norm, nn.LayerNorm)
+            and isinstance(getattr(m, "dim", None), int) and red.in_features == 4 * m.dim)
+
+
+def _merging_pruner(tp):
+    """Torch-Pruning's pruning function for a patch merge (see the module docstring)."""
+
+    class MergingPruner(tp.pruner.function.BasePruningFunc):
+        TARGET_MODULES = None
+
+        def prune_out_channels(self, layer, idxs):
+            tp.prune_linear_out_channels(layer.reduction, idxs)
+            layer.out_dim = layer.reduction.out_features
+            return layer
+
+        def prune_in_channels(self, layer, idxs):
+            c = layer.dim
+            four = [k * c + int(i) for k in range(4) for i in idxs]
+            tp.prune_layernorm_out_channels(layer.norm, four)
+            tp.prune_linear_in_channels(layer.reduction, four)
+            layer.dim = c - len(idxs)
+            return layer
+
+        def get_out_channels(self, layer):
+            return layer.reduction.out_features
+
+        def get_in_channels(self, layer):
+            return layer.dim
+
+    return MergingPruner()
+
+
 def prune_once(model: nn.Module, input_size, ratio: float, *, global_pruning: bool = False,
                round_to: int | None = None, ignored_layers=None) -> nn.Module:
     """A pruned deep copy of ``model``: Torch-Pruning's ``MetaPruner``, magnitude importance,
@@ -93,10 +132,15 @@ def prune_once(model: nn.Module, input_size, ratio: float, *, global_pruning: bo
     # heads are kept, so they stay whole (left alone, Torch-Pruning would cut their last dim)
     ignored += [p for n, p in m.named_parameters() if n.endswith("relative_position_bias_table")]
     heads = _heads(m)
-    pruner = tp.pruner.MetaPruner(
-        m, example, importance=tp.importance.MagnitudeImportance(p=2),
-        pruning_ratio=ratio, global_pruning=global_pruning, round_to=round_to,
-        ignored_layers=ignored, num_heads=heads, prune_head_dims=True, prune_num_heads=False)
+    merges = {type(x) for x in m.modules() if _is_merging(x)}
+    custom = {t: _merging_pruner(tp) for t in merges}
+    with warnings.catch_warnings():      # the bias tables, left whole on purpose (above)
+        warnings.filterwarnings("ignore", message="Unwrapped parameters detected")
+        pruner = tp.pruner.MetaPruner(
+            m, example, importance=tp.importance.MagnitudeImportance(p=2),
+            pruning_ratio=ratio, global_pruning=global_pruning, round_to=round_to,
+            ignored_layers=ignored, num_heads=heads, prune_head_dims=True,
+            prune_num_heads=False, customized_pruners=custom or None)
     pruner.step()
     _fix_head_dims(m)
     return m
@@ -116,13 +160,20 @@ def torch_pruning_to_flops(model: nn.Module, input_size, target_flops: int, *,
     dense = count_flops(model, tuple(input_size))
     if not 0 < target_flops <= dense:
         raise ValueError(f"target_flops={target_flops} must be in (0, {dense}] (the dense FLOPs)")
-    lo, hi = 0.0, max_ratio
+    # FLOPs fall about as (1 - ratio)^2 (both sides of most matmuls shrink), so sqrt(FLOPs) is
+    # about linear in the ratio: each trial interpolates sqrt(FLOPs) between the bracket's ends
+    # (regula falsi), falling back to the bracket's middle when that lands at an end
+    goal = math.sqrt(target_flops)
+    lo, f_lo = 0.0, math.sqrt(dense)
+    hi, f_hi = max_ratio, math.sqrt(dense) * (1 - max_ratio)      # a guess until tried
     best = (abs(dense / target_flops - 1), 0.0, dense, copy.deepcopy(model))
     trials = []
     for _ in range(steps):
-        if best[0] <= tol:
+        if best[0] <= tol or hi - lo < 1e-4:
             break
-        mid = (lo + hi) / 2
+        mid = lo + (f_lo - goal) * (hi - lo) / max(f_lo - f_hi, 1e-12)
+        if not lo + 0.02 * (hi - lo) < mid < hi - 0.02 * (hi - lo):
+            mid = (lo + hi) / 2
         pruned = prune_once(model, input_size, mid, global_pruning=global_pruning,
                             round_to=round_to, ignored_layers=ignored_layers)
         f = count_flops(pruned, tuple(input_size))
@@ -131,9 +182,9 @@ def torch_pruning_to_flops(model: nn.Module, input_size, target_flops: int, *,
         if err < best[0]:
             best = (err, mid, f, pruned)
         if f > target_flops:
-            lo = mid                                       # not pruned enough
+            lo, f_lo = mid, math.sqrt(f)                   # not pruned enough
         else:
-            hi = mid
+            hi, f_hi = mid, math.sqrt(f)
     err, ratio, flops, pruned = best
     return pruned, {"method": "torch_pruning", "importance": "magnitude (L2)",
                     "scope": "global" if global_pruning else "uniform", "pruning_ratio": ratio,

@@ -58,6 +58,8 @@ def table(cfg, variant: str | None = None):
                    "round_to": r.get("round_to"), "params (M)": r["params"] / 1e6,
                    "FLOPs (G)": r["flops"] / 1e9, "FLOP ratio": fr}
             for kind, b in (("b1", 1), ("large", m["batch_large"]), ("train", m["train_batch"])):
+                if f"{kind}_ms" not in r:         # ONNX Runtime: no training step
+                    continue
                 sp = dense[f"{kind}_ms"] / r[f"{kind}_ms"]
                 tag = {"b1": "b1", "large": "large", "train": "train"}[kind]
                 row[f"{tag} batch"] = b
@@ -68,6 +70,9 @@ def table(cfg, variant: str | None = None):
             row["unaligned widths"] = (f"{r['unaligned_widths']}/{r['widths']}"
                                        if "widths" in r else "")
             row["kept dense"] = ", ".join(r.get("kept_dense", [])) or ""
+            row["peer of"] = r.get("peer_of", "")
+            row["FLOP error vs match"] = r.get("flop_error", float("nan"))
+            row["vs best TP (large)"] = _vs_peer(r, m["rows"])
             row["target"] = ""
             if _is_target(m["group"], r):
                 ok = row["large efficiency"] >= TARGET_EFFICIENCY
@@ -80,9 +85,23 @@ def table(cfg, variant: str | None = None):
     return df
 
 
+def _vs_peer(r: dict, rows: list[dict]) -> float:
+    """Our case's large-batch time against the fastest Torch-Pruning peer at its FLOPs
+    (peer time / ours: > 1 = ours is faster); NaN for a peer or without one."""
+    peers = [p["large_ms"] for p in rows if p.get("peer_of") == r["label"]]
+    return min(peers) / r["large_ms"] if peers and "peer_of" not in r else float("nan")
+
+
 def _note(r: dict, row: dict, by_label: dict, fr: float) -> str:
     """Why a case runs below its FLOP promise, from what the records show."""
     notes = []
+    if "peer_of" in r:
+        if not r.get("within_tol", True):
+            notes.append(f"FLOPs {100 * r['flop_error']:.1f} % off its match: Torch-Pruning's "
+                         f"channel steps at round_to {r.get('round_to')} skip the target")
+        return "; ".join(notes)
+    if "train efficiency" not in row:
+        notes.append("ONNX Runtime: inference only")
     e1, eL = row["b1 efficiency"], row["large efficiency"]
     if 0.9 <= fr <= 1.1:
         notes.append("FLOPs within 10 % of the parent: the ratio measures overhead, "
@@ -158,14 +177,14 @@ def fit_table(cfg):
 
 _MARKERS = {"SiDT": "o", "VTP": "s", "VTP+SVD": "^", "VTP+QR": "v", "VTP+LU": "<",
             "VTP+QR_REDUCED": ">", "VTP+QR_PIVOTED": "P", "VTP+COD": "X", "PE": "D",
-            "MetaFormer-NAS": "*", "templates": "h"}
+            "MetaFormer-NAS": "*", "templates": "h", "Torch-Pruning": "8"}
 
 #: One colour per method, no two alike (matplotlib's cycle has ten colours for eleven
 #: methods: templates wrapped around to SiDT's blue).
 _COLORS = {"SiDT": "tab:blue", "VTP": "tab:orange", "VTP+SVD": "tab:green", "VTP+QR": "tab:red",
            "VTP+LU": "tab:purple", "VTP+QR_REDUCED": "tab:pink", "VTP+QR_PIVOTED": "tab:gray",
            "VTP+COD": "black", "PE": "tab:olive", "MetaFormer-NAS": "tab:cyan",
-           "templates": "tab:brown"}
+           "templates": "tab:brown", "Torch-Pruning": "darkgoldenrod"}
 
 
 def figures(cfg, variant: str | None = None) -> dict:
@@ -182,10 +201,14 @@ def figures(cfg, variant: str | None = None) -> dict:
     if not len(df):
         return {"speedup_vs_flops": fig}
     x = 1 / df["FLOP ratio"]
-    lo = min(x.min(), *(df[f"{k} speedup"].min() for k in ("b1", "large", "train"))) * 0.8
-    hi = max(x.max(), *(df[f"{k} speedup"].max() for k in ("b1", "large", "train"))) * 1.25
-    for ax, kind, title in zip(axes, ("b1", "large", "train"),
-                               ("inference", "inference, large batch", "training step")):
+    kinds = [k for k in ("b1", "large", "train") if f"{k} speedup" in df]
+    lo = min(x.min(), *(df[f"{k} speedup"].min() for k in kinds)) * 0.8
+    hi = max(x.max(), *(df[f"{k} speedup"].max() for k in kinds)) * 1.25
+    titles = {"b1": "inference", "large": "inference, large batch", "train": "training step"}
+    for ax in axes[len(kinds):]:
+        ax.set_axis_off()                          # ONNX Runtime: no training step
+    for ax, kind in zip(axes, kinds):
+        title = titles[kind]
         ax.plot([lo, hi], [lo, hi], color="grey", lw=1, ls="--", label="y = x")
         for meth, g in df.groupby("method", sort=False):
             for rt, gg in g.groupby(g["round_to"].fillna(0), sort=True):
@@ -214,6 +237,39 @@ def figures(cfg, variant: str | None = None) -> dict:
     return {"speedup_vs_flops": fig}
 
 
+def runtime_table(cfg):
+    """Every compressed model's large-batch speedup and efficiency under each variant (each
+    against the dense parent in the same runtime and run), and the runtime that gives it the
+    best of each: "which runtime to deploy it with"."""
+    import pandas as pd
+
+    wide = {}
+    for v in cfg.variants:
+        df = table(cfg, v)
+        for _, r in df.iterrows():
+            key = (r["family"], r["model"])
+            d = wide.setdefault(key, {"family": r["family"], "method": r["method"],
+                                      "model": r["model"], "FLOP ratio": r["FLOP ratio"]})
+            d[f"{v} (ms)"] = r["large (ms)"]
+            d[f"{v} speedup"] = r["large speedup"]
+            d[f"{v} efficiency"] = r["large efficiency"]
+    rows = []
+    for d in wide.values():
+        have = [v for v in cfg.variants if f"{v} speedup" in d]
+        if len(have) > 1:
+            d["fastest (ms)"] = min(have, key=lambda v: d[f"{v} (ms)"])
+            d["best efficiency"] = max(have, key=lambda v: d[f"{v} efficiency"])
+        rows.append(d)
+    out = pd.DataFrame(rows)
+    out.attrs["caption"] = (
+        f"Runtimes (`reprolib bench --profile {cfg.profile}`): each compressed model's speedup "
+        "and efficiency at the large batch under each variant, against the dense parent timed "
+        "in the same runtime, interleaved in the same run; 'fastest' = the variant with the "
+        "lowest time of the model itself, 'best efficiency' = the one where its speedup comes "
+        "closest to its FLOP reduction. " + "; ".join(provenance(cfg, v) for v in cfg.variants))
+    return out
+
+
 def csv_name(cfg, variant: str) -> str:
     """A CSV name that carries device, precision, layout and torch version, as timm's
     benchmark results do: ``benchmark-fp32-nchw-pt2130-cpu-amd_epyc_x2-cpu.csv``."""
@@ -224,7 +280,7 @@ def csv_name(cfg, variant: str) -> str:
     cu = f"cu{env['cuda'].replace('.', '')}" if env.get("cuda") and \
         env["device_type"] == "cuda" else "cpu"
     layout = "nhwc" if o["channels_last"] else "nchw"
-    comp = "-compile" if o["compile"] else ""
+    comp = {"eager": "", "compile": "-compile", "ort": "-ort"}[o["runtime"]]
     return (f"benchmark-{o['precision']}-{layout}{comp}-{pt}-{cu}-"
             f"{slug(env['device_name']).lower()}-{cfg.profile}.csv")
 
@@ -250,6 +306,11 @@ def write_outputs(cfg) -> list:
         for name, fig in figures(cfg, v).items():
             out.append(report.save_figure(fig, FIG_DIR, f"{name}{suffix}", cfg.profile))
             plt.close(fig)
+    if len(cfg.variants) > 1:
+        rt = runtime_table(cfg)
+        if len(rt):
+            out.append(report.save_table(rt, FIG_DIR, "runtimes", cfg.profile,
+                                         rt.attrs["caption"], floatfmt=".3g"))
     ft = fit_table(cfg)
     if len(ft):
         out.append(report.save_table(ft, FIG_DIR, "fit_loops", cfg.profile,

@@ -2,27 +2,36 @@
 a training step: forward, cross-entropy, backward, SGD step) prepared at a precision and
 memory layout, then timed by the package's one timing, ``reprolib.measure.interleaved``
 (rotated rounds, median and IQR); :func:`speedup` for two models; :func:`environment` says
-where it ran."""
+where it ran.
+
+Three runtimes (``RUNTIMES``): the PyTorch module ("eager"), ``torch.compile`` ("compile")
+and ONNX Runtime ("ort"): each model exported once to ONNX (``reprolib.core.export.to_onnx``)
+and run by an ``onnxruntime.InferenceSession`` on the CPU (:func:`ort_session`), timed
+interleaved in the same process exactly as the eager models are."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import platform
+import re
+import tempfile
 from typing import Callable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from reprolib.configs.bench import PRECISIONS
+from reprolib.configs.bench import PRECISIONS, RUNTIMES
 from reprolib.core.device import resolve_device
 from reprolib.core.measure import count_flops, count_params, interleaved
-from reprolib.errors import check_number, choose
+from reprolib.errors import ReprolibError, check_number, choose
 
 
-def environment(device=None) -> dict:
-    """Where a measurement ran: device name, threads, torch / CUDA versions, CPU model."""
+def environment(device=None, runtime: str = "eager") -> dict:
+    """Where a measurement ran: device name, threads, torch / CUDA versions, CPU model; for
+    ``runtime`` "ort" also the ``onnxruntime`` version (imported only then)."""
     dev = resolve_device(device)
     cpu = platform.processor() or platform.machine()
     try:
@@ -32,9 +41,15 @@ def environment(device=None) -> dict:
     except OSError:
         pass
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"{cpu} x{os.cpu_count()}"
-    return {"device_type": dev.type, "device_name": name, "threads": torch.get_num_threads(),
-            "torch": torch.__version__, "cuda": torch.version.cuda,
-            "cudnn": torch.backends.cudnn.version() if dev.type == "cuda" else None}
+    env = {"device_type": dev.type, "device_name": name, "threads": torch.get_num_threads(),
+           "torch": torch.__version__, "cuda": torch.version.cuda,
+           "cudnn": torch.backends.cudnn.version() if dev.type == "cuda" else None}
+    choose("runtime", runtime, RUNTIMES)
+    if runtime == "ort":
+        import onnxruntime
+
+        env["onnxruntime"] = onnxruntime.__version__
+    return env
 
 
 def sync(dev: torch.device) -> None:
@@ -105,17 +120,121 @@ def _num_classes(model: nn.Module, input_size, dev) -> int:
     return int(out.shape[-1])
 
 
+def _reason(exc: BaseException) -> str:
+    """One line saying why an export failed: the first line of the innermost cause (the
+    exporter wraps the real error in a page of advice), without terminal colour codes."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    lines = [ln.strip() for ln in re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).splitlines()]
+    first = next((ln for ln in lines if ln), "")
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def ort_session(model: nn.Module, input_size, batch_size: int, threads: int | None = None, *,
+                name: str = "model"):
+    """``model`` exported to ONNX and opened in ONNX Runtime for timing; returns
+    ``(session, input_name)``, so that ``session.run(None, {input_name: x})`` is one
+    inference on a float32 numpy batch ``x`` of ``batch_size`` images of ``input_size``.
+
+    The export is ``reprolib.core.export.to_onnx`` (eval mode, dynamic batch) into a
+    temporary file, removed as soon as the session has loaded it.  The session runs on
+    ``CPUExecutionProvider`` with ``threads`` intra-op threads (default
+    ``torch.get_num_threads()``, the bench's threads), one inter-op thread, every graph
+    optimisation (``ORT_ENABLE_ALL``) and the batch dimension fixed at ``batch_size`` (so
+    ORT plans for the timed shape; other batches are refused).  Its idle threads do not
+    spin-wait: spinning ORT threads would take the cores from the PyTorch model timed next
+    in the same process (on a shared 2-core machine they made an interleaved eager ViT
+    several times slower, and ORT itself no faster).  ``model`` must be on the CPU.
+    ``name`` names the model in errors: a model the exporter cannot export, or whose export
+    ONNX Runtime cannot load, is a ReprolibError with the one-line reason.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    from reprolib.core.export import to_onnx
+
+    check_number("batch_size", batch_size, 1, 1 << 20, integer=True)
+    threads = torch.get_num_threads() if threads is None else threads
+    check_number("threads", threads, 1, 1 << 16, integer=True)
+    if any(t.device.type != "cpu" for t in (*model.parameters(), *model.buffers())):
+        raise ReprolibError(f"model {name!r} must be on the CPU to be exported for ONNX "
+                            "Runtime (CPUExecutionProvider)")
+    with tempfile.TemporaryDirectory(prefix="reprolib-ort-") as tmp:
+        path = os.path.join(tmp, "model.onnx")
+        try:
+            to_onnx(model, path, input_size)
+        except Exception as e:  # noqa: BLE001 -- any exporter failure, reported by name
+            raise ReprolibError(f"model {name!r} could not be exported to ONNX for ONNX "
+                                f"Runtime: {_reason(e)}") from e
+        graph_input = onnx.load(path).graph.input[0]
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.log_severity_level = 3
+        batch_dim = graph_input.type.tensor_type.shape.dim[0].dim_param
+        if batch_dim:
+            opts.add_free_dimension_override_by_name(batch_dim, batch_size)
+        try:
+            sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001 -- e.g. an operator ORT lacks
+            raise ReprolibError(f"ONNX Runtime could not load the export of model {name!r}: "
+                                f"{_reason(e)}") from e
+    return sess, graph_input.name
+
+
+def _time_ort(models, input_size, batch_size, dev, *, precision, warmup, repeats,
+              channels_last, compile, mode) -> dict[str, dict]:
+    """:func:`time_models` for runtime "ort": one :func:`ort_session` per model, all timed
+    interleaved on one numpy input (converted once, outside the timed calls)."""
+    import onnxruntime
+
+    if mode == "train":
+        raise ReprolibError("ONNX Runtime is timed for inference only: use mode 'infer' with "
+                            "runtime 'ort', or runtime 'eager' / 'compile' for a training step")
+    if precision != "fp32" or channels_last or compile:
+        raise ReprolibError("runtime 'ort' is timed at precision 'fp32' without channels_last "
+                            "or compile (the variant fp32+ort); bf16, channels_last and "
+                            "compile are for runtimes 'eager' and 'compile'")
+    if dev.type != "cpu":
+        raise ReprolibError(f"runtime 'ort' runs on the CPU (CPUExecutionProvider); device "
+                            f"{dev.type!r} is not valid for it, use device 'cpu'")
+    feed = _input(input_size, batch_size, dev, False).numpy()
+    fns = {}
+    for name, m in models.items():
+        sess, input_name = ort_session(m.to(dev), input_size, batch_size, name=name)
+        fns[name] = functools.partial(sess.run, None, {input_name: feed})
+    out = interleaved(fns, dev, warmup, repeats)
+    for r in out.values():
+        r.update(runtime="ort", onnxruntime=onnxruntime.__version__)
+    return out
+
+
 def time_models(models: dict[str, nn.Module], input_size, batch_size: int, device, *,
                 precision: str = "fp32", warmup: int = 2, repeats: int = 9,
                 channels_last: bool = False, compile: bool = False,
-                mode: str = "infer") -> dict[str, dict]:
+                mode: str = "infer", runtime: str = "eager") -> dict[str, dict]:
     """Interleaved timing (``reprolib.measure.interleaved``) of ``models`` at one batch size:
     ``mode`` "infer" (one forward) or "train" (one training step).  Returns per name
     ``{"ms", "ms_iqr", "times_ms"}`` and, for "train", ``images_per_s`` (batch / median
-    time)."""
+    time).
+
+    runtime: what runs each model, one of ``RUNTIMES``: "eager" (default: the module,
+    compiled when ``compile``), "compile" (``torch.compile``, as ``compile=True``) or "ort"
+    (exported to ONNX and run by ONNX Runtime on the CPU, :func:`ort_session`; inference
+    at fp32 only, the sessions timed interleaved like modules; each result also has
+    ``runtime`` "ort" and the ``onnxruntime`` version).
+    """
     choose("precision", precision, PRECISIONS)
     choose("timing mode", mode, ("infer", "train"))
+    choose("runtime", runtime, RUNTIMES)
     dev = resolve_device(device)
+    if runtime == "ort":
+        return _time_ort(models, input_size, batch_size, dev, precision=precision,
+                         warmup=warmup, repeats=repeats, channels_last=channels_last,
+                         compile=compile, mode=mode)
+    compile = compile or runtime == "compile"
     x = _input(input_size, batch_size, dev, channels_last)
     fns = {}
     for name, m in models.items():
@@ -124,7 +243,14 @@ def time_models(models: dict[str, nn.Module], input_size, batch_size: int, devic
             fns[name] = infer_fn(net, x, precision)
         else:
             fns[name] = train_fn(net, x, _num_classes(m, input_size, dev), precision)
-    out = interleaved(fns, dev, warmup, repeats)
+    # every compiled model is the same Python code with other shapes: one recompilation per
+    # model, above dynamo's default limit (8) with a family of 9+ models, past which it would
+    # silently run the rest eagerly
+    limits = (torch._dynamo.config.patch(recompile_limit=max(8, 4 * len(models)),
+                                         accumulated_recompile_limit=max(256, 16 * len(models)))
+              if compile else contextlib.nullcontext())
+    with limits:
+        out = interleaved(fns, dev, warmup, repeats)
     if mode == "train":
         for r in out.values():
             r["images_per_s"] = batch_size / (r["ms"] / 1e3)
