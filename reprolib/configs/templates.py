@@ -66,6 +66,12 @@ class TemplatesConfig(BaseConfig):
     #                                   trained once per seed, one stage each (() = `seed` only)
     margin: float = ranged(1.0, ge=0.0, le=100.0)  # non-inferiority margin (accuracy points)
     #                                   of "little or no accuracy loss"
+    check_epochs: int = ranged(0, ge=0, integer=True)  # the longer-run plateau check: > 0
+    #                                   trains every cell once more, at the first seed, for
+    #                                   this many epochs (the recipe otherwise alike; issue 25:
+    #                                   twice the recipe's); 0 = no check
+    plateau_margin: float = ranged(1.0, ge=0.0, le=100.0)  # a cell converged when the longer
+    #                                   run gains less than this (accuracy points)
 
     def check(self) -> None:
         """The field rules (``super().check()``), then what no single-field rule says: the

@@ -169,7 +169,8 @@ def target_layers(model: nn.Module, layers: Iterable[str] = DEFAULT_LAYERS) -> l
 
 def decompose_model(model: nn.Module, method: str = "svd", rank_ratio: float | None = 0.25, *,
                     energy: float | None = None, layers: Iterable[str] = DEFAULT_LAYERS,
-                    only_if_smaller: bool = True, round_to: int = 1) -> nn.Module:
+                    only_if_smaller: bool = True, round_to: int = 1,
+                    timed_tokens: int = 0, timed_repeats: int = 15) -> nn.Module:
     """A copy of ``model`` whose linear layers are replaced by rank-r two-factor layers.
 
     ``method``: see :data:`METHODS` (default "svd");
@@ -184,7 +185,12 @@ def decompose_model(model: nn.Module, method: str = "svd", rank_ratio: float | N
     the spec's ``"lowrank"`` step as ``"kept_dense"``) and named in one ``UserWarning``;
     ``round_to``: each chosen rank is rounded to the nearest multiple of ``round_to``
     (``reprolib.methods.round_width``; default 1 = the rank ratio's rule, 8 =
-    hardware-aligned factor widths), before the break-even test.
+    hardware-aligned factor widths), before the break-even test;
+    ``timed_tokens``: > 0 decides by measured time too: a layer that passes the break-even
+    test is still kept dense when, timed on this machine at ``timed_tokens`` tokens (inference,
+    interleaved, median of ``timed_repeats``; ``reprolib.measure.interleaved``), its two thin
+    matmuls are not faster than the one dense matmul (listed by :func:`kept_dense` with
+    ``"timed_ms"``).  The result then depends on the machine; 0 (default) = FLOPs only.
     The input model is left untouched; ``current_ranks(new)`` lists the factored layers.
     A model built by ``reprolib.create_model`` gets the step ``{"kind": "lowrank", "ranks":
     ...}`` in its spec, so ``reprolib.save_compressed`` / ``load_compressed`` rebuild it.
@@ -202,18 +208,45 @@ def decompose_model(model: nn.Module, method: str = "svd", rank_ratio: float | N
             dense[name] = {"rank": r, "shape": [out_f, in_f], "dense_macs": out_f * in_f,
                            "factored_macs": r * (out_f + in_f)}
             continue
-        set_module(new, name, decompose_linear(layer, method, r))
+        factored = decompose_linear(layer, method, r)
+        if timed_tokens:
+            ms = _timed(layer, factored, timed_tokens, timed_repeats)
+            if ms["factored"] >= ms["dense"]:
+                dense[name] = {"rank": r, "shape": [out_f, in_f], "dense_macs": out_f * in_f,
+                               "factored_macs": r * (out_f + in_f), "timed_ms": ms,
+                               "timed_tokens": int(timed_tokens)}
+                continue
+        set_module(new, name, factored)
     new.kept_dense = dense
     if dense:
         names = list(dense)
         warnings.warn(f"decompose_model left {len(names)} layer(s) dense, where rank-r factors "
-                      f"would not reduce the multiply-adds (r (out + in) >= out * in): "
+                      f"would not reduce the multiply-adds (r (out + in) >= out * in)"
+                      f"{' or were not faster when timed' if timed_tokens else ''}: "
                       f"{', '.join(names[:4])}{', ...' if len(names) > 4 else ''}; "
                       "kept_dense(model) lists them", stacklevel=2)
     if getattr(new, "reprolib_spec", None) is not None:  # built by create_model: save as data
         extra = {"kept_dense": sorted(dense)} if dense else {}
         add_arch(new, "lowrank", replace=True, ranks=current_ranks(new), **extra)
     return new
+
+
+def _timed(dense: nn.Module, factored: nn.Module, tokens: int, repeats: int) -> dict:
+    """Median ms of one inference of each layer on ``tokens`` tokens, interleaved."""
+    from reprolib.core.measure import interleaved
+
+    check_number("timed_tokens", tokens, 1, 1 << 24, integer=True)
+    x = torch.randn(int(tokens), dense.in_features)
+
+    def call(m):
+        def run():
+            with torch.inference_mode():
+                return m(x)
+        return run
+
+    res = interleaved({"dense": call(dense), "factored": call(factored)}, "cpu", warmup=3,
+                      repeats=int(repeats))
+    return {k: round(v["ms"], 4) for k, v in res.items()}
 
 
 def kept_dense(model: nn.Module) -> dict[str, dict]:

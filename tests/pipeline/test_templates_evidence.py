@@ -13,7 +13,7 @@ from reprolib.experiments import templates as E
 TINY = {"dataset": "digits", "models": ("vgg19_cifar_tiny",),
         "templates": ("base", "uniform", "quadratic"), "widths": (0.125, 0.25),
         "seeds": (0, 1), "train.epochs": 1, "latency_repeats": 2, "memory_limit_gb": 0.0,
-        "table1_width": 0.125}
+        "table1_width": 0.125, "check_epochs": 0}
 
 
 @pytest.fixture(scope="module")
@@ -86,3 +86,34 @@ def test_summary_and_claims_markdown(cfg):
     assert text.startswith("Evidence run (`reprolib run templates --profile evidence`)")
     assert ev.claims_markdown("templates", cfg).startswith("Claims (filter redistribution")
     assert "x seeds 0, 1 (12 runs in all)" in E.grid_summary(cfg)
+
+
+def test_the_longer_run_check_decides_convergence(tmp_path, monkeypatch):
+    """check_epochs: every cell once more at the first seed for that many epochs (role
+    ``check``); the plateau table gives both accuracies and the gain, the caption counts the
+    converged cells, and a model with an unconverged cell gets 'inconclusive: not converged'
+    on every claim whatever its p."""
+    from reprolib.core.claims import VERDICTS
+
+    monkeypatch.setenv("REPROLIB_RESULTS", str(tmp_path / "results"))
+    c = get_config("templates", "evidence", **{**TINY, "templates": ("base", "uniform"),
+                                               "widths": (0.125,), "check_epochs": 3,
+                                               "plateau_margin": 0.0})
+    E.run(c)
+    g = E.PIPELINE.graph(c)
+    checks = g.select("check")
+    assert [s.name for s in checks] == ["vgg19_cifar_tiny-base-w0.125-digits-s0-long3",
+                                        "vgg19_cifar_tiny-uniform-w0.125-digits-s0-long3"]
+    assert all(s.config["train"]["epochs"] == 3 and s.seed == 0 for s in checks)
+    assert len(g.select("cell")) == 4                       # the grid itself is unchanged
+    tab = E.tables(c)["plateau_check"]
+    assert list(tab["gain"]) == pytest.approx(
+        [s.metrics()["acc"] - g.get("cell", template=s.tags["template"], seed=0).metrics()["acc"]
+         for s in checks])
+    # margin 0: converged only where the longer run gained nothing
+    assert list(tab["converged"]) == ["yes" if x < 0 else "no" for x in tab["gain"]]
+    assert "longer-run check (seed 0 at 3 epochs)" in tab.attrs["caption"]
+    cl = E.tables(c)["claims"]
+    assert set(cl["verdict"]) <= set(VERDICTS)
+    if (tab["converged"] == "no").any():
+        assert (cl["verdict"] == "inconclusive: not converged").all()

@@ -138,3 +138,35 @@ def test_decompose_model_of_a_plain_module_records_no_spec():
     full = decompose.decompose_model(net, "qr", rank_ratio=1.0, layers=("0",),
                                      only_if_smaller=False)
     assert (full(x) - net(x)).abs().max() < 1e-5
+
+
+def test_timed_tokens_keeps_a_layer_dense_where_its_factors_are_not_faster(monkeypatch):
+    """decompose_model(timed_tokens=...): the break-even test by FLOPs first, then by measured
+    time; a layer whose two factors time no faster than the dense matmul stays dense and is
+    listed with the times; the others are factored as without timing."""
+    import torch.nn as nn
+
+    from reprolib.methods import decompose as D
+
+    torch.manual_seed(0)
+    net = nn.Sequential()
+    net.add_module("fc1", nn.Linear(64, 64))
+    net.add_module("fc2", nn.Linear(64, 64))
+    # a stand-in clock: fc1's factors "slower", fc2's faster (real timing is machine-bound)
+    calls = iter([{"dense": 1.0, "factored": 1.2}, {"dense": 1.0, "factored": 0.4}])
+    monkeypatch.setattr(D, "_timed", lambda dense, fac, tokens, repeats: next(calls))
+    with pytest.warns(UserWarning, match="not faster when timed"):
+        new = D.decompose_model(net, "svd", 0.25, layers=("fc*",), timed_tokens=128)
+    kept = D.kept_dense(new)
+    assert list(kept) == ["fc1"] and kept["fc1"]["timed_ms"] == {"dense": 1.0, "factored": 1.2}
+    assert isinstance(new.fc1, nn.Linear) and not isinstance(new.fc2, nn.Linear)
+
+
+def test_the_layer_clock_times_both_forms():
+    import torch.nn as nn
+
+    from reprolib.methods import decompose as D
+
+    lin = nn.Linear(32, 32)
+    ms = D._timed(lin, D.decompose_linear(lin, "svd", 8), 64, 3)
+    assert set(ms) == {"dense", "factored"} and all(v > 0 for v in ms.values())

@@ -42,6 +42,8 @@ figures and one-seed paragraphs :mod:`.report`, the evidence tables and claims
 
 from __future__ import annotations
 
+import dataclasses
+
 from reprolib.core.pipeline import Pipeline, register_pipeline
 from reprolib.experiments import evidence as ev
 from reprolib.experiments.templates.graph import (cell_stage, datasets, grid, measure,
@@ -76,7 +78,9 @@ class Templates(Pipeline):
 
     def declare(self, cfg, g) -> None:
         """The Table 2 measurements (role ``measure``), then the grid's cells (role
-        ``cell``), seed by seed with ``cfg.seeds``."""
+        ``cell``), seed by seed with ``cfg.seeds``, then with ``cfg.check_epochs`` the
+        longer-run plateau check (role ``check``: every cell at the first seed, trained for
+        ``check_epochs``)."""
         for m in cfg.table2_models:
             for t in cfg.table2_templates:
                 g.add(measure_stage(cfg, m, t), role="measure", model=m, template=t)
@@ -86,6 +90,15 @@ class Templates(Pipeline):
             suffix = "" if seed is None else ev.seed_suffix(seed)
             for ds, m, t, w in cells:
                 g.add(cell_stage(c, ds, m, t, w, suffix=suffix), role="cell", dataset=ds,
+                      model=m, template=t, width=w, seed=c.seed)
+        if cfg.seeds and cfg.check_epochs:
+            # the longer-run plateau check: the first seed once more at check_epochs
+            c = self.seeded(cfg, cfg.seeds[0])
+            c = dataclasses.replace(c, train=dataclasses.replace(c.train,
+                                                                 epochs=cfg.check_epochs))
+            suffix = f"{ev.seed_suffix(c.seed)}-long{cfg.check_epochs}"
+            for ds, m, t, w in cells:
+                g.add(cell_stage(c, ds, m, t, w, suffix=suffix), role="check", dataset=ds,
                       model=m, template=t, width=w, seed=c.seed)
 
     def tables(self, cfg) -> dict:

@@ -53,6 +53,52 @@ def seed_records(cfg) -> dict[tuple[str, str, float], list[dict]]:
     return out
 
 
+def plateau_checks(cfg) -> dict[tuple[str, str, float], dict]:
+    """The longer-run plateau check (``cfg.check_epochs``): per cell of ``cfg.dataset`` whose
+    check stage has a record, the first seed's accuracy at the recipe's epochs and at
+    ``check_epochs``, the gain and whether it is below ``cfg.plateau_margin`` (converged).
+    A schedule that anneals to lr ~ 0 flattens the last epochs of any run; a run twice as long
+    that gains no more than the margin is what says the recipe had converged."""
+    out = {}
+    g = _graph(cfg)
+    short = {(s.tags["model"], s.tags["template"], float(s.tags["width"])): s
+             for s in g.select("cell", dataset=cfg.dataset)
+             if cfg.seeds and s.tags["seed"] == cfg.seeds[0]}
+    for s in g.select("check", dataset=cfg.dataset):
+        key = (s.tags["model"], s.tags["template"], float(s.tags["width"]))
+        if not s.done or key not in short or not short[key].done:
+            continue
+        a, b = float(short[key].metrics()["acc"]), float(s.metrics()["acc"])
+        out[key] = {"short": a, "long": b, "gain": b - a, "epochs": cfg.train.epochs,
+                    "check_epochs": cfg.check_epochs,
+                    "converged": b - a < cfg.plateau_margin}
+    return out
+
+
+def _converged(checks: dict, keys) -> bool | None:
+    """False when the longer run of any of ``keys`` gained the margin or more, True when all
+    were checked and none did, None when some were not checked."""
+    got = [checks[k]["converged"] for k in keys if k in checks]
+    if not all(got):
+        return False
+    return True if got and len(got) == len(list(keys)) else None
+
+
+def plateau_table(cfg) -> pd.DataFrame:
+    """The longer-run check per cell: accuracy of the first seed at the recipe's epochs and
+    at ``check_epochs``, the gain, converged or not."""
+    rows = [{"model": m, "template": t, "width": w, "seed": cfg.seeds[0],
+             f"acc at {c['epochs']} ep": c["short"], f"acc at {c['check_epochs']} ep": c["long"],
+             "gain": c["gain"], "converged": "yes" if c["converged"] else "no"}
+            for (m, t, w), c in plateau_checks(cfg).items()]
+    out = pd.DataFrame(rows)
+    out.attrs["caption"] = (
+        f"Longer-run plateau check: every cell once more at seed {cfg.seeds[0] if cfg.seeds else ''}"
+        f" for {cfg.check_epochs} epochs (the recipe otherwise alike); converged = the longer "
+        f"run gains less than {cfg.plateau_margin:g} point(s) · {evidence_caption(cfg)}")
+    return out
+
+
 def any_of(results: list[dict]) -> dict:
     """One test of "some one of these k cells satisfies the claim" (a union, Bonferroni): its
     p is k x the smallest p among the parts in the claim's favour (capped at 1); when every
@@ -95,10 +141,25 @@ def evidence_caption(cfg) -> str:
             f"templates × widths {widths} × seeds {', '.join(map(str, cfg.seeds))} "
             f"({n_runs} runs; {r.optimizer} lr {r.lr:g}, {r.schedule}, batch {r.batch_size}) · "
             f"plateau reached in {n_plat} of {n_runs} runs (mean test accuracy of the last 3 "
-            "epochs < 1 point above the 3 before; evidence.plateaued) · memory: peak of one "
+            f"epochs < 1 point above the 3 before; evidence.plateaued){_check_note(cfg)} · "
+            "memory: peak of one "
             f"training step at batch {cfg.memory_batch} on the CPU; time: median of "
             f"{cfg.latency_repeats} batch-{cfg.latency_batch} CPU passes (the paper: Titan X) "
             f"· wall time {_wall_minutes(cfg):.0f} min (sum of the stages){profile_note(cfg)}")
+
+
+def _check_note(cfg) -> str:
+    """The longer-run check in the caption: how many cells converged, the median gain."""
+    if not (cfg.seeds and cfg.check_epochs):
+        return ""
+    ch = plateau_checks(cfg)
+    if not ch:
+        return f"; longer-run check ({cfg.check_epochs} epochs): no records yet"
+    gains = sorted(c["gain"] for c in ch.values())
+    k = sum(c["converged"] for c in ch.values())
+    return (f"; longer-run check (seed {cfg.seeds[0]} at {cfg.check_epochs} epochs): gain < "
+            f"{cfg.plateau_margin:g} point in {k} of {len(ch)} cells (median gain "
+            f"{gains[len(gains) // 2]:+.2f}, max {gains[-1]:+.2f})")
 
 
 def evidence_table1(cfg) -> pd.DataFrame:
@@ -250,9 +311,14 @@ def evidence_claims(cfg) -> pd.DataFrame:
     recs = seed_records(cfg)
     st = _stats(cfg)
     n_train = ev.train_images(cfg.dataset)
-    rows, spreads = [], []
+    checks = plateau_checks(cfg) if cfg.check_epochs else {}
+    rows, spreads, conv = [], [], []
     for m in cfg.models:
         w_hi = max(model_widths(cfg, m))
+        # a model's claims stand on all of its cells: converged only when every check says so
+        ok = _converged(checks, [k for k in accs if k[0] == m]) if cfg.check_epochs else None
+        conv.append(ok)
+        first = len(rows)
         base = accs.get((m, "base", w_hi), [])
         t, p_t, p_b = _paper_best(m)
         spent = ev.budget({f"{LABELS[x]} w{w:g}": recs[(m, x, w)]
@@ -280,6 +346,8 @@ def evidence_claims(cfg) -> pd.DataFrame:
                                         if (m, tt, w_hi) in accs})
         if spread:
             spreads.append(spread)
+        for r in rows[first:]:
+            r["_converged"] = ok
     if spreads:
         c = ev.all_of(spreads)
         ours = "; ".join(f"{_label(x['model'])} w{x['width']:g}: {x['range']:.1f}"
@@ -289,7 +357,8 @@ def evidence_claims(cfg) -> pd.DataFrame:
             "Accuracy varies by less than 5 points across the five templates (range of the "
             "template means at the largest width, per model)", ours,
             "< 5 % for all models (conclusions)", c,
-            budget=ev.budget({"each cell": [r for rs in recs.values() for r in rs]}, n_train)))
+            budget=ev.budget({"each cell": [r for rs in recs.values() for r in rs]}, n_train),
+            converged=(False if False in conv else True if conv and all(conv) else None)))
     every = [r for rs in recs.values() for r in rs]
     df = ev.claims_frame(rows, seeds=len(cfg.seeds),
                          seed_cost_s=ev.seed_cost(every, len(cfg.seeds)))
@@ -319,5 +388,7 @@ def evidence_tables(cfg) -> dict[str, pd.DataFrame]:
     from reprolib.experiments.templates import PIPELINE
 
     out = {"table2": table2(cfg)} if _graph(cfg).select("measure") else {}
-    return {**out, "table1": evidence_table1(cfg), "runs": evidence_runs(cfg),
-            "claims": PIPELINE.claims(cfg)}
+    out = {**out, "table1": evidence_table1(cfg), "runs": evidence_runs(cfg)}
+    if _graph(cfg).select("check"):
+        out["plateau_check"] = plateau_table(cfg)
+    return {**out, "claims": PIPELINE.claims(cfg)}

@@ -80,7 +80,8 @@ def bench_model(case: dict, seed: int = 0):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
                 model = decompose.decompose_model(model, case["decompose"], case["rank_ratio"],
-                                                  round_to=case["round_to"])
+                                                  round_to=case["round_to"],
+                                                  timed_tokens=case.get("timed_tokens", 0))
     return model.eval()
 
 
@@ -120,6 +121,15 @@ def bench_families(bc) -> list[dict]:
                           **base, "rate": bc.vtp_rate, "round_to": rt,
                           "decompose": m, "rank_ratio": bc.vtp_rank_ratio,
                           **({"peer": False} if i else {})})
+    # the first method once more with the layers kept dense whose factors were not faster
+    # when timed at the large batch's tokens (decompose_model(timed_tokens=...)): FLOPs rise,
+    # time falls where two thin matmuls cost more than one
+    tokens = int(bc.vtp_batch) * ((32 // int(bc.vtp_patch)) ** 2 + 1)
+    for rt in rts if bc.vtp_timed and bc.vtp_methods else ():
+        m = bc.vtp_methods[0]
+        cases.append({"label": f"VTP+{m.upper()} timed rt{rt}", "method": f"VTP+{m.upper()}",
+                      **base, "rate": bc.vtp_rate, "round_to": rt, "decompose": m,
+                      "rank_ratio": bc.vtp_rank_ratio, "timed_tokens": tokens, "peer": False})
     return [{"name": f"vtp-{bc.vtp_model}-p{bc.vtp_patch}", "group": "vtp",
              "input_size": [3, 32, 32], "batch": int(bc.vtp_batch),
              "train_batch": int(bc.vtp_train_batch), "cases": cases, "build": bench_model,

@@ -357,6 +357,8 @@ def summary(cfg) -> str:
         agg.columns = ["method", "round_to", "models", "FLOP ratio (median)",
                        "efficiency b1", "efficiency large batch", "efficiency training"]
         parts.append("Median per method:\n\n" + to_markdown(agg, ".2f"))
+    if len(df):
+        parts += _peer_sentences(df, v) + _runtime_sentences(cfg)
     if len(ft):
         for _, r in ft.iterrows():
             parts.append(f"`fit` trains `{r['model']}` on `{r['data']}` at "
@@ -367,6 +369,50 @@ def summary(cfg) -> str:
                          f"{int(r['workers'])} workers, per-image transforms, per-step "
                          f".item()) (`figures/bench/fit_loops-{cfg.profile}.md`).")
     return "\n\n".join(parts)
+
+
+def _peer_sentences(df, variant: str) -> list[str]:
+    """Ours against Torch-Pruning at equal FLOPs, per family (large batch)."""
+    out = []
+    if "vs best TP (large)" not in df:
+        return out
+    for fam, g in df.groupby("family", sort=False):
+        v = g["vs best TP (large)"].dropna()
+        if not len(v):
+            continue
+        ahead = int((v > 1).sum())
+        tp = g[g["method"] == "Torch-Pruning"]
+        off = int((tp["FLOP error vs match"] > 0.02).sum())
+        out.append(
+            f"{fam}, {variant}, large batch: against the faster of Torch-Pruning uniform / global "
+            f"pruned to the same FLOPs, ours is ahead for {ahead} of {len(v)} models (time of "
+            f"the peer / ours: median {v.median():.2f}, range {v.min():.2f}-{v.max():.2f})"
+            + (f"; {off} of {len(tp)} peers missed their FLOPs by more than 2 % (channel "
+               "rounding), see the table" if off else "") + ".")
+    return out
+
+
+def _runtime_sentences(cfg) -> list[str]:
+    """Which runtime gives the compressed models their lowest time and best efficiency."""
+    if len(cfg.variants) < 2:
+        return []
+    rt = runtime_table(cfg)
+    if not len(rt) or "fastest (ms)" not in rt:
+        return []
+    rt = rt[rt["fastest (ms)"].notna() & (rt["method"] != "Torch-Pruning")]
+    if not len(rt):
+        return []
+    fast = rt["fastest (ms)"].value_counts()
+    eff = rt["best efficiency"].value_counts()
+    effs = [c for c in rt if c.endswith(" efficiency") and c != "best efficiency"]
+    best = rt[effs].max(axis=1)
+    hit = int((best >= TARGET_EFFICIENCY).sum())
+    return [f"Runtimes (`figures/bench/runtimes-{cfg.profile}.md`, {', '.join(cfg.variants)}; "
+            f"large batch): the fastest runtime for our {len(rt)} compressed SiDT / VTP models "
+            "is " + ", ".join(f"{k} for {n}" for k, n in fast.items()) + "; the best "
+            "efficiency " + ", ".join(f"{k} for {n}" for k, n in eff.items())
+            + f"; {hit} of {len(rt)} reach efficiency >= {TARGET_EFFICIENCY} in their best "
+            "runtime."]
 
 
 def readme_section() -> str:
