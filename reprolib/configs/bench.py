@@ -125,6 +125,12 @@ class BenchConfig:
     variant_groups: tuple = ranged((), choices=GROUPS, each=True, empty=True)  # the groups
     #                                   timed under every variant; the others under the first
     #                                   only; () = every group under every variant
+    compile_groups: tuple = ranged((), choices=GROUPS, each=True, empty=True)  # under a
+    #                                   +compile variant only these groups (() = as
+    #                                   variant_groups): compiling is minutes per model on a CPU
+    op_profiles: tuple = ()           # ((group, (label, ...)), ...): per-operator profiles
+    #                                   (reprolib.tools.bench.ops) of these cases of the
+    #                                   group's family at its large batch, the dense first
     fit_models: tuple = ("small_cnn",)  # models of the loop comparison
     fit_dataset: str = "cifar10_subset"  # its data set
     data_root: str | None = None      # torchvision data sets live / download here (default
@@ -171,11 +177,17 @@ PRESETS: dict[str, dict] = {
     # 4-32 images.
     # The SiDT and VTP families are also timed under ONNX Runtime and torch.compile, each
     # beside Torch-Pruning at every compressed model's FLOPs (uniform and global); SiDT's
-    # large batch is 32 (25 Swin-T models in each runtime).  vtp_timed stays off here: timed
+    # large batch is 32 (25 Swin-T models in each runtime).  torch.compile for VTP only:
+    # inductor compiled the 19 ViTs in 694 s here, and 25 Swin-T at 224 px would take hours
+    # of the 2 cores (the gpu profile compiles every family).  vtp_timed stays off here: timed
     # alone on this CPU (2026-12-02, idle), every factored layer of VTP+SVD rt8 was faster than
     # its dense matmul at 65, 520 and 4,160 tokens, so the timed rule keeps none dense.
     "cpu": dict(device="cpu", variants=("fp32", "fp32+ort", "fp32+compile"),
-                variant_groups=("sidt", "vtp"), peer_scopes=PEER_SCOPES, sidt_batch=32),
+                variant_groups=("sidt", "vtp"), compile_groups=("vtp",),
+                peer_scopes=PEER_SCOPES, sidt_batch=32,
+                op_profiles=(("sidt", ("dense", "SiDT 80% rt8", "TP global = SiDT 80% rt8")),
+                             ("vtp", ("dense", "VTP 50% rt8", "VTP+SVD rt8",
+                                      "TP global = VTP+SVD rt8")))),
     "gpu": dict(device="cuda", variants=("fp32", "bf16", "bf16+cl", "bf16+cl+compile"),
                 peer_scopes=PEER_SCOPES, vtp_timed=True,
                 warmup=5, repeats=30, large_repeats=20, train_repeats=20,

@@ -139,3 +139,24 @@ def test_main_writes_the_table_with_its_provenance(tmp_path, capsys):
     assert not list(tmp_path.glob(".*.tmp"))
     assert ops.main(["--profile", "smoke", "--group", "nope", "--out", str(out)]) == 2
     assert "valid groups" in capsys.readouterr().err
+
+
+def test_the_bench_keeps_op_profiles_as_records_and_writes_them(tmp_path, monkeypatch):
+    """``op_profiles``: one ``ops`` stage per (group, labels), a record like any other, and
+    ``write_outputs`` renders it as ``ops-<group>-<profile>.md`` from the record alone."""
+    from reprolib.tools import bench
+
+    monkeypatch.setenv("REPROLIB_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("REPROLIB_FIGURES", str(tmp_path / "figures"))
+    cfg = bench.get_config("smoke", groups=("vtp",), vtp_methods=("svd",), round_to=(1,),
+                           repeats=1, large_repeats=1, train_repeats=1, warmup=1, threads=1,
+                           vtp_batch=4, vtp_train_batch=4,
+                           op_profiles=(("vtp", ("dense", "VTP+SVD rt1")),))
+    recs = bench.run(cfg, log=lambda s: None)
+    ops_rec = recs["ops-vtp-test_vit_cifar-p4"]["metrics"]
+    assert ops_rec["labels"] == ["dense", "VTP+SVD rt1"] and ops_rec["rows"]
+    names = {p.name for p in bench.write_outputs(cfg)}
+    assert "ops-vtp-smoke.md" in names
+    text = (tmp_path / "figures" / "bench" / "ops-vtp-smoke.md").read_text()
+    assert "stage ops-vtp-test_vit_cifar-p4" in text and "VTP+SVD rt1" in text
+    assert "Which operators bound the speedup" in text

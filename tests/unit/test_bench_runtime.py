@@ -3,7 +3,7 @@
 interleaved like the eager modules, with the same outputs as the modules."""
 
 import math
-import tempfile
+import os
 
 import numpy as np
 import pytest
@@ -87,20 +87,30 @@ def test_ort_times_each_model_and_reports_its_version(tiny):
     assert set(eager["cnn"]) == {"ms", "ms_iqr", "times_ms"}     # eager records unchanged
 
 
-def test_the_ort_session_gives_the_eager_output(tiny, tmp_path, monkeypatch):
-    """Parity through the very session path the bench times, threads as the bench's; the
-    temporary ONNX file is gone once the session is open."""
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+def test_the_ort_session_gives_the_eager_output(tiny):
+    """Parity through the very session path the bench times, threads as the bench's; a model
+    is exported once (a second session reuses the file) and its file goes with the model."""
+    import gc
+
+    from reprolib.tools.bench import timing
+
     x = torch.randn(BATCH, *SIZE, generator=torch.Generator().manual_seed(1))
     for name, model in tiny.items():
         sess, input_name = ort_session(model, SIZE, BATCH, name=name)
+        path = timing._exported(model, SIZE, name)
+        assert os.path.exists(path) and ort_session(model, SIZE, 1)[0] is not sess
+        assert timing._exported(model, SIZE, name) == path      # not exported again
         assert sess.get_providers() == ["CPUExecutionProvider"]
         assert sess.get_session_options().intra_op_num_threads == torch.get_num_threads()
         got = sess.run(None, {input_name: x.numpy()})[0]
         with torch.inference_mode():
             ref = model(x).numpy()
         np.testing.assert_allclose(got, ref, atol=1e-4, rtol=0, err_msg=name)
-        assert list(tmp_path.iterdir()) == []
+    copy = torch.nn.Linear(4, 2)
+    path = timing._exported(copy, (4,), "copy")
+    del copy
+    gc.collect()
+    assert not os.path.exists(path)
 
 
 def test_ort_is_for_fp32_inference_only(tiny):

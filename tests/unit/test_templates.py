@@ -313,7 +313,8 @@ def test_load_mismatched_or_corrupt_file_is_one_error(tmp_path):
 def test_config_presets():
     from reprolib.configs import get_config, profiles
 
-    assert profiles("templates") == ["smoke", "cpu", "evidence", "gpu", "paper"]
+    assert profiles("templates") == ["smoke", "cpu", "evidence", "evidence_widths", "gpu",
+                                     "paper"]
     paper = get_config("templates", "paper")
     tr = paper.train
     assert tr.epochs == 160 and tr.lr == 0.1 and tr.batch_size == 64 and tr.optimizer == "sgd"

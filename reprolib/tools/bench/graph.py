@@ -207,6 +207,43 @@ def family_stage(cfg, fam: dict, variant: str) -> Stage:
                       f"{data['batch']}, a training step at {data['train_batch']}")
 
 
+def _json_safe(v):
+    """``v`` with NaN / inf as None and tuples as lists (a record is strict JSON)."""
+    import math
+
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, dict):
+        return {str(k): _json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_json_safe(x) for x in v]
+    if hasattr(v, "item") and not isinstance(v, (str, bytes)):
+        return _json_safe(v.item())
+    return v if v is None or isinstance(v, (str, int, bool)) else str(v)
+
+
+def ops_stage(cfg, fam: dict, labels) -> Stage:
+    """``ops-<family>``: the per-operator profile (:func:`.ops.op_profile`) of the family's
+    cases ``labels`` (the dense parent first) at its large batch, as a record; the bench writes
+    it as ``figures/bench/ops-<group>-<profile>.md``."""
+    data = {k: fam[k] for k in FAMILY_KEYS}
+    labels = [str(x) for x in labels]
+
+    def fn(stage) -> dict:
+        from reprolib.tools.bench import ops
+
+        setup(cfg)
+        df = ops.profile_family(cfg, fam, labels)
+        return {"family": data["name"], "group": data["group"], "labels": labels,
+                "columns": list(df.columns), "rows": _json_safe(df.to_dict("records")),
+                "attrs": _json_safe(dict(df.attrs))}
+
+    key = {"ops": data, "labels": labels, "threads": cfg.threads, "device": cfg.device,
+           "warmup": cfg.warmup, "repeats": cfg.large_repeats, "seed": cfg.seed}
+    return Stage(cfg, f"ops-{data['name']}", key, fn, paper=PAPER, group=f"ops-{data['group']}",
+                 note=f"per-operator profile of {', '.join(labels)} at batch {data['batch']}")
+
+
 def fit_stage(cfg, model_name: str, variant: str) -> Stage:
     """``fit-<model>-<variant>``: :func:`.loops.loop_throughput` of ``model_name`` on
     ``cfg.fit_dataset``."""
@@ -240,7 +277,8 @@ def fit_stage(cfg, model_name: str, variant: str) -> Stage:
 
 class Bench(Pipeline):
     """``reprolib bench`` as a graph: roles ``family`` (tags ``group``, ``family``,
-    ``variant``) and ``fit`` (tags ``model``, ``variant``); no stage reads another."""
+    ``variant``), ``fit`` (tags ``model``, ``variant``) and ``ops`` (tags ``group``,
+    ``family``: :func:`ops_stage`); no stage reads another."""
 
     name = PAPER
 
@@ -253,6 +291,9 @@ class Bench(Pipeline):
             for grp in GROUPS:
                 if i and cfg.variant_groups and grp not in cfg.variant_groups:
                     continue
+                if parse_variant(v)["compile"] and cfg.compile_groups and \
+                        grp not in cfg.compile_groups:
+                    continue
                 if grp == "fit" and grp in cfg.groups and parse_variant(v)["runtime"] != "ort":
                     for m in cfg.fit_models:
                         g.add(fit_stage(cfg, m, v), role="fit", model=m, variant=v)
@@ -260,6 +301,11 @@ class Bench(Pipeline):
                     if f["group"] == grp:
                         g.add(family_stage(cfg, f, v), role="family", group=grp,
                               family=f["name"], variant=v)
+
+        for group, labels in cfg.op_profiles:            # after the timings, once
+            for f in fams:
+                if f["group"] == group:
+                    g.add(ops_stage(cfg, f, labels), role="ops", group=group, family=f["name"])
 
     def tables(self, cfg) -> dict:
         """``speedup`` (every variant's first: :func:`.report.table`) and ``fit_loops``."""

@@ -317,12 +317,22 @@ def family_profile(profile: str, family_group: str, labels: list[str] | None = N
         and ``loadavg_start`` / ``loadavg_end`` (the 1-minute load average).
     """
     from reprolib.tools.bench import get_config
-    from reprolib.tools.bench.graph import build_models, loadavg, setup
-    from reprolib.tools.bench.timing import environment
 
     over = {k: v for k, v in (("device", device), ("threads", threads)) if v is not None}
     cfg = get_config(profile, **over)
-    fam = _family(cfg, family_group)
+    return profile_family(cfg, _family(cfg, family_group), labels, batch, warmup=warmup,
+                          repeats=repeats, coverage=coverage, stat=stat)
+
+
+def profile_family(cfg, fam: dict, labels=None, batch: int | None = None, *,
+                   warmup: int | None = None, repeats: int | None = None,
+                   coverage: float = COVERAGE, stat: str = "mean") -> pd.DataFrame:
+    """:func:`family_profile` for a bench config ``cfg`` and one of its families ``fam``
+    (what the bench's ``ops`` stage calls)."""
+    from reprolib.tools.bench.graph import build_models, loadavg, setup
+    from reprolib.tools.bench.timing import environment
+
+    profile = cfg.profile
     cases = _cases(fam, labels)
     size = tuple(fam["input_size"])
     dev = setup(cfg)

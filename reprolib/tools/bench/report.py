@@ -48,7 +48,7 @@ def table(cfg, variant: str | None = None):
     rows = []
     for rec in _records(cfg):
         m = rec["metrics"]
-        if "rows" not in m or m["variant"] != variant:
+        if "rows" not in m or m.get("variant") != variant:
             continue
         dense = m["rows"][0]
         by_label = {r["label"]: r for r in m["rows"]}
@@ -237,6 +237,32 @@ def figures(cfg, variant: str | None = None) -> dict:
     return {"speedup_vs_flops": fig}
 
 
+def ops_markdown(cfg) -> dict[str, str]:
+    """The per-operator profiles of ``cfg.op_profiles`` that have records, as Markdown per
+    group (:func:`.ops.to_markdown`: the table, then which operators bound each model)."""
+    import pandas as pd
+
+    from reprolib.tools.bench import PIPELINE, ops
+
+    out = {}
+    for st in PIPELINE.graph(cfg).select("ops"):
+        if not st.done:
+            continue
+        m = st.metrics()
+        df = pd.DataFrame(m["rows"], columns=m["columns"])
+        df.attrs.update(m["attrs"])
+        a, env = m["attrs"], m["attrs"].get("environment", {})
+        prov = " · ".join([
+            f"`reprolib bench --profile {cfg.profile}` (stage {st.name})",
+            f"device={env.get('device_name')}", f"threads={env.get('threads')}",
+            f"torch {env.get('torch')}", f"batch={a.get('batch')}",
+            f"input={a.get('input_size')}", f"warmup={a.get('warmup')}",
+            f"repeats={a.get('repeats')}", f"stat={a.get('stat')}",
+            f"loadavg at start {a.get('loadavg_start')}, at end {a.get('loadavg_end')}"])
+        out[m["group"]] = ops.to_markdown(df, f"Per-operator profile: {m['family']}", prov)
+    return out
+
+
 def runtime_table(cfg):
     """Every compressed model's large-batch speedup and efficiency under each variant (each
     against the dense parent in the same runtime and run), and the runtime that gives it the
@@ -311,6 +337,9 @@ def write_outputs(cfg) -> list:
         if len(rt):
             out.append(report.save_table(rt, FIG_DIR, "runtimes", cfg.profile,
                                          rt.attrs["caption"], floatfmt=".3g"))
+    for group, text in ops_markdown(cfg).items():
+        out.append(io.write_text(text, report.figures_dir(FIG_DIR)
+                                 / f"ops-{group}-{cfg.profile}.md"))
     ft = fit_table(cfg)
     if len(ft):
         out.append(report.save_table(ft, FIG_DIR, "fit_loops", cfg.profile,
@@ -350,15 +379,18 @@ def summary(cfg) -> str:
                          f"{'/'.join(str(b) for b in sorted(set(tg['large batch'])))}): "
                          + "; ".join(items) + ".")
         g = df.assign(rt=df["round_to"].map(lambda x: "" if pd.isna(x) else f"{int(x)}"))
+        has_train = "train efficiency" in g
         agg = (g.groupby(["method", "rt"], sort=False)
                .agg(models=("model", "size"), flop=("FLOP ratio", "median"),
                     b1=("b1 efficiency", "median"), large=("large efficiency", "median"),
-                    train=("train efficiency", "median")).reset_index())
+                    **({"train": ("train efficiency", "median")} if has_train else {}))
+               .reset_index())
         agg.columns = ["method", "round_to", "models", "FLOP ratio (median)",
-                       "efficiency b1", "efficiency large batch", "efficiency training"]
+                       "efficiency b1", "efficiency large batch"] + (
+                           ["efficiency training"] if has_train else [])
         parts.append("Median per method:\n\n" + to_markdown(agg, ".2f"))
     if len(df):
-        parts += _peer_sentences(df, v) + _runtime_sentences(cfg)
+        parts += _peer_sentences(df, v) + _runtime_sentences(cfg) + _ops_sentences(cfg)
     if len(ft):
         for _, r in ft.iterrows():
             parts.append(f"`fit` trains `{r['model']}` on `{r['data']}` at "
@@ -389,6 +421,32 @@ def _peer_sentences(df, variant: str) -> list[str]:
             f"the peer / ours: median {v.median():.2f}, range {v.min():.2f}-{v.max():.2f})"
             + (f"; {off} of {len(tp)} peers missed their FLOPs by more than 2 % (channel "
                "rounding), see the table" if off else "") + ".")
+    return out
+
+
+def _ops_sentences(cfg) -> list[str]:
+    """Per profiled model, the three operators that bound its speedup (from the ops records)."""
+    import pandas as pd
+
+    from reprolib.tools.bench import PIPELINE, ops
+
+    out = []
+    for st in PIPELINE.graph(cfg).select("ops"):
+        if not st.done:
+            continue
+        m = st.metrics()
+        df = pd.DataFrame(m["rows"], columns=m["columns"])
+        df.attrs.update(m["attrs"])
+        names, fr = m["attrs"]["models"], m["attrs"]["flop_ratio"]
+        items = []
+        for n in names[1:]:
+            top = ops.bound_ops(df, names[0], n, fr[n])[:3]
+            items.append(f"{n}: " + ", ".join(f"{b['op']} (ratio {b['ratio']:.2f} vs FLOPs "
+                                               f"{fr[n]:.2f})" for b in top))
+        out.append(f"Per-operator profile of {m['family']} at batch {m['attrs'].get('batch')} "
+                   f"(`figures/bench/ops-{m['group']}-{cfg.profile}.md`; op time / dense op "
+                   "time against the FLOP ratio), the ops that bound each model: "
+                   + "; ".join(items) + ".")
     return out
 
 

@@ -137,7 +137,8 @@ def ort_session(model: nn.Module, input_size, batch_size: int, threads: int | No
     inference on a float32 numpy batch ``x`` of ``batch_size`` images of ``input_size``.
 
     The export is ``reprolib.core.export.to_onnx`` (eval mode, dynamic batch) into a
-    temporary file, removed as soon as the session has loaded it.  The session runs on
+    temporary file, made once per model object (:func:`_exported`) and removed when the model
+    is garbage-collected.  The session runs on
     ``CPUExecutionProvider`` with ``threads`` intra-op threads (default
     ``torch.get_num_threads()``, the bench's threads), one inter-op thread, every graph
     optimisation (``ORT_ENABLE_ALL``) and the batch dimension fixed at ``batch_size`` (so
@@ -151,37 +152,68 @@ def ort_session(model: nn.Module, input_size, batch_size: int, threads: int | No
     import onnx
     import onnxruntime as ort
 
-    from reprolib.core.export import to_onnx
-
     check_number("batch_size", batch_size, 1, 1 << 20, integer=True)
     threads = torch.get_num_threads() if threads is None else threads
     check_number("threads", threads, 1, 1 << 16, integer=True)
     if any(t.device.type != "cpu" for t in (*model.parameters(), *model.buffers())):
         raise ReprolibError(f"model {name!r} must be on the CPU to be exported for ONNX "
                             "Runtime (CPUExecutionProvider)")
-    with tempfile.TemporaryDirectory(prefix="reprolib-ort-") as tmp:
-        path = os.path.join(tmp, "model.onnx")
-        try:
-            to_onnx(model, path, input_size)
-        except Exception as e:  # noqa: BLE001 -- any exporter failure, reported by name
-            raise ReprolibError(f"model {name!r} could not be exported to ONNX for ONNX "
-                                f"Runtime: {_reason(e)}") from e
-        graph_input = onnx.load(path).graph.input[0]
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        opts.log_severity_level = 3
-        batch_dim = graph_input.type.tensor_type.shape.dim[0].dim_param
-        if batch_dim:
-            opts.add_free_dimension_override_by_name(batch_dim, batch_size)
-        try:
-            sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
-        except Exception as e:  # noqa: BLE001 -- e.g. an operator ORT lacks
-            raise ReprolibError(f"ONNX Runtime could not load the export of model {name!r}: "
-                                f"{_reason(e)}") from e
+    path = _exported(model, input_size, name)
+    graph_input = onnx.load(path, load_external_data=False).graph.input[0]
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # no per-session memory arena: a family of 25 Swin-T sessions, each keeping its batch's
+    # activations cached, held 24 GB and was killed; freed after each run, as eager's are
+    opts.enable_cpu_mem_arena = False
+    opts.log_severity_level = 3
+    batch_dim = graph_input.type.tensor_type.shape.dim[0].dim_param
+    if batch_dim:
+        opts.add_free_dimension_override_by_name(batch_dim, batch_size)
+    try:
+        sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001 -- e.g. an operator ORT lacks
+        raise ReprolibError(f"ONNX Runtime could not load the export of model {name!r}: "
+                            f"{_reason(e)}") from e
     return sess, graph_input.name
+
+
+#: One export per model object for the life of the process (batch 1 and the large batch of a
+#: family share it: exporting a Swin-T takes tens of seconds); each file is removed when its
+#: model is garbage-collected, the folder at exit.
+_EXPORTS: dict[int, str] = {}
+_EXPORT_DIR: list = []
+
+
+def _exported(model: nn.Module, input_size, name: str) -> str:
+    """The path of ``model``'s ONNX export (dynamic batch), exported once per model object."""
+    import weakref
+
+    from reprolib.core.export import to_onnx
+
+    key = (id(model), tuple(input_size))
+    if key in _EXPORTS and os.path.exists(_EXPORTS[key]):
+        return _EXPORTS[key]
+    if not _EXPORT_DIR:
+        _EXPORT_DIR.append(tempfile.TemporaryDirectory(prefix="reprolib-ort-"))
+    path = os.path.join(_EXPORT_DIR[0].name, f"m{len(os.listdir(_EXPORT_DIR[0].name))}"
+                        f"-{id(model):x}.onnx")
+    try:
+        to_onnx(model, path, input_size)
+    except Exception as e:  # noqa: BLE001 -- any exporter failure, reported by name
+        raise ReprolibError(f"model {name!r} could not be exported to ONNX for ONNX "
+                            f"Runtime: {_reason(e)}") from e
+    _EXPORTS[key] = path
+
+    def forget(key=key, path=path):
+        _EXPORTS.pop(key, None)
+        with contextlib.suppress(OSError):
+            os.remove(path)
+
+    weakref.finalize(model, forget)
+    return path
 
 
 def _time_ort(models, input_size, batch_size, dev, *, precision, warmup, repeats,
