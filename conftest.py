@@ -24,6 +24,18 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 
 @pytest.fixture
+def one_thread():
+    """torch at one intra-op thread for the test (timings and profiles of small models are
+    steadier and two xdist workers do not oversubscribe the cores), restored after."""
+    import torch
+
+    was = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(was)
+
+
+@pytest.fixture
 def cifar10_subset() -> str:
     """The dataset spec of the real CIFAR-10 subset; skips when the file is absent."""
     from reprolib import data

@@ -17,12 +17,7 @@ from reprolib.methods import decompose, round_width, sidt, vtp
 from reprolib.core.train import PROGRESS_EVERY, TrainConfig, evaluate, fit
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    was = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(was)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _mlp(width: int) -> nn.Module:

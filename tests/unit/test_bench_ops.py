@@ -16,12 +16,7 @@ from reprolib.tools.bench import ops
 MATMULS = ("aten::addmm", "aten::mm", "aten::matmul", "aten::linear")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    was = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(was)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _stack(width: int, depth: int = 4) -> nn.Module:

@@ -20,12 +20,7 @@ SIZE = (3, 32, 32)
 BATCH = 4
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    was = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(was)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _cnn() -> nn.Module:

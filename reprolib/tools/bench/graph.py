@@ -207,21 +207,6 @@ def family_stage(cfg, fam: dict, variant: str) -> Stage:
                       f"{data['batch']}, a training step at {data['train_batch']}")
 
 
-def _json_safe(v):
-    """``v`` with NaN / inf as None and tuples as lists (a record is strict JSON)."""
-    import math
-
-    if isinstance(v, float):
-        return v if math.isfinite(v) else None
-    if isinstance(v, dict):
-        return {str(k): _json_safe(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_json_safe(x) for x in v]
-    if hasattr(v, "item") and not isinstance(v, (str, bytes)):
-        return _json_safe(v.item())
-    return v if v is None or isinstance(v, (str, int, bool)) else str(v)
-
-
 def ops_stage(cfg, fam: dict, labels) -> Stage:
     """``ops-<family>``: the per-operator profile (:func:`.ops.op_profile`) of the family's
     cases ``labels`` (the dense parent first) at its large batch, as a record; the bench writes
@@ -235,8 +220,8 @@ def ops_stage(cfg, fam: dict, labels) -> Stage:
         setup(cfg)
         df = ops.profile_family(cfg, fam, labels)
         return {"family": data["name"], "group": data["group"], "labels": labels,
-                "columns": list(df.columns), "rows": _json_safe(df.to_dict("records")),
-                "attrs": _json_safe(dict(df.attrs))}
+                "columns": list(df.columns), "rows": df.to_dict("records"),
+                "attrs": dict(df.attrs)}      # made strict JSON by the record writer
 
     key = {"ops": data, "labels": labels, "threads": cfg.threads, "device": cfg.device,
            "warmup": cfg.warmup, "repeats": cfg.large_repeats, "seed": cfg.seed}

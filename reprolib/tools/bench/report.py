@@ -237,20 +237,28 @@ def figures(cfg, variant: str | None = None) -> dict:
     return {"speedup_vs_flops": fig}
 
 
+def _ops_records(cfg):
+    """``(stage, metrics, frame)`` of every ``ops`` stage of ``cfg`` with a record, the frame
+    rebuilt as :func:`.ops.op_profile` made it (its ``attrs`` included)."""
+    import pandas as pd
+
+    from reprolib.tools.bench import PIPELINE
+
+    for st in PIPELINE.graph(cfg).select("ops"):
+        if st.done:
+            m = st.metrics()
+            df = pd.DataFrame(m["rows"], columns=m["columns"])
+            df.attrs.update(m["attrs"])
+            yield st, m, df
+
+
 def ops_markdown(cfg) -> dict[str, str]:
     """The per-operator profiles of ``cfg.op_profiles`` that have records, as Markdown per
     group (:func:`.ops.to_markdown`: the table, then which operators bound each model)."""
-    import pandas as pd
-
-    from reprolib.tools.bench import PIPELINE, ops
+    from reprolib.tools.bench import ops
 
     out = {}
-    for st in PIPELINE.graph(cfg).select("ops"):
-        if not st.done:
-            continue
-        m = st.metrics()
-        df = pd.DataFrame(m["rows"], columns=m["columns"])
-        df.attrs.update(m["attrs"])
+    for st, m, df in _ops_records(cfg):
         a, env = m["attrs"], m["attrs"].get("environment", {})
         prov = " · ".join([
             f"`reprolib bench --profile {cfg.profile}` (stage {st.name})",
@@ -426,17 +434,10 @@ def _peer_sentences(df, variant: str) -> list[str]:
 
 def _ops_sentences(cfg) -> list[str]:
     """Per profiled model, the three operators that bound its speedup (from the ops records)."""
-    import pandas as pd
-
-    from reprolib.tools.bench import PIPELINE, ops
+    from reprolib.tools.bench import ops
 
     out = []
-    for st in PIPELINE.graph(cfg).select("ops"):
-        if not st.done:
-            continue
-        m = st.metrics()
-        df = pd.DataFrame(m["rows"], columns=m["columns"])
-        df.attrs.update(m["attrs"])
+    for _, m, df in _ops_records(cfg):
         names, fr = m["attrs"]["models"], m["attrs"]["flop_ratio"]
         items = []
         for n in names[1:]:
