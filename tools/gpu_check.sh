@@ -234,7 +234,8 @@ try:
         info["device_name"] = f"cpu: {cpu[0] if cpu else platform.machine()}, {os.cpu_count()} cores"
 except Exception as e:                               # the summary is written regardless
     info["torch_error"] = repr(e)
-for mod in ("torchvision", "timm", "numpy", "onnxruntime", "reprolib"):
+# reprolib first: its shim lets a torchvision wheel that lacks its C++ ops import (the CPU pair)
+for mod in ("reprolib", "torchvision", "timm", "numpy", "onnxruntime", "torch_pruning"):
     try:
         info[mod] = __import__(mod).__version__
     except Exception as e:

@@ -16,8 +16,9 @@ from reprolib.configs import (BaseConfig, TrainConfig, check_number, kwargs_fiel
                               recipe, register_paper)
 from reprolib.errors import ReprolibError
 
-#: The pruning controls of the evidence profile (``controls``).
-CONTROLS = ("uniform", "random")
+#: The pruning controls of the evidence profile (``controls``): ours at equal parameters, and
+#: Torch-Pruning (the bench's peer, ``reprolib.tools.bench.peer``) at equal FLOPs.
+CONTROLS = ("uniform", "random", "tp_uniform", "tp_global")
 
 # Swin's recipe as SiDT uses it in both stages: AdamW, cosine, no weight decay on norms,
 # biases and scores, label smoothing 0.1, gradient norm clipped at 5.
@@ -51,11 +52,14 @@ class SiDTConfig(BaseConfig):
     latency_repeats: int = ranged(20, ge=1)  # timed forward passes per latency measurement
     # evidence (the claims tests; reprolib.experiments.sidt.assess)
     seeds: tuple = ()                     # replicate seeds of every condition; () = no evidence
-    controls: tuple = ranged(CONTROLS, choices=CONTROLS, each=True, empty=True)  # pruning
-    #                                       controls, each pruned to the learned
-    #                                       model's parameter count: "uniform" (every layer loses
-    #                                       the same fraction, ranked by the learned scores),
-    #                                       "random" (random scores, global ranking)
+    controls: tuple = ranged(CONTROLS[:2], choices=CONTROLS, each=True, empty=True)  # pruning
+    #                                       controls of the searched model: "uniform" (every
+    #                                       layer loses the same fraction, ranked by the learned
+    #                                       scores) and "random" (random scores, global ranking)
+    #                                       at the learned model's parameter count;
+    #                                       "tp_uniform" / "tp_global" (Torch-Pruning, magnitude
+    #                                       importance, the bench's peer; needs torch-pruning)
+    #                                       at the learned model's FLOPs
     kept_margin: float = 0.0              # margin (pp) of "accuracy kept"; 0 = sqrt(2) x the
     #                                       binomial standard error of the unpruned accuracy
 
@@ -111,7 +115,8 @@ register_paper(
         # the claims test: 5 seeds; per seed a dense baseline trained to a plateau (40 cosine
         # epochs; with 15 the plateau rule held in 1 seed of 5), a search from it, then
         # learned / uniform / random pruning at equal parameters, each fine-tuned alike
-        # (3 epochs).  Swin-T's layout at patch 4 with 2 blocks in stage 3 (an 8x8 token grid:
+        # (3 epochs).  Torch-Pruning's controls at equal FLOPs join once their records are
+        # made: -p 'controls=("uniform","random","tp_uniform","tp_global")'.  Swin-T's layout at patch 4 with 2 blocks in stage 3 (an 8x8 token grid:
         # ~1/6 of swin_cifar's cost), batch 128; ~7 s per epoch on one CPU thread.  Measured:
         # 2,762 s for all 5 seeds as one 1-thread process sharing 2 cores with two other runs
         "evidence": {"dataset": "cifar10_subset", "model": "swin_cifar",

@@ -39,6 +39,9 @@ PAPER_TABLE1 = {"accuracy": "normal equations < QR < SVD", "speed": "normal equa
 TABLE2_METHODS = {"VTP+SVD": "svd", "VTP+QR": "qr", "VTP+LU": "lu"}
 #: reprolib.methods.decompose.METHODS (named here so that a config is checked without torch)
 DECOMPOSITIONS = ("svd", "qr", "qr_reduced", "qr_pivoted", "cod", "lu")
+#: The equal-FLOP controls of the evidence (``flops_controls``): VTP at a higher prune rate,
+#: Torch-Pruning (the bench's peer) uniform / global.
+FLOPS_CONTROLS = ("vtp_more", "tp_uniform", "tp_global")
 #: Keys a ``patch_overrides`` entry may not change (they are not per-patch settings).
 NOT_PER_PATCH = ("profile", "seed", "patch_sizes", "patch_overrides", "sweep_patch")
 
@@ -89,6 +92,15 @@ class VtpSvdConfig(BaseConfig):
     merits_repeats: int = ranged(5, ge=1)  # timed repeats per least-squares solve (median kept)
     patch_overrides: dict = field(default_factory=dict)  # {patch: {key: value}}: per-patch
     #                                      model / epochs, dotted keys ({2: {"pretrain.epochs": 6}})
+    flops_controls: tuple = ranged((), choices=FLOPS_CONTROLS, each=True,
+                                   empty=True)  # evidence: the ViT pruned further to each
+    #                                      decomposed model's FLOPs (per sweep ratio): "vtp_more"
+    #                                      (the L1 model at a higher prune rate, fine-tuned
+    #                                      finetune + sweep_finetune), "tp_uniform" /
+    #                                      "tp_global" (Torch-Pruning on the VTP model,
+    #                                      fine-tuned sweep_finetune); () = none (the
+    #                                      evidence's: -p 'flops_controls=("vtp_more",
+    #                                      "tp_global")' adds them)
     seeds: tuple = ()                    # evidence: replicate seeds of the rank sweep at
     #                                      sweep_patch (each its own dense -> L1 -> VTP); () = none
 

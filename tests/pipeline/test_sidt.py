@@ -102,7 +102,8 @@ EVIDENCE = {"dataset": "digits", "model": "swin_tiny_test", "model_kwargs": {}, 
             "baseline.epochs": 1, "search.epochs": 1, "finetune.epochs": 1,
             "ratios": (0.4,), "image_size": 16, "baseline.batch_size": 256,
             "search.batch_size": 256, "finetune.batch_size": 256, "latency_repeats": 2,
-            "reference_model": "swin_tiny_test", "reference_size": 16, "reference_classes": 10}
+            "reference_model": "swin_tiny_test", "reference_size": 16, "reference_classes": 10,
+            "controls": ("uniform", "random", "tp_uniform", "tp_global")}
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +120,8 @@ def test_evidence_stages_resume_and_match_parameters(ev):
     st = {s.name: s for s in sidt.stages(ev)}
     assert {"baseline", "search", "finetune-p40", "uniform-p40", "random-p40", "baseline-s1",
             "search-s1", "finetune-p00-s1", "uniform-p40-s1", "random-p40-s1"} <= set(st)
-    assert len(st) == 2 * (2 + 2 + 2) + 1                  # + the reference counts
+    assert {"tp_uniform-p40", "tp_global-p40-s1"} <= set(st)
+    assert len(st) == 2 * (2 + 2 + 4) + 1                  # + the reference counts
     assert st["search"].config["after"] == {"baseline": st["baseline"].run_id}
     assert st["search-s1"].config["seed"] == 1 and st["baseline-s1"].config["baseline"]["seed"] == 1
     g = sidt.PIPELINE.graph(ev)                    # found by role and tags, not by name
@@ -130,11 +132,13 @@ def test_evidence_stages_resume_and_match_parameters(ev):
     first = {n: r["started"] for n, r in sidt.run(ev).items()}
     assert {n: r["started"] for n, r in sidt.run(ev).items()} == first   # every stage cached
     df = sidt.evidence_frame(ev)
-    assert len(df) == 2 * (2 + 2) and set(df["seed"]) == {0, 1}
+    assert len(df) == 2 * (2 + 4) and set(df["seed"]) == {0, 1}
     for (seed, r), g in df[df["ratio"] > 0].groupby(["seed", "ratio"]):
-        p = g.set_index("condition")["params"]
+        p, f = g.set_index("condition")["params"], g.set_index("condition")["flops"]
         assert abs(p["uniform"] - p["learned"]) / p["learned"] < 0.03
         assert abs(p["random"] - p["learned"]) / p["learned"] < 0.03
+        for k in ("tp_uniform", "tp_global"):          # Torch-Pruning: at the learned FLOPs
+            assert abs(f[k] - f["learned"]) / f["learned"] < 0.1, (k, f[k], f["learned"])
     assert E.plateau_note([st["baseline"].metrics()["history"]]).endswith("(rise n/a pp)")
 
 
@@ -145,11 +149,13 @@ def test_evidence_tables_figure_claims(ev):
     tabs = sidt.tables(ev)
     assert {"table1", "evidence", "evidence_runs", "claims"} <= set(tabs)
     t = tabs["evidence"]
-    assert list(t["condition"]) == ["unpruned", "learned", "uniform", "random"]
+    assert list(t["condition"]) == ["unpruned", "learned", "uniform", "random", "tp_uniform",
+                                    "tp_global"]
     assert t["acc (%)"].str.contains("±").all() and t["acc (%)"].str.contains("n = 2").all()
     assert "seeds 0, 1" in t.attrs["caption"] and "plateau rule" in t.attrs["caption"]
     cl = sidt.claims(ev)
-    assert list(cl.columns) == list(E.CLAIM_COLUMNS) and len(cl) == 2 + 1
+    assert list(cl.columns) == list(E.CLAIM_COLUMNS) and len(cl) == 4 + 1
+    assert cl["claim"].str.contains("Torch-Pruning global at equal FLOPs").any()
     assert set(cl["verdict"]) <= set(E.VERDICTS) and cl["ours"].str.contains("±").all()
     cap = cl.attrs["caption"]
     assert "seeds 0, 1" in cap and "dense baseline 1 ep" in cap and "stage records" in cap

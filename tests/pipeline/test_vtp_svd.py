@@ -129,7 +129,8 @@ def test_patch_overrides_use_dotted_keys():
 
 EVIDENCE = {**TINY, "dataset": "digits", "model": "test_vit_cifar", "seeds": (0, 1),
             "methods": ("svd",), "rank_ratio": 0.5, "sweep_methods": ("svd", "qr", "lu"),
-            "sweep_ratios": (0.5,), "sweep_finetune.epochs": 1}
+            "sweep_ratios": (0.5,), "sweep_finetune.epochs": 1,
+            "flops_controls": ("vtp_more", "tp_global")}
 
 
 @pytest.mark.slow   # ~1-6 min of one core: the evidence path at smoke size
@@ -140,20 +141,26 @@ def test_evidence_machinery():
     recs = vtp_svd.run(cfg)
     names = list(recs)
     assert {"vtpft-p8-ft1", "dense-p8-s1", "vtp-p8-s1", "decomp-p8-lu-r0.5-ft1-s1",
-            "vtpft-p8-ft1-s1"} <= set(names)
+            "vtpft-p8-ft1-s1", "vtp_more-p8-r0.5-ft1", "tp_global-p8-r0.5-ft1-s1"} <= set(names)
+    for k in ("vtp_more-p8-r0.5-ft1-s1", "tp_global-p8-r0.5-ft1-s1"):   # at SVD's FLOPs
+        m, svd = recs[k]["metrics"], recs["decomp-p8-svd-r0.5-ft1-s1"]["metrics"]
+        assert m["target_flops"] == svd["flops"]
+        assert abs(m["flops"] / svd["flops"] - 1) < 0.1 or m.get("pruning_ratio") == 0.0, k
     assert names.count("decomp-p8-svd-r0.5-ft1") == 1        # Table 2 point == sweep point
     assert recs["dense-p8-s1"]["config"]["seed"] == 1
     ctl = recs["vtpft-p8-ft1"]["metrics"]
     assert ctl["params"] == recs["vtp-p8"]["metrics"]["params"] and not ctl["ranks"]
     df = vtp_svd.evidence_frame(cfg)
-    assert len(df) == 2 * (3 + 1) and set(df["seed"]) == {0, 1}
+    assert len(df) == 2 * (3 + 1 + 2) and set(df["seed"]) == {0, 1}
     tabs = vtp_svd.tables(cfg)
     t = tabs["evidence"]
-    assert t["method"].iloc[0] == "VTP (not decomposed)" and len(t) == 1 + 3
+    assert t["method"].iloc[0] == "VTP (not decomposed)" and len(t) == 1 + 3 + 2
+    assert list(t["method"].iloc[-2:]) == ["VTP pruned further", "Torch-Pruning global"]
     assert t["acc after FT (%)"].str.contains("n = 2").all()
     assert t.set_index(["method", "rank ratio"]).loc[("SVD", "0.5"), "paper acc (%)"] == 53.2
     cl = vtp_svd.claims(cfg)
-    assert list(cl.columns) == list(E.CLAIM_COLUMNS) and len(cl) == 2 * 2
+    assert list(cl.columns) == list(E.CLAIM_COLUMNS) and len(cl) == 2 * 2 + 2
+    assert cl["claim"].str.contains("than Torch-Pruning global to its FLOPs").sum() == 1
     assert set(cl["verdict"]) <= set(E.VERDICTS)
     assert cl["claim"].str.contains("SVD keeps the most").sum() == 2
     assert "seeds 0, 1" in cl.attrs["caption"] and "plateau rule" in cl.attrs["caption"]

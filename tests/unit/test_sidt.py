@@ -367,6 +367,34 @@ def test_controls_are_pruned_to_the_learned_parameter_count(control):
         matched_prune(m, target, "magnitude")
 
 
+@pytest.mark.parametrize("control", ["tp_uniform", "tp_global"])
+def test_torch_pruning_controls_are_pruned_to_the_learned_flops(control):
+    """The Torch-Pruning controls: the searched model's function (scores folded in) in timm's
+    own Swin, pruned by Torch-Pruning to the learned model's FLOPs; the global one also
+    narrows the residual width, the uniform one keeps equal MLP widths in a stage."""
+    pytest.importorskip("torch_pruning")
+    from reprolib.core.measure import count_flops
+    from reprolib.experiments.sidt import tp_prune
+
+    m = sidt.attach_scores(_model())
+    _randomise_scores(m)
+    size = m.patch_embed.img_size[0]
+    target = count_flops(sidt.prune(m, 0.4, "global"), (3, size, size))
+    small, facts = tp_prune(m, target, control, size, _model())
+    assert 0 < facts["pruning_ratio"] < 1 and facts["flop_error"] < 0.05
+    assert abs(count_flops(small, (3, size, size)) / target - 1) == pytest.approx(
+        facts["flop_error"], abs=1e-9)
+    assert getattr(small, "reprolib_spec", None) is None      # not one of our architectures
+    x = _x()
+    with torch.no_grad():
+        assert small(x).shape == m(x).shape
+    mlp = [b.mlp.fc1.out_features for b in small.layers[0].blocks]
+    if control == "tp_uniform":
+        assert len(set(mlp)) == 1
+    with pytest.raises(ReprolibError, match="valid: tp_uniform, tp_global"):
+        tp_prune(m, target, "tp_magnitude", size, _model())
+
+
 # --------------------------------------------------------------------------- the pipeline's graph
 
 
@@ -412,7 +440,7 @@ def test_graph_declares_what_each_stage_reads(profile):
 def test_config_rules_name_the_key():
     from reprolib.configs import get_config
 
-    with pytest.raises(ReprolibError, match=r"controls\[0\]='magnitude' is not one of: uniform, random"):
+    with pytest.raises(ReprolibError, match=r"controls\[0\]='magnitude' is not one of: uniform, random, tp_uniform, tp_global"):
         get_config("sidt", "smoke", controls=("magnitude",))
     with pytest.raises(ReprolibError, match="two ratios round to the same percent"):
         get_config("sidt", "smoke", ratios=(0.2, 0.201))

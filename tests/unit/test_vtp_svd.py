@@ -45,6 +45,9 @@ def test_every_stage_declares_its_reads_model_and_training(profile):
         # every read is declared: decompositions, analysis and identity read the VTP stage,
         # the VTP stage the dense and the sparse one, the sparse stage the dense one
         up = {u.role for u in s.after}
+        if s.role == "flops_control":      # the SVD point it matches, and its parent
+            assert up == {"decompose", "sparse" if s.tags["control"] == "vtp_more" else "vtp"}
+            continue
         assert up == {"dense": set(), "sparse": {"dense"}, "vtp": {"dense", "sparse"}}.get(
             s.role, {"vtp"}), s.name
 
@@ -54,6 +57,16 @@ def test_roles_and_tags():
     g = vtp_svd.PIPELINE.graph(cfg)
     assert g.roles() == ["dense", "sparse", "vtp", "decompose", "analysis", "identity",
                          "control"]
+    cfg = configs.get_config("vtp_svd", "evidence", flops_controls=("vtp_more", "tp_global"))
+    g = vtp_svd.PIPELINE.graph(cfg)
+    # the equal-FLOP controls: per seed, sweep ratio and control, matched to SVD's point
+    fc = g.get("flops_control", seed=1, ratio=0.125, control="tp_global")
+    assert fc.name == "tp_global-p8-r0.125-ft2-s1"
+    assert fc.after == [g.get("vtp", patch=8, seed=1),
+                        g.get("decompose", use="sweep", seed=1, method="svd", ratio=0.125)]
+    vm = g.get("flops_control", seed=0, ratio=0.5, control="vtp_more")
+    assert vm.after[0] is g.get("sparse", patch=8, seed=0)
+    assert len(g.select("flops_control")) == len(cfg.seeds) * 3 * len(cfg.flops_controls)
     assert g.get("vtp", patch=8, seed=0).name == "vtp-p8"
     assert g.get("vtp", patch=8, seed=2).name == "vtp-p8-s2"
     assert [s.name for s in g.select("control", patch=8)] == [

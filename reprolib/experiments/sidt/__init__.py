@@ -26,11 +26,12 @@ graph (:meth:`SiDT.declare`; readers find them with ``graph.select`` / ``get``):
   pruned at every ratio uniformly and with the per-layer kept fractions the search learned,
   counted; plus the section 3 per-layer complexity.  Reads every fine-tune's metrics.
 * with ``cfg.seeds`` (the ``evidence`` profile) the controls ``uniform-pNN`` /
-  ``random-pNN`` (role ``control``, tags ``seed``, ``ratio``, ``control``): the searched model
-  pruned by each of ``cfg.controls`` to the parameter count of the learned pruning at every
-  ratio but 0 (:func:`matched_prune`), fine-tuned exactly as the learned one (reads the
-  search's model); and, for every seed but ``cfg.seed``, its own baseline / search /
-  fine-tunes / controls, named with ``-s<seed>``.
+  ``random-pNN`` / ``tp_uniform-pNN`` / ``tp_global-pNN`` (role ``control``, tags ``seed``,
+  ``ratio``, ``control``): the searched model pruned by each of ``cfg.controls`` at every
+  ratio but 0, ours to the parameter count of the learned pruning (:func:`matched_prune`),
+  Torch-Pruning's to its FLOPs (:func:`tp_prune`), fine-tuned exactly as the learned one
+  (reads the search's model); and, for every seed but ``cfg.seed``, its own baseline /
+  search / fine-tunes / controls, named with ``-s<seed>``.
 
 The stages of one seed come in the order baseline, search, fine-tunes, (reference,) controls.
 ``tables``, ``figures`` and ``summary`` read ``cfg.seed``'s records back (Table I, the
@@ -47,9 +48,10 @@ from reprolib.experiments.sidt import examples as _examples
 from reprolib.experiments.sidt import views as _views
 from reprolib.experiments.sidt import assess as _claims
 from reprolib.experiments.sidt import report as _tables
-from reprolib.experiments.sidt.graph import (baseline_stage, control_stage,
+from reprolib.experiments.sidt.graph import (TP_CONTROLS, baseline_stage, control_stage,
                                               finetune_stage, matched_prune, ratios,
-                                              reference_stage, search_stage, tune_name)
+                                              reference_stage, search_stage, tp_prune,
+                                              tune_name)
 
 PAPER = "sidt"
 
@@ -154,6 +156,7 @@ stages, run, tables, figures, summary, claims = PIPELINE.api()
 evidence_frame, plot_evidence = PIPELINE.evidence_frame, PIPELINE.plot_evidence
 
 __all__ = ["SiDT", "PIPELINE", "PAPER", "CONTROLS", "stages", "run", "tables", "figures",
-           "summary", "claims", "evidence_frame", "plot_evidence", "matched_prune", "ratios",
+           "summary", "claims", "evidence_frame", "plot_evidence", "matched_prune", "tp_prune",
+           "TP_CONTROLS", "ratios",
            "tune_name", "baseline_stage", "search_stage", "finetune_stage", "control_stage",
            "reference_stage"]

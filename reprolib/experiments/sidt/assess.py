@@ -14,12 +14,21 @@ from reprolib.configs.sidt import CONTROLS, PAPER_TABLE1
 from reprolib.core.claims import claim_row, claims_frame, verdict_rule
 from reprolib.core.pipeline import profile_note
 from reprolib.experiments import evidence
-from reprolib.experiments.sidt.graph import ratios
+from reprolib.experiments.sidt.graph import TP_CONTROLS, ratios
 
 CONDITIONS = ("unpruned", "learned", *CONTROLS)
 _STYLES = {"learned": {"color": "tab:red", "marker": "o"},
            "uniform": {"color": "tab:blue", "marker": "s", "ls": "--"},
-           "random": {"color": "tab:grey", "marker": "^", "ls": ":"}}
+           "random": {"color": "tab:grey", "marker": "^", "ls": ":"},
+           "tp_uniform": {"color": "tab:purple", "marker": "v", "ls": "-."},
+           "tp_global": {"color": "tab:orange", "marker": "D", "ls": "-."}}
+
+
+def matched_on(control: str) -> str:
+    """What a control is matched to the learned model on: "FLOPs" for Torch-Pruning's,
+    "parameters" for ours."""
+    return "FLOPs" if control in TP_CONTROLS else "parameters"
+
 _COLUMNS = ["seed", "condition", "ratio", "control_ratio", "params", "flops", "acc_no_ft", "acc"]
 
 
@@ -99,8 +108,11 @@ def evidence_tables(pipe, cfg) -> dict[str, pd.DataFrame]:
                      "paper acc (%)": p[0] if p else float("nan"),
                      "paper params (M)": p[1] if p else float("nan")})
     tab = pd.DataFrame(rows)
+    tp = any(k in TP_CONTROLS for k in cfg.controls)
     tab.attrs["caption"] = (f"SiDT evidence: learned pruning vs controls at equal parameters "
-                            f"(mean ± std over seeds). {note}. Paper: Table I (CIFAR-100, "
+                            + ("(uniform, random) or equal FLOPs (Torch-Pruning, tp_*) "
+                               if tp else "")
+                            + f"(mean ± std over seeds). {note}. Paper: Table I (CIFAR-100, "
                             f"Swin-T, one run, no control).")
     runs = df.assign(params=df["params"], acc=df["acc"].round(2),
                      acc_no_ft=df["acc_no_ft"].round(2), control_ratio=df["control_ratio"].round(4))
@@ -154,6 +166,7 @@ def evidence_claims(pipe, cfg) -> pd.DataFrame:
     df = evidence_frame(pipe, cfg)
     acc = {(c, r): g["acc"].tolist() for (c, r), g in df.groupby(["condition", "ratio"])}
     prm = df.groupby(["condition", "ratio"])["params"].mean()
+    flp = df.groupby(["condition", "ratio"])["flops"].mean()
     recs = _by_seed(pipe, cfg)
     n_train = evidence.train_images(cfg.dataset)
     base = acc[("unpruned", 0.0)]
@@ -164,12 +177,15 @@ def evidence_claims(pipe, cfg) -> pd.DataFrame:
                  if p else "no control in the paper")
         for k in cfg.controls:
             c = paired_test(recs[("learned", r)], recs[(k, r)])
+            size = flp if k in TP_CONTROLS else prm
+            unit = "M FLOPs" if k in TP_CONTROLS else "M"
+            who = f"Torch-Pruning {k[3:]}" if k in TP_CONTROLS else f"{k} pruning"
             rows.append(claim_row(
-                f"PR {r:.0%}: learned widths keep more accuracy than {k} pruning at equal "
-                f"parameters",
+                f"PR {r:.0%}: learned widths keep more accuracy than {who} at equal "
+                f"{matched_on(k)}",
                 f"learned {evidence.fmt(acc[('learned', r)])} % at "
-                f"{prm[('learned', r)] / 1e6:.3f} M vs {k} {evidence.fmt(acc[(k, r)])} % at "
-                f"{prm[(k, r)] / 1e6:.3f} M", paper, c,
+                f"{size[('learned', r)] / 1e6:.3f} {unit} vs {k} {evidence.fmt(acc[(k, r)])} % "
+                f"at {size[(k, r)] / 1e6:.3f} {unit}", paper, c,
                 budget=evidence.budget({"learned": recs[("learned", r)].values(),
                                         k: recs[(k, r)].values()}, n_train)))
     margin, why = _margin(pipe, cfg, df)
@@ -191,9 +207,14 @@ def evidence_claims(pipe, cfg) -> pd.DataFrame:
                             f"that seed's searched model, fine-tuned alike and tested on the same "
                             f"images; where the records hold per-image correctness, a paired "
                             f"permutation test over images x seeds is added to the reason). "
-                            f"Controls are pruned from the same searched model to the learned "
-                            f"model's parameter count (bisection on their ratio). "
-                            f"{_evidence_note(pipe, cfg)}.")
+                            + (f"Controls are pruned from the same searched model: ours "
+                               f"(uniform, random) to the learned model's parameter count, "
+                               f"Torch-Pruning's (magnitude importance, uniform / global) to its "
+                               f"FLOPs (bisection on their ratio). "
+                               if any(k in TP_CONTROLS for k in cfg.controls) else
+                               f"Controls are pruned from the same searched model to the "
+                               f"learned model's parameter count (bisection on their ratio). ")
+                            + f"{_evidence_note(pipe, cfg)}.")
     return out
 
 
@@ -208,8 +229,11 @@ def plot_evidence(pipe, cfg):
     df = evidence_frame(pipe, cfg)
     df = df.assign(params_M=df["params"] / 1e6)
     pts = df[df["condition"] != "unpruned"].copy()
-    # each condition at the mean params of its ratio group: the x of equal-parameter points
-    pts["x"] = pts.groupby("ratio")["params_M"].transform("mean")
+    # each condition at the mean params of its ratio group (the x of equal-parameter
+    # points); Torch-Pruning's, matched on FLOPs, at their own mean params
+    tp = pts["condition"].isin(list(TP_CONTROLS))
+    pts["x"] = pts[~tp].groupby("ratio")["params_M"].transform("mean")
+    pts.loc[tp, "x"] = pts[tp].groupby(["ratio", "condition"])["params_M"].transform("mean")
     un = df[df["condition"] == "unpruned"]
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.4))
     for ax, col, what in ((axes[0], "acc", f"after {cfg.finetune.epochs} ep fine-tune"),
@@ -220,11 +244,14 @@ def plot_evidence(pipe, cfg):
         ax.axhspan(m - sd, m + sd, color="tab:green", alpha=0.15)
         ax.axhline(m, color="tab:green", lw=1, label=f"unpruned ({un['params_M'].mean():.3f} M)")
         # the pruning ratio of each group of points on a top axis, clear of legend and bars
-        at = pts.groupby("ratio")["x"].first()
+        at = pts[~tp].groupby("ratio")["x"].first()
         top = ax.secondary_xaxis("top")
         top.set_xticks(list(at.values), [f"PR {r:.0%}" for r in at.index], fontsize=8)
         top.tick_params(length=3, pad=1)
-        ax.set_xlabel("parameters (M), each control pruned to the learned model's count")
+        ax.set_xlabel("parameters (M); uniform / random pruned to the learned model's count, "
+                      "Torch-Pruning to its FLOPs" if tp.any() else
+                      "parameters (M), each control pruned to the learned model's count",
+                      **({"fontsize": 8} if tp.any() else {}))
         ax.set_ylabel(f"test accuracy (%), {what}")
         ax.set_title(f"accuracy {what}: mean ± std over {n} seeds", fontsize=9, pad=18)
         ax.legend(fontsize=7, loc="lower right")

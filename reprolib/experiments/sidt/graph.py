@@ -168,34 +168,84 @@ def _count_pruned(model, ratio: float, scope: str, ranking) -> int:
     return sidt.param_count_closed_form(model, dims)
 
 
+def tp_prune(model, target_flops: int, control: str, size: int, plain):
+    """``model`` (scored) with its scores folded in (``sidt.prune`` at 0), loaded into
+    ``plain`` (a fresh model of the same architecture, e.g. timm's own Swin: the same
+    function with timm's attention modules, which Torch-Pruning's graph tracing knows) and
+    pruned by Torch-Pruning (``reprolib.tools.bench.peer``: magnitude importance, uniform for
+    ``"tp_uniform"``, global for ``"tp_global"``) to ``target_flops`` at ``size`` px.  Returns
+    ``(pruned model, facts)``: the ratio Torch-Pruning needed, the FLOP error, its version.
+    The pruned model has no reprolib spec (Torch-Pruning's shapes are not one of our
+    architectures), so it is not saved as a compressed model."""
+    from reprolib.tools.bench import peer
+
+    if control not in TP_CONTROLS:
+        raise ReprolibError(f"unknown Torch-Pruning control {control!r}; valid: "
+                            f"{', '.join(TP_CONTROLS)}")
+    plain.load_state_dict(sidt.prune(model, 0.0, "global").state_dict())
+    pruned, rec = peer.torch_pruning_to_flops(plain.eval(), (3, size, size), int(target_flops),
+                                              global_pruning=TP_CONTROLS[control])
+    pruned.__dict__.pop("reprolib_spec", None)          # the parent's spec: not this model
+    return pruned, {"pruning_ratio": rec["pruning_ratio"], "flop_error": rec["flop_error"],
+                    "within_tol": rec["within_tol"], "peer_version": rec["version"]}
+
+
+#: Torch-Pruning controls (``cfg.controls``) -> global ranking.
+TP_CONTROLS = {"tp_uniform": False, "tp_global": True}
+
+
 def control_stage(cfg, control: str, ratio: float, search: Stage, suffix: str = "") -> Stage:
-    """The searched model pruned by ``control`` to the parameter count of the learned pruning
-    at ``ratio``, then fine-tuned exactly as the learned one."""
+    """The searched model pruned by ``control`` to the size of the learned pruning at
+    ``ratio`` (its parameter count for ``uniform`` / ``random``, its FLOPs for Torch-Pruning's
+    ``tp_uniform`` / ``tp_global``), then fine-tuned exactly as the learned one."""
+    tp = control in TP_CONTROLS
+
     def fn(stage: Stage) -> dict:
         data = load_data(cfg, cfg.finetune)
         dev = resolve_device(cfg.device)
         scored = search.model()
-        target = count_params(sidt.prune(scored, ratio, cfg.scope))
-        model, used = matched_prune(scored, target, control, seed=stage.seed)
+        learned = sidt.prune(scored, ratio, cfg.scope)
+        size = (3, cfg.image_size, cfg.image_size)
+        facts: dict = {}
+        if tp:
+            target = count_flops(learned, size)
+            model, facts = tp_prune(scored, target, control, cfg.image_size,
+                                    _new_model(cfg, data.num_classes))
+            used = facts["pruning_ratio"]
+        else:
+            target = count_params(learned)
+            model, used = matched_prune(scored, target, control, seed=stage.seed)
         acc0 = evaluate(model.to(dev), data.test, dev)["acc"]
         m = train_and_measure(model, data, cfg.finetune, stage.ckpt_dir, device=cfg.device,
                               desc=f"SiDT {control} PR={ratio:g}",
                               latency_batch=cfg.latency_batch,
                               latency_repeats=cfg.latency_repeats)
-        stage.save_model(model)
-        a = sidt.arch(model)
+        if not tp:
+            stage.save_model(model)
+        # Torch-Pruning's global ranking also narrows the residual width of each block
+        a = sidt.arch(model) if not tp else {
+            **sidt._dims(model),
+            "residual_dims": [int(b.norm1.normalized_shape[0]) for _, b in sidt._blocks(model)]}
         return {**m, "acc_pruned_no_ft": acc0, "ratio": ratio, "control": control,
-                "control_ratio": used, "target_params": target, "test_images": data.test_size,
+                "control_ratio": used, ("target_flops" if tp else "target_params"): target,
+                "matched_on": "flops" if tp else "params", **facts,
+                "test_images": data.test_size,
                 "backbone_params": m["params"] - count_params(model.head),
-                "attn_dims": a["attn_dims"], "mlp_dims": a["mlp_dims"]}
+                **{k: a[k] for k in ("attn_dims", "mlp_dims", "residual_dims") if k in a}}
 
     key = key_of(cfg, "dataset", "image_size", "scope", "finetune", "latency_batch",
                  "latency_repeats", ratio=ratio, control=control)
     name = f"{control}-p{round(100 * ratio):02d}{suffix}"
+    ours = [k for k in cfg.controls if k not in TP_CONTROLS]
+    peers = [k for k in cfg.controls if k in TP_CONTROLS]
+    note = "controls of the searched model, fine-tuned alike: " + "; ".join(
+        x for x in ((f"{' / '.join(ours)} pruning at the learned model's parameter count"
+                     if ours else ""),
+                    (f"Torch-Pruning {' / '.join(k[3:] for k in peers)} at its FLOPs"
+                     if peers else "")) if x) + ", per ratio"
     return Stage(cfg, name, key, fn, after=[search], model=model_spec(cfg, note=PRUNED_NOTE),
                  train=training(cfg, "finetune"), resources=resources(cfg), group="control",
-                 note=f"controls ({' / '.join(cfg.controls)} pruning) of the searched model "
-                      "at the learned model's parameter count per ratio, fine-tuned alike")
+                 note=note)
 
 
 def reference_stage(cfg, tunes: list[Stage]) -> Stage:

@@ -33,7 +33,11 @@ other than ``cfg.seed`` its own chain ``dense-p{p}-s{seed}``, ``sparse-p{p}-s{se
 ``vtp-p{p}-s{seed}`` and rank sweep ``decomp-p{p}-{method}-r{ratio}-ft{epochs}-s{seed}``
 (same roles, tag ``seed``; ``cfg.seed`` reuses the stages above), and for every seed the
 control ``vtpft-p{p}-ft{epochs}[-s{seed}]`` (role ``control``, tags ``patch``, ``seed``;
-reads that seed's vtp): the VTP model fine-tuned with ``sweep_finetune``, not decomposed.
+reads that seed's vtp): the VTP model fine-tuned with ``sweep_finetune``, not decomposed;
+and the equal-FLOP controls ``{control}-p{p}-r{ratio}-ft{epochs}[-s{seed}]`` (role
+``flops_control``, tags ``patch``, ``seed``, ``ratio``, ``control``; reads that seed's SVD
+point at the ratio and its sparse (``vtp``) or vtp (Torch-Pruning) stage): the ViT pruned
+further to each decomposed model's FLOPs by each of ``cfg.flops_controls``, fine-tuned alike.
 
 Per profile: ``smoke`` patch 4 and 8, the sweep (6 methods x 2 ratios), analysis and
 identity at patch 4 (26 stages); ``cpu``, ``gpu`` and ``paper`` patch 2, 4 and 8, the sweep
@@ -58,8 +62,9 @@ from reprolib.experiments.vtp_svd import views as _views
 from reprolib.experiments.vtp_svd import assess as _claims
 from reprolib.experiments.vtp_svd import report as _tables
 from reprolib.experiments.vtp_svd.graph import (analysis_stage, decomp_stage, dense_stage,
-                                                 identity_stage, patch_cfg, sparse_stage,
-                                                 vtp_stage)
+                                                 flops_control_stage, identity_stage,
+                                                 patch_cfg, sparse_stage, vtp_stage,
+                                                 vtp_to_flops)
 from reprolib.experiments.vtp_svd.report import (METHOD_STYLES, codebook_params,  # noqa: F401
                                                  coinciding, phase_note)
 
@@ -140,6 +145,15 @@ class VtpSvd(Pipeline):
                 self._sweep(cfg, pc, p, v, g, seed, sfx)
             g.add(decomp_stage(pc, p, v, "none", 1.0, "sweep_finetune", sfx), role="control",
                   patch=p, seed=seed)
+            # pruning further to each decomposed model's FLOPs (SVD's: QR / LU have its shapes)
+            target = "svd" if "svd" in cfg.sweep_methods else next(iter(cfg.sweep_methods), None)
+            sparse = g.get("sparse", patch=p, seed=seed)
+            for r in (cfg.sweep_ratios if target else ()):
+                d = g.get("decompose", use="sweep", patch=p, seed=seed, method=target,
+                          ratio=float(r))
+                for k in cfg.flops_controls:
+                    g.add(flops_control_stage(pc, p, sparse, v, d, k, sfx),
+                          role="flops_control", patch=p, seed=seed, ratio=float(r), control=k)
 
     # ---- what the records say
     def tables(self, cfg) -> dict:
@@ -206,4 +220,4 @@ evidence_frame, evidence_tables, plot_evidence = (PIPELINE.evidence_frame,
 
 __all__ = ["VtpSvd", "PIPELINE", "stages", "run", "tables", "figures", "summary", "claims",
            "evidence_frame", "evidence_tables", "plot_evidence", "patch_cfg", "phase_note",
-           "codebook_params", "coinciding", "METHOD_STYLES"]
+           "codebook_params", "coinciding", "METHOD_STYLES", "flops_control_stage", "vtp_to_flops"]

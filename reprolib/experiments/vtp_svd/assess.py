@@ -20,7 +20,13 @@ from reprolib.experiments.vtp_svd.graph import patch_cfg
 from reprolib.experiments.vtp_svd.report import METHOD_STYLES, phase_note
 
 _NAMES = {"svd": "SVD", "qr": "QR", "qr_reduced": "reduced QR", "qr_pivoted": "pivoted QR",
-          "cod": "COD", "lu": "LU", "none": "VTP (not decomposed)"}
+          "cod": "COD", "lu": "LU", "none": "VTP (not decomposed)",
+          "vtp_more": "VTP pruned further", "tp_uniform": "Torch-Pruning uniform",
+          "tp_global": "Torch-Pruning global"}
+#: Styles of the equal-FLOP controls in the evidence figure.
+_CONTROL_STYLES = {"vtp_more": {"color": "black", "marker": "x", "ls": "--"},
+                   "tp_uniform": {"color": "tab:purple", "marker": "v", "ls": "-."},
+                   "tp_global": {"color": "tab:orange", "marker": "D", "ls": "-."}}
 
 
 def evidence_seeds(cfg) -> list[int]:
@@ -42,13 +48,17 @@ def evidence_frame(pipe, cfg) -> pd.DataFrame:
         points = [((m, float(r)), g.get("decompose", use="sweep", patch=sp, seed=seed,
                                         method=m, ratio=float(r)))
                   for m in cfg.sweep_methods for r in cfg.sweep_ratios]
+        points += [((st.tags["control"], float(st.tags["ratio"])), st)
+                   for st in g.select("flops_control", patch=sp, seed=seed)]
         for (m, r), st in [*points, (("none", 1.0), g.get("control", patch=sp, seed=seed))]:
             x = st.metrics()
             rows.append({"seed": seed, "method": m, "rank_ratio": r, "params": x["params"],
-                         "flops": x["flops"], "acc_no_ft": x["acc_no_ft"], "acc": x["acc"],
+                         "flops": x["flops"], "latency_ms": x.get("latency_ms"),
+                         "acc_no_ft": x["acc_no_ft"], "acc": x["acc"],
                          "acc_vtp": vm["acc"], "acc_dense": vm["acc_dense"]})
     return pd.DataFrame(rows, columns=["seed", "method", "rank_ratio", "params", "flops",
-                                       "acc_no_ft", "acc", "acc_vtp", "acc_dense"])
+                                       "latency_ms", "acc_no_ft", "acc", "acc_vtp",
+                                       "acc_dense"])
 
 
 def _dense_histories(g, cfg) -> list[list[dict]]:
@@ -69,6 +79,24 @@ def evidence_note(pipe, cfg) -> str:
             f"{evidence.cost_note(recs)}{profile_note(cfg)}")
 
 
+def pc_ft(cfg) -> int:
+    """Epochs the VTP-pruned-further control trains (``finetune`` + ``sweep_finetune``)."""
+    pc = patch_cfg(cfg, cfg.sweep_patch)
+    return pc.finetune.epochs + pc.sweep_finetune.epochs
+
+
+def _flops_note(cfg) -> str:
+    """The evidence caption's words on the equal-FLOP controls ('' without them)."""
+    if not cfg.flops_controls:
+        return ""
+    return (f"; 'VTP pruned further' and 'Torch-Pruning' (rank ratio in brackets) are the ViT "
+            f"pruned to the FLOPs of SVD at that rank (VTP from the L1 model, fine-tuned "
+            f"{pc_ft(cfg)} ep; Torch-Pruning from the VTP model, fine-tuned "
+            f"{patch_cfg(cfg, cfg.sweep_patch).sweep_finetune.epochs} ep like the decomposed "
+            f"ones). Latency: median of the records' batch-1 CPU latency, timed during the run "
+            f"(indicative; `reprolib bench` times them interleaved)")
+
+
 def evidence_tables(pipe, cfg) -> dict[str, pd.DataFrame]:
     """``evidence``: per method and rank ratio, params and accuracy right after decomposition
     and after its fine-tune, mean ± std over the seeds, beside the paper's Table 2 at
@@ -77,12 +105,17 @@ def evidence_tables(pipe, cfg) -> dict[str, pd.DataFrame]:
     paper = PAPER_TABLE2.get(cfg.sweep_patch, {})
     col = {m: c for c, m in TABLE2_METHODS.items()}
     rows = []
-    order = {m: i for i, m in enumerate(["none", *cfg.sweep_methods])}
+    order = {m: i for i, m in enumerate(["none", *cfg.sweep_methods, *cfg.flops_controls])}
     for (m, r), g in sorted(df.groupby(["method", "rank_ratio"]),
                             key=lambda kv: (order.get(kv[0][0], 99), kv[0][1])):
-        rows.append({"method": _NAMES.get(m, m), "rank ratio": "-" if m == "none" else f"{r:g}",
+        rows.append({"method": _NAMES.get(m, m),
+                     "rank ratio": "-" if m == "none" else
+                     f"({r:g})" if m in cfg.flops_controls else f"{r:g}",
                      "params (k)": round(g["params"].mean() / 1e3, 1),
                      "FLOPs (M)": round(g["flops"].mean() / 1e6, 2),
+                     **({"latency b1 (ms)": round(g["latency_ms"].median(), 2)
+                         if g["latency_ms"].notna().any() else float("nan")}
+                        if cfg.flops_controls else {}),
                      "acc before FT (%)": evidence.fmt(g["acc_no_ft"]),
                      "acc after FT (%)": evidence.fmt(g["acc"]),
                      "paper acc (%)": paper.get(col.get(m, "VTP" if m == "none" else ""),
@@ -92,10 +125,12 @@ def evidence_tables(pipe, cfg) -> dict[str, pd.DataFrame]:
     tab.attrs["caption"] = (f"VTP + decomposition evidence: accuracy right after decomposing "
                             f"every pruned layer at each rank and after the decomposition "
                             f"fine-tune, mean ± std over seeds; 'VTP (not decomposed)' is the "
-                            f"VTP model fine-tuned alike (before FT: the VTP model). {note}. "
+                            f"VTP model fine-tuned alike (before FT: the VTP model)"
+                            f"{_flops_note(cfg)}. {note}. "
                             f"{report.FLOPS_NOTE}. Paper: Table 2 at patch {cfg.sweep_patch} "
                             f"(after fine-tuning; rank not stated).")
-    runs = df.round({"acc": 2, "acc_no_ft": 2, "acc_vtp": 2, "acc_dense": 2})
+    runs = (df if cfg.flops_controls else df.drop(columns="latency_ms")).round(
+        {"acc": 2, "acc_no_ft": 2, "acc_vtp": 2, "acc_dense": 2, "latency_ms": 2})
     runs.attrs["caption"] = f"VTP + decomposition evidence, every seed. {note}."
     return {"evidence": tab, "evidence_runs": runs, "claims": pipe.claims(cfg)}
 
@@ -156,6 +191,35 @@ def claims(pipe, cfg) -> pd.DataFrame:
                     f"rank {r:g}·min(out, in), {words}: QR keeps more accuracy than LU",
                     f"QR {evidence.fmt(a['qr'])} % vs LU {evidence.fmt(a['lu'])} %",
                     f"Table 2: {qr_lu}", c, budget=spent(["qr", "lu"], r)))
+    # does factoring keep more accuracy than pruning further to the same FLOPs?  SVD's points
+    # (QR / LU have its shapes, so the same FLOPs), after the fine-tune, paired by seed
+    ft = patch_cfg(cfg, sp).sweep_finetune.epochs
+    for r in sorted({float(x) for x in cfg.sweep_ratios}):
+        if "svd" not in have:
+            break
+        svd = {s: g.get("decompose", use="sweep", patch=sp, seed=s, method="svd",
+                        ratio=r).record() for s in seeds}
+        for k in cfg.flops_controls:
+            ctl = {s: g.get("flops_control", patch=sp, seed=s, ratio=r, control=k).record()
+                   for s in seeds}
+            t = evidence.paired_compare([svd[s]["metrics"]["acc"] for s in seeds],
+                                        [ctl[s]["metrics"]["acc"] for s in seeds])
+            extra = evidence.image_note([svd[s] for s in seeds], [ctl[s] for s in seeds])
+            if extra:
+                t["reason"] += f"; {extra}"
+            fl = {w: sum(x[s]["metrics"]["flops"] for s in seeds) / len(seeds) / 1e6
+                  for w, x in (("svd", svd), ("ctl", ctl))}
+            lat = {w: sorted(x[s]["metrics"].get("latency_ms") or 0 for s in seeds)[len(seeds) // 2]
+                   for w, x in (("svd", svd), ("ctl", ctl))}
+            rows.append(claim_row(
+                f"rank {r:g}·min(out, in), after {ft} ep fine-tune: SVD keeps more accuracy "
+                f"than {_NAMES[k]} to its FLOPs",
+                f"SVD {evidence.fmt(acc[('svd', r, 'acc')])} % at {fl['svd']:.2f} M FLOPs, "
+                f"{lat['svd']:.2f} ms vs {_NAMES[k]} {evidence.fmt(acc[(k, r, 'acc')])} % at "
+                f"{fl['ctl']:.2f} M, {lat['ctl']:.2f} ms (b1 CPU, during the run)",
+                "no such control in the paper (its VTP column is the unpruned ViT)", t,
+                budget=evidence.budget({"SVD": svd.values(), _NAMES[k]: ctl.values()},
+                                       n_train)))
     recs = [s.record() for s in g.stages]
     out = claims_frame(rows, seeds=len(seeds), seed_cost_s=evidence.seed_cost(recs, len(seeds)))
     out.attrs["caption"] = (f"VTP + decomposition claims (`{cfg.profile}` profile). "
@@ -166,7 +230,12 @@ def claims(pipe, cfg) -> pd.DataFrame:
                             f"hold per-image results); 'SVD keeps the most' is an "
                             f"intersection-union test over SVD vs QR and SVD vs LU (its p is "
                             f"the larger). Every pruned linear layer factored at the same rank "
-                            f"ratio by each method. {evidence_note(pipe, cfg)}.")
+                            f"ratio by each method."
+                            + (" The equal-FLOP rows compare SVD with the ViT pruned further to "
+                               "its FLOPs (VTP at a higher rate from the same seed's L1 model; "
+                               "Torch-Pruning from the same VTP model), fine-tuned alike, paired "
+                               "by seed." if cfg.flops_controls else "")
+                            + f" {evidence_note(pipe, cfg)}.")
     return out
 
 
@@ -180,15 +249,17 @@ def plot_evidence(pipe, cfg):
     df = evidence_frame(pipe, cfg)
     sp = cfg.sweep_patch
     dec, ctl = df[df["method"] != "none"], df[df["method"] == "none"]
-    methods = [m for m in cfg.sweep_methods if m in set(dec["method"])]
+    methods = [m for m in cfg.sweep_methods if m in set(dec["method"])]   # decompositions
     styles = {m: {k: v for k, v in METHOD_STYLES.get(m, {}).items()} for m in methods}
     paper = PAPER_TABLE2.get(sp, {})
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
     ft = patch_cfg(cfg, sp).sweep_finetune.epochs
     for ax, ph, words, band in ((axes[0], "acc_no_ft", "right after decomposition", "acc_vtp"),
                                 (axes[1], "acc", f"after {ft} ep fine-tune", "acc")):
-        evidence.plot_mean_std(ax, dec, "rank_ratio", ph, "method", order=methods,
-                               styles=styles, offset=0.06,
+        ctls = [k for k in cfg.flops_controls if k in set(dec["method"])]
+        evidence.plot_mean_std(ax, dec, "rank_ratio", ph, "method",
+                               order=methods + (ctls if ph == "acc" else []),
+                               styles={**styles, **_CONTROL_STYLES}, offset=0.06,
                                label_fmt="{}")
         m, sd, n = evidence.mean_std(ctl[band])
         ax.axhspan(m - sd, m + sd, color="black", alpha=0.08)

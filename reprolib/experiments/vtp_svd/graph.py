@@ -213,6 +213,102 @@ def decomp_stage(pc, patch: int, vtp_st: Stage, method: str, ratio: float,
                        f"{ratio:g}·min(out, in), then {recipe_name}"))
 
 
+def vtp_to_flops(sparse_model, target_flops: int, input_size, steps: int = 30):
+    """``vtp.prune`` of ``sparse_model`` (scored) at the prune rate whose pruned model's FLOPs
+    are closest to ``target_flops`` (bisection on the rate: FLOPs fall as it grows).  Returns
+    ``(pruned model, rate)``."""
+    from reprolib.core.measure import count_flops
+
+    lo, hi, best = 0.0, 0.99, None
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        f = count_flops(vtp.prune(sparse_model, mid), tuple(input_size))
+        if best is None or abs(f - target_flops) < abs(best[1] - target_flops):
+            best = (mid, f)
+        if f == target_flops or hi - lo < 1e-4:
+            break
+        lo, hi = (mid, hi) if f > target_flops else (lo, mid)
+    return vtp.prune(sparse_model, best[0]), best[0]
+
+
+def flops_control_stage(pc, patch: int, sparse: Stage, vtp_st: Stage, decomp: Stage,
+                        control: str, suffix: str = "") -> Stage:
+    """``{control}-p{patch}-r{ratio}-ft{epochs}{suffix}``: the ViT pruned further to the FLOPs
+    of ``decomp`` (a decomposed model of the rank sweep), the control the decomposition claim
+    needs (does factoring keep more accuracy than pruning more?).  ``"vtp_more"``: the L1-trained
+    model pruned by VTP at the rate that reaches those FLOPs, fine-tuned with ``finetune``
+    then ``sweep_finetune`` (the epochs the decomposed model had after the L1 phase);
+    ``"tp_uniform"`` / ``"tp_global"``: the VTP model pruned by Torch-Pruning (magnitude
+    importance; ``reprolib.tools.bench.peer``) to those FLOPs, fine-tuned with
+    ``sweep_finetune`` like the decomposed one (same parent, same recipe).  Where the
+    decomposed model is not smaller than the VTP model, Torch-Pruning's control is the VTP
+    model itself (ratio 0)."""
+    recipe = pc.sweep_finetune
+    size = (3, pc.image_size, pc.image_size)
+
+    def fn(stage: Stage) -> dict:
+        from reprolib.core.measure import count_flops
+
+        target = int(decomp.metrics()["flops"])
+        data = load_data(pc, recipe.batch_size)
+        dev = resolve_device(pc.device)
+        facts: dict = {}
+        wall, hist = {}, {}
+        if control == "vtp_more":
+            model, rate = vtp_to_flops(sparse.model(), target, size)
+            facts = {"prune_rate": rate}
+            phases = (("finetune", pc.finetune), ("sweep_finetune", recipe))
+        else:
+            from reprolib.tools.bench import peer
+
+            parent = vtp_st.model().cpu().eval()
+            if count_flops(parent, size) <= target:
+                model, facts = parent, {"pruning_ratio": 0.0, "flop_error": 0.0}
+            else:
+                model, rec = peer.torch_pruning_to_flops(
+                    parent, size, target, global_pruning=control == "tp_global")
+                facts = {k: rec[k] for k in ("pruning_ratio", "flop_error", "within_tol")}
+                facts["peer_version"] = rec["version"]
+            model.__dict__.pop("reprolib_spec", None)     # Torch-Pruning's shapes: no spec
+            phases = (("sweep_finetune", recipe),)
+        model = model.to(dev)
+        acc0 = evaluate(model, data.test)["acc"]
+        for name, rec_ in phases:
+            if rec_.epochs > 0:
+                r = _train(model, pc, rec_, stage.ckpt_dir / name, f"p{patch} {control}")
+                wall[name], hist[name] = r.wall_time_s, r.history
+        final = evaluate(model, data.test, per_image=True)
+        seen = ({"test_correct": pack_bits(final["correct"]), "test_images": data.test_size}
+                if final.get("correct") is not None else {})
+        metrics = {"patch_size": patch, "control": control, "target_flops": target,
+                   "acc_no_ft": acc0, "acc": final["acc"], **seen, **facts,
+                   **_measure(model, pc), "train_wall_s": sum(wall.values()),
+                   "phase_wall_s": wall, "history": hist,
+                   "finetune_epochs": sum(x.epochs for _, x in phases)}
+        if control == "vtp_more":
+            metrics["block_dims"] = model.architecture()["block_dims"]
+            stage.save_model(model)
+        return metrics
+
+    key = {"control": control,
+           "finetune": recipe_dict(pc.finetune) if control == "vtp_more" else None,
+           "sweep_finetune": recipe_dict(recipe)}
+    what = ("VTP at a higher prune rate (from the L1 model)" if control == "vtp_more" else
+            f"Torch-Pruning {control[3:]} (from the VTP model)")
+    rr = decomp.name.split("-r")[1].split("-ft")[0]
+    name = f"{control}-p{patch}-r{rr}-ft{recipe.epochs}{suffix}"
+    after = [sparse, decomp] if control == "vtp_more" else [vtp_st, decomp]
+    trains = tuple(training(pc, r) for r in (("finetune", "sweep_finetune") if control == "vtp_more"
+                                               else ("sweep_finetune",))
+                   if getattr(pc, r).epochs > 0)
+    return Stage(pc, name, key, fn, after=after, group=f"flops-control-p{patch}",
+                 model=model_spec(pc, patch, "pruned to a decomposed model's FLOPs; counted "
+                                  "unpruned: an upper bound"),
+                 train=trains or None, resources=resources(pc, trains=bool(trains)),
+                 note=f"patch {patch}: the ViT pruned further to each decomposed model's FLOPs "
+                      f"by {what}, fine-tuned alike (evidence control)")
+
+
 def analysis_stage(pc, patch: int, vtp_st: Stage) -> Stage:
     """``analysis-p{patch}``: reconstruction error vs rank of the VTP model's pruned layers
     and section 2.3's least-squares merits (normal equations / QR / SVD, float32 and
