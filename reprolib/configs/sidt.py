@@ -17,7 +17,7 @@ from reprolib.configs import (BaseConfig, TrainConfig, check_number, kwargs_fiel
 from reprolib.errors import ReprolibError
 
 #: The pruning controls of the evidence profile (``controls``): ours at equal parameters, and
-#: Torch-Pruning (the bench's peer, ``reprolib.tools.bench.peer``) at equal FLOPs.
+#: Torch-Pruning (the bench's peer, ``reprolib.methods.peer``) at equal FLOPs.
 CONTROLS = ("uniform", "random", "tp_uniform", "tp_global")
 
 # Swin's recipe as SiDT uses it in both stages: AdamW, cosine, no weight decay on norms,

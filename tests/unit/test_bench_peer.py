@@ -1,4 +1,4 @@
-"""The Torch-Pruning peer of the bench (reprolib.tools.bench.peer) reaches a FLOP target within
+"""The Torch-Pruning peer of the bench (reprolib.methods.peer) reaches a FLOP target within
 2 % on tiny models, uniform and global, and keeps the classifier whole.  Skipped without the
 optional ``bench`` extra."""
 
@@ -9,7 +9,7 @@ import torch.nn as nn
 from reprolib.core.measure import count_flops
 
 tp = pytest.importorskip("torch_pruning")
-from reprolib.tools.bench import peer  # noqa: E402
+from reprolib.methods import peer  # noqa: E402
 
 
 def _cnn(c=96):

@@ -115,9 +115,9 @@ def test_installing_into_a_fresh_venv_warns_of_nothing(tmp_path):
 
 def test_the_lock_installs_the_bench_peer_at_its_pin():
     """requirements.lock (what `make` and CI install) holds Torch-Pruning at the pin of
-    pyproject's ``bench`` extra and of reprolib.tools.bench.peer, so the peer's tests and the
+    pyproject's ``bench`` extra and of reprolib.methods.peer, so the peer's tests and the
     SiDT evidence's Torch-Pruning controls run rather than skip."""
-    from reprolib.tools.bench.peer import TORCH_PRUNING_PIN
+    from reprolib.methods.peer import TORCH_PRUNING_PIN
 
     root = Path(__file__).resolve().parents[2]
     assert TORCH_PRUNING_PIN in (root / "requirements.lock").read_text().splitlines()

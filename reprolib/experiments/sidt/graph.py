@@ -172,12 +172,12 @@ def tp_prune(model, target_flops: int, control: str, size: int, plain):
     """``model`` (scored) with its scores folded in (``sidt.prune`` at 0), loaded into
     ``plain`` (a fresh model of the same architecture, e.g. timm's own Swin: the same
     function with timm's attention modules, which Torch-Pruning's graph tracing knows) and
-    pruned by Torch-Pruning (``reprolib.tools.bench.peer``: magnitude importance, uniform for
+    pruned by Torch-Pruning (``reprolib.methods.peer``: magnitude importance, uniform for
     ``"tp_uniform"``, global for ``"tp_global"``) to ``target_flops`` at ``size`` px.  Returns
     ``(pruned model, facts)``: the ratio Torch-Pruning needed, the FLOP error, its version.
     The pruned model has no reprolib spec (Torch-Pruning's shapes are not one of our
     architectures), so it is not saved as a compressed model."""
-    from reprolib.tools.bench import peer
+    from reprolib.methods import peer
 
     if control not in TP_CONTROLS:
         raise ReprolibError(f"unknown Torch-Pruning control {control!r}; valid: "

@@ -239,7 +239,7 @@ def flops_control_stage(pc, patch: int, sparse: Stage, vtp_st: Stage, decomp: St
     model pruned by VTP at the rate that reaches those FLOPs, fine-tuned with ``finetune``
     then ``sweep_finetune`` (the epochs the decomposed model had after the L1 phase);
     ``"tp_uniform"`` / ``"tp_global"``: the VTP model pruned by Torch-Pruning (magnitude
-    importance; ``reprolib.tools.bench.peer``) to those FLOPs, fine-tuned with
+    importance; ``reprolib.methods.peer``) to those FLOPs, fine-tuned with
     ``sweep_finetune`` like the decomposed one (same parent, same recipe).  Where the
     decomposed model is not smaller than the VTP model, Torch-Pruning's control is the VTP
     model itself (ratio 0)."""
@@ -259,7 +259,7 @@ def flops_control_stage(pc, patch: int, sparse: Stage, vtp_st: Stage, decomp: St
             facts = {"prune_rate": rate}
             phases = (("finetune", pc.finetune), ("sweep_finetune", recipe))
         else:
-            from reprolib.tools.bench import peer
+            from reprolib.methods import peer
 
             parent = vtp_st.model().cpu().eval()
             if count_flops(parent, size) <= target:

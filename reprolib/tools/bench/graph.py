@@ -75,7 +75,7 @@ def build_peer(case: dict, parent, flops: int, input_size, seed: int):
     """The peer ``case`` (:func:`peer_cases`): ``parent`` pruned by Torch-Pruning to ``flops``;
     returns ``(model, facts)``, the facts (ratio found, FLOPs error, whether within 2 %) for
     the table."""
-    from reprolib.tools.bench import peer
+    from reprolib.methods import peer
 
     rt = int(case.get("round_to") or 1)
     glob = case["scope"] == "global"
