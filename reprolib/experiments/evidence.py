@@ -217,6 +217,31 @@ def image_note(records_a: Sequence[dict], records_b: Sequence[dict], **kw) -> st
             f"permutation p = {t['p']:.2g}, 95 % paired-bootstrap CI [{lo:+.2f}, {hi:+.2f}]")
 
 
+def paired_records(a, b, *, metric: str = "acc", images: bool = True, label: str = "",
+                   **kw) -> dict:
+    """:func:`paired_compare` of two arms' records (their ``metrics[metric]``) paired by
+    seed, with :func:`image_note` (the paired permutation test over images x seeds) added to
+    the reason where both arms' records hold their per-image correctness and ``images``.
+
+    a, b: ``{seed: record}`` (the seeds both hold, in order) or sequences of records in seed
+    order (None where a seed has none: that pair is dropped).  label: the note is appended as
+    ``" [label note]"`` (several comparisons in one reason) instead of ``"; note"``.  Other
+    keywords go to :func:`paired_compare`."""
+    if isinstance(a, dict):
+        seeds = sorted(set(a) & set(b))
+        a, b = [a[s] for s in seeds], [b[s] for s in seeds]
+    a, b = list(a), list(b)
+
+    def value(r):
+        return None if r is None else r["metrics"].get(metric)
+
+    t = paired_compare([value(r) for r in a], [value(r) for r in b], **kw)
+    extra = image_note(a, b) if images else ""
+    if extra:
+        t["reason"] += f" [{label} {extra}]" if label else f"; {extra}"
+    return t
+
+
 def binomial_se(acc_percent: float, n_images: int) -> float:
     """Standard error (percentage points) of an accuracy measured on ``n_images`` images."""
     p = acc_percent / 100
@@ -299,6 +324,26 @@ def all_of(results: Iterable[dict]) -> dict:
         out["test"] = " & ".join(dict.fromkeys(r.get("test", "") for r in results))
         out["n"] = key.get("n", "")
         out["parts"] = results
+    return out
+
+
+def any_of(results: Sequence[dict]) -> dict:
+    """One test of "some one of these k cells satisfies the claim" (a union, Bonferroni): its
+    p is k x the smallest p among the parts in the claim's favour (capped at 1); when every
+    part points the other way, the claim fails only if all do, so its p is the largest of
+    theirs (intersection-union).  Verdict from that p at 0.05 (the table's Holm follows)."""
+    k = len(results)
+    good = [r for r in results if r.get("gain", float("nan")) > 0]
+    if good:
+        best = min(good, key=lambda r: r["p"])
+        p, key = min(1.0, k * best["p"]), best
+    else:
+        key = max(results, key=lambda r: r["p"])
+        p = key["p"]
+    out = {k2: key[k2] for k2 in ("gain", "sd", "paired", "n") if k2 in key}
+    out.update(p=p, test=f"{key.get('test', '')}, Bonferroni over {k}", part=key,
+               verdict=("holds" if p < 0.05 and out["gain"] > 0 else
+                        "does not hold" if p < 0.05 and out["gain"] < 0 else "inconclusive"))
     return out
 
 

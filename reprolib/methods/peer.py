@@ -119,12 +119,31 @@ def _merging_pruner(tp):
     return MergingPruner()
 
 
+def _unspecced(model: nn.Module) -> nn.Module:
+    """``model`` without the ``reprolib_spec`` it was built with (see :func:`prune_once`)."""
+    model.__dict__.pop("reprolib_spec", None)
+    return model
+
+
+def facts(rec: dict, digits: int | None = None) -> dict:
+    """The facts of a :func:`torch_pruning_to_flops` record that a results row keeps: the
+    ratio Torch-Pruning needed, the FLOPs' relative error (both rounded to ``digits``
+    decimals when given), whether within the tolerance, and Torch-Pruning's version."""
+    def rnd(x):
+        return x if digits is None else round(x, digits)
+
+    return {"pruning_ratio": rnd(rec["pruning_ratio"]), "flop_error": rnd(rec["flop_error"]),
+            "within_tol": bool(rec["within_tol"]), "peer_version": rec["version"]}
+
+
 def prune_once(model: nn.Module, input_size, ratio: float, *, global_pruning: bool = False,
                round_to: int | None = None, ignored_layers=None) -> nn.Module:
     """A pruned deep copy of ``model``: Torch-Pruning's ``MetaPruner``, magnitude importance,
-    ``pruning_ratio=ratio`` (fraction of channels removed), uniform or global ranking."""
+    ``pruning_ratio=ratio`` (fraction of channels removed), uniform or global ranking.  The
+    copy drops the parent's ``reprolib_spec``: Torch-Pruning's shapes are none of our
+    architectures, so the pruned model is not saved or rebuilt as one."""
     tp = _tp()
-    m = copy.deepcopy(model).cpu().eval()
+    m = _unspecced(copy.deepcopy(model).cpu().eval())
     example = torch.randn(1, *input_size)
     ignored = list(ignored_layers) if ignored_layers is not None else \
         [x for x in (classifier(m),) if x is not None]
@@ -166,7 +185,7 @@ def torch_pruning_to_flops(model: nn.Module, input_size, target_flops: int, *,
     goal = math.sqrt(target_flops)
     lo, f_lo = 0.0, math.sqrt(dense)
     hi, f_hi = max_ratio, math.sqrt(dense) * (1 - max_ratio)      # a guess until tried
-    best = (abs(dense / target_flops - 1), 0.0, dense, copy.deepcopy(model))
+    best = (abs(dense / target_flops - 1), 0.0, dense, _unspecced(copy.deepcopy(model)))
     trials = []
     for _ in range(steps):
         if best[0] <= tol or hi - lo < 1e-4:

@@ -463,6 +463,14 @@ def _dims(model: nn.Module) -> dict:
             "mlp_dims": {f"{n}.mlp": int(b.mlp.fc1.out_features) for n, b in _blocks(model)}}
 
 
+def widths(model: nn.Module) -> dict:
+    """The widths of any Swin's blocks (SiDT-pruned, or narrowed by another tool): ``attn_dims``
+    (head dimension per attention layer), ``mlp_dims`` (hidden width per MLP), both keyed by
+    the layer's name, and ``residual_dims`` (the residual width of each block, in order)."""
+    return {**_dims(model),
+            "residual_dims": [int(b.norm1.normalized_shape[0]) for _, b in _blocks(model)]}
+
+
 def arch(model: nn.Module) -> dict:
     """The architecture of a (pruned) Swin as JSON-ready data: ``swin`` (constructor
     arguments of the unpruned skeleton, :func:`swin_spec`), ``attn_dims`` (kept head dimension

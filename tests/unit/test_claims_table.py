@@ -67,7 +67,7 @@ def test_all_of_is_an_intersection_union_test():
 
 
 def test_any_of_is_bonferroni_over_the_cells():
-    from reprolib.experiments.templates.assess import any_of
+    from reprolib.experiments.evidence import any_of
 
     parts = [E.paired_compare([50.0, 51.0, 52.0], [49.0, 50.2, 51.4]),
              E.paired_compare([40.0, 41.0, 42.0], [49.0, 50.2, 51.4])]

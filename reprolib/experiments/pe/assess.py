@@ -144,12 +144,8 @@ def evidence_claims(pipe, cfg) -> pd.DataFrame:
                                    n_train)
 
         def paired(a, b, **kw):
-            t = evidence.paired_compare(acc[a], acc[b], **kw)
-            extra = evidence.image_note([recs.get((fam, a, s)) for s in seeds],
-                                        [recs.get((fam, b, s)) for s in seeds])
-            if extra:
-                t["reason"] += f"; {extra}"
-            return t
+            return evidence.paired_records([recs.get((fam, a, s)) for s in seeds],
+                                           [recs.get((fam, b, s)) for s in seeds], **kw)
 
         if "narrowed twin" in acc and "PE" in acc:
             rows.append(evidence.claim_row(

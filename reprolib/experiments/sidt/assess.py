@@ -144,19 +144,6 @@ def _by_seed(pipe, cfg) -> dict:
     return out
 
 
-def paired_test(a: dict, b: dict, **kw) -> dict:
-    """``evidence.paired_compare`` of two arms' final accuracies paired by seed (``{seed:
-    record}``), with the paired permutation test over images x seeds in the reason where
-    both arms' records hold their per-image correctness."""
-    seeds = sorted(set(a) & set(b))
-    t = evidence.paired_compare([a[s]["metrics"]["acc"] for s in seeds],
-                                [b[s]["metrics"]["acc"] for s in seeds], **kw)
-    extra = evidence.image_note([a[s] for s in seeds], [b[s] for s in seeds])
-    if extra:
-        t["reason"] += f"; {extra}"
-    return t
-
-
 def evidence_claims(pipe, cfg) -> pd.DataFrame:
     """SiDT's claims tested on the records of the evidence stages: at every ratio, learned
     widths keep more accuracy than each control at equal parameters; at 20 % and 40 %, the
@@ -176,7 +163,7 @@ def evidence_claims(pipe, cfg) -> pd.DataFrame:
         paper = (f"no control in the paper; Table I at PR {r:.0%}: {p[0]} % at {p[1]} M"
                  if p else "no control in the paper")
         for k in cfg.controls:
-            c = paired_test(recs[("learned", r)], recs[(k, r)])
+            c = evidence.paired_records(recs[("learned", r)], recs[(k, r)])
             size = flp if k in TP_CONTROLS else prm
             unit = "M FLOPs" if k in TP_CONTROLS else "M"
             who = f"Torch-Pruning {k[3:]}" if k in TP_CONTROLS else f"{k} pruning"
@@ -193,7 +180,7 @@ def evidence_claims(pipe, cfg) -> pd.DataFrame:
         if ("learned", r) not in acc:
             continue
         p = PAPER_TABLE1[r]
-        c = paired_test(recs[("learned", r)], recs[("unpruned", 0.0)], margin=margin)
+        c = evidence.paired_records(recs[("learned", r)], recs[("unpruned", 0.0)], margin=margin)
         rows.append(claim_row(
             f"PR {r:.0%}: accuracy kept within noise of the unpruned model",
             f"{evidence.fmt(acc[('learned', r)])} % vs unpruned {evidence.fmt(base)} %",

@@ -18,7 +18,7 @@ from reprolib.core.registry import create_model
 from reprolib.core.train import evaluate
 from reprolib.data.catalog import num_classes
 from reprolib.errors import ReprolibError
-from reprolib.methods import sidt
+from reprolib.methods import bisect_ratio, sidt
 
 #: What ``plan`` says of a pruned model's size.
 PRUNED_NOTE = "counted unpruned: an upper bound"
@@ -146,17 +146,9 @@ def matched_prune(model, target_params: int, control: str, seed: int = 0, steps:
     to ``target_params`` (bisection on the ratio; the count falls as the ratio grows).
     Returns ``(pruned model, ratio)``."""
     scope, ranking = _ranking(model, control, seed)
-    lo, hi = 0.0, 0.999
-    best = None
-    for _ in range(steps):
-        mid = (lo + hi) / 2
-        n = _count_pruned(model, mid, scope, ranking)
-        if best is None or abs(n - target_params) < abs(best[1] - target_params):
-            best = (mid, n)
-        if n == target_params:
-            break
-        lo, hi = (mid, hi) if n > target_params else (lo, mid)
-    return sidt.prune(model, best[0], scope, ranking=ranking), best[0]
+    ratio, _ = bisect_ratio(lambda r: _count_pruned(model, r, scope, ranking), target_params,
+                            hi=0.999, steps=steps)
+    return sidt.prune(model, ratio, scope, ranking=ranking), ratio
 
 
 def _count_pruned(model, ratio: float, scope: str, ranking) -> int:
@@ -185,9 +177,7 @@ def tp_prune(model, target_flops: int, control: str, size: int, plain):
     plain.load_state_dict(sidt.prune(model, 0.0, "global").state_dict())
     pruned, rec = peer.torch_pruning_to_flops(plain.eval(), (3, size, size), int(target_flops),
                                               global_pruning=TP_CONTROLS[control])
-    pruned.__dict__.pop("reprolib_spec", None)          # the parent's spec: not this model
-    return pruned, {"pruning_ratio": rec["pruning_ratio"], "flop_error": rec["flop_error"],
-                    "within_tol": rec["within_tol"], "peer_version": rec["version"]}
+    return pruned, peer.facts(rec)
 
 
 #: Torch-Pruning controls (``cfg.controls``) -> global ranking.
@@ -223,9 +213,7 @@ def control_stage(cfg, control: str, ratio: float, search: Stage, suffix: str = 
         if not tp:
             stage.save_model(model)
         # Torch-Pruning's global ranking also narrows the residual width of each block
-        a = sidt.arch(model) if not tp else {
-            **sidt._dims(model),
-            "residual_dims": [int(b.norm1.normalized_shape[0]) for _, b in sidt._blocks(model)]}
+        a = sidt.arch(model) if not tp else sidt.widths(model)
         return {**m, "acc_pruned_no_ft": acc0, "ratio": ratio, "control": control,
                 "control_ratio": used, ("target_flops" if tp else "target_params"): target,
                 "matched_on": "flops" if tp else "params", **facts,

@@ -99,26 +99,6 @@ def plateau_table(cfg) -> pd.DataFrame:
     return out
 
 
-def any_of(results: list[dict]) -> dict:
-    """One test of "some one of these k cells satisfies the claim" (a union, Bonferroni): its
-    p is k x the smallest p among the parts in the claim's favour (capped at 1); when every
-    part points the other way, the claim fails only if all do, so its p is the largest of
-    theirs (intersection-union).  Verdict from that p at 0.05 (the table's Holm follows)."""
-    k = len(results)
-    good = [r for r in results if r.get("gain", float("nan")) > 0]
-    if good:
-        best = min(good, key=lambda r: r["p"])
-        p, key = min(1.0, k * best["p"]), best
-    else:
-        key = max(results, key=lambda r: r["p"])
-        p = key["p"]
-    out = {k2: key[k2] for k2 in ("gain", "sd", "paired", "n") if k2 in key}
-    out.update(p=p, test=f"{key.get('test', '')}, Bonferroni over {k}", part=key,
-               verdict=("holds" if p < 0.05 and out["gain"] > 0 else
-                        "does not hold" if p < 0.05 and out["gain"] < 0 else "inconclusive"))
-    return out
-
-
 def _stats(cfg) -> pd.DataFrame:
     """:func:`cell_stats` of the cells of ``cfg.dataset``."""
     return cell_stats(grid_frame(cfg, dataset=cfg.dataset)).reset_index(drop=True)
@@ -250,7 +230,7 @@ def _resource_row(cfg, m: str, st: pd.DataFrame, accs, col: str, words: str, sca
     for _, r in cheaper.iterrows():
         c = ev.paired_compare(accs[(m, r["template"], r["width"])], ref, margin=cfg.margin)
         tests.append((r, c))
-    u = any_of([c for _, c in tests])
+    u = ev.any_of([c for _, c in tests])
     r = next(r for r, c in tests if c is u["part"])
     c = u["part"]
     ours = (f"{LABELS[r['template']]} w{r['width']:g}: ×{r[col] / base[col]:.2f} {words}, "

@@ -168,14 +168,11 @@ def claims(pipe, cfg) -> pd.DataFrame:
             # one row per seed and method: the lists are in seed order, paired by position
             a = {m: acc.get((m, r, ph), []) for m in ("svd", "qr", "lu") if m in have}
             def paired(m1, m2):
-                t = evidence.paired_compare(a[m1], a[m2])
-                if ph == "acc":            # the records' per-image results are the final model's
-                    extra = evidence.image_note(*([g.get("decompose", use="sweep", patch=sp,
-                                                         seed=s, method=m, ratio=r).record()
-                                                   for s in seeds] for m in (m1, m2)))
-                    if extra:
-                        t["reason"] += f" [{m1.upper()} vs {m2.upper()} {extra}]"
-                return t
+                # the records' per-image results are the final model's (after the fine-tune)
+                return evidence.paired_records(
+                    *([g.get("decompose", use="sweep", patch=sp, seed=s, method=m,
+                             ratio=r).record() for s in seeds] for m in (m1, m2)),
+                    metric=ph, images=ph == "acc", label=f"{m1.upper()} vs {m2.upper()}")
 
             if "svd" in a and len(a) > 1:
                 parts = [paired("svd", m) for m in a if m != "svd"]
@@ -202,11 +199,7 @@ def claims(pipe, cfg) -> pd.DataFrame:
         for k in cfg.flops_controls:
             ctl = {s: g.get("flops_control", patch=sp, seed=s, ratio=r, control=k).record()
                    for s in seeds}
-            t = evidence.paired_compare([svd[s]["metrics"]["acc"] for s in seeds],
-                                        [ctl[s]["metrics"]["acc"] for s in seeds])
-            extra = evidence.image_note([svd[s] for s in seeds], [ctl[s] for s in seeds])
-            if extra:
-                t["reason"] += f"; {extra}"
+            t = evidence.paired_records(svd, ctl)
             fl = {w: sum(x[s]["metrics"]["flops"] for s in seeds) / len(seeds) / 1e6
                   for w, x in (("svd", svd), ("ctl", ctl))}
             lat = {w: sorted(x[s]["metrics"].get("latency_ms") or 0 for s in seeds)[len(seeds) // 2]

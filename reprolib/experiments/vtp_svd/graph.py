@@ -19,7 +19,7 @@ from reprolib.core.pipeline import (ModelSpec, Stage, key_of, load_data, resourc
 from reprolib.core.registry import create_model
 from reprolib.core.train import evaluate, fit
 from reprolib.data.catalog import num_classes
-from reprolib.methods import decompose, vtp
+from reprolib.methods import bisect_ratio, decompose, vtp
 
 
 def patch_cfg(cfg, patch: int):
@@ -219,16 +219,9 @@ def vtp_to_flops(sparse_model, target_flops: int, input_size, steps: int = 30):
     ``(pruned model, rate)``."""
     from reprolib.core.measure import count_flops
 
-    lo, hi, best = 0.0, 0.99, None
-    for _ in range(steps):
-        mid = (lo + hi) / 2
-        f = count_flops(vtp.prune(sparse_model, mid), tuple(input_size))
-        if best is None or abs(f - target_flops) < abs(best[1] - target_flops):
-            best = (mid, f)
-        if f == target_flops or hi - lo < 1e-4:
-            break
-        lo, hi = (mid, hi) if f > target_flops else (lo, mid)
-    return vtp.prune(sparse_model, best[0]), best[0]
+    rate, _ = bisect_ratio(lambda r: count_flops(vtp.prune(sparse_model, r), tuple(input_size)),
+                           target_flops, hi=0.99, steps=steps, min_width=1e-4)
+    return vtp.prune(sparse_model, rate), rate
 
 
 def flops_control_stage(pc, patch: int, sparse: Stage, vtp_st: Stage, decomp: Stage,
@@ -267,8 +260,7 @@ def flops_control_stage(pc, patch: int, sparse: Stage, vtp_st: Stage, decomp: St
             else:
                 model, rec = peer.torch_pruning_to_flops(
                     parent, size, target, global_pruning=control == "tp_global")
-                facts = {k: rec[k] for k in ("pruning_ratio", "flop_error", "within_tol")}
-                facts["peer_version"] = rec["version"]
+                facts = peer.facts(rec)
             model.__dict__.pop("reprolib_spec", None)     # Torch-Pruning's shapes: no spec
             phases = (("sweep_finetune", recipe),)
         model = model.to(dev)

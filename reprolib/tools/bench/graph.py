@@ -90,9 +90,7 @@ def build_peer(case: dict, parent, flops: int, input_size, seed: int):
                                                  global_pruning=glob,
                                                  round_to=rt if rt > 1 else None)
         _PEER_RATIOS[key] = (rec["pruning_ratio"], rec)
-    return model.eval(), {"pruning_ratio": round(rec["pruning_ratio"], 5),
-                          "flop_error": round(rec["flop_error"], 5),
-                          "within_tol": bool(rec["within_tol"]), "peer_version": rec["version"]}
+    return model.eval(), peer.facts(rec, digits=5)
 
 
 def build_case(case: dict, seed: int = 0, family: dict | None = None):
