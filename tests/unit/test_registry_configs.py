@@ -122,7 +122,7 @@ def test_the_model_index_matches_what_the_modules_register():
     ("templates", "templates", ("base", "cubic"), "templates[1]='cubic' is not one of"),
     ("templates", "widths", (0.25, 9.0), "widths[1]=9.0 must be in (0, 4.0]"),
     ("templates", "table1_width", 0.5, "table1_width=0.5 is not a trained width"),
-    ("vtp_svd", "patch_sizes", (4, 5), "patch_sizes[1]=5 does not divide image_size=32"),
+    ("vtp_svd", "patch_sizes", (4, 5), "patch_sizes[1]=5 does not divide image_size=16"),
     ("vtp_svd", "methods", ("svd", "eig"), "methods[1]='eig' is not one of"),
     ("vtp_svd", "patch_overrides", {4: {"pretrain.epochs": -2}},
      "patch_overrides[4]: pretrain.epochs=-2 must be >= 0"),
