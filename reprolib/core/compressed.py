@@ -27,6 +27,7 @@ import torch.nn as nn
 
 from reprolib import paths
 from reprolib.core import io
+from reprolib.core.device import on_meta
 from reprolib.core.plugins import declared
 from reprolib.errors import ReprolibError
 
@@ -174,7 +175,7 @@ def _check_params(builder: str, kwargs: dict) -> None:
     from reprolib.core.registry import create_model
 
     try:
-        with torch.device("meta"):
+        with on_meta():
             skeleton = create_model(builder, **kwargs)
     except (ReprolibError, TypeError, ValueError) as e:   # bad arguments: said now
         raise ReprolibError(f"{builder}(**{kwargs}) cannot be built: {e}") from None

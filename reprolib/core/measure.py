@@ -83,6 +83,22 @@ def count_flops(model: nn.Module, input_size=(3, 224, 224), batch_size: int = 1)
 
 
 @torch.no_grad()
+def count_flops_by_op(model: nn.Module, input_size=(3, 224, 224), batch_size: int = 1) -> dict[str, int]:
+    """The counter's FLOPs of one forward pass per ATen operator (``"aten.mm"``, ``"aten.bmm"``,
+    ...), as ``torch.utils.flop_counter`` reports them: **2 per multiply-add**, so
+    ``sum(values) // 2`` is :func:`count_flops`.  Kept whole so that a reading that drops
+    some operators (e.g. attention matmuls) divides once, as :func:`count_flops` does."""
+    was = model.training
+    model.eval()
+    try:
+        with _flop_mode() as fc:
+            model(_input(model, input_size, batch_size))
+    finally:
+        model.train(was)
+    return {str(op): int(v) for op, v in fc.get_flop_counts().get("Global", {}).items()}
+
+
+@torch.no_grad()
 def count_flops_by_module(model: nn.Module, input_size=(3, 224, 224)) -> dict[str, int]:
     """FLOPs (1 MAC = 1 FLOP) of every submodule, keyed by its qualified name ("" = total)."""
     was = model.training

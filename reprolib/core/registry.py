@@ -20,6 +20,7 @@ import fnmatch
 import importlib
 from typing import TYPE_CHECKING, Callable
 
+from reprolib.core.device import on_meta
 from reprolib.core.plugins import declared
 from reprolib.errors import ReprolibError
 
@@ -127,7 +128,7 @@ def builder_arguments(name: str) -> dict[str, "inspect.Parameter"]:
         target = _KWARGS_TO.get(name)
         if target is None:
             try:
-                with torch.device("meta"):
+                with on_meta():
                     target = type(fn()).__init__
             except Exception:  # noqa: BLE001 - a builder that needs arguments: its own only
                 target = None
@@ -161,7 +162,7 @@ def check_kwargs(name: str, kwargs: dict, key: str = "model_kwargs",
                     else f"{name!r} declares {known[k].annotation}")
             raise ReprolibError(f"{key}: {k}={v!r} must be {kind} ({said})")
     try:
-        with torch.device("meta"):
+        with on_meta():
             create_model(name, **kwargs)
     except ReprolibError as e:
         raise ReprolibError(f"{key}={kwargs!r}: {e}") from None

@@ -181,8 +181,19 @@ def load_record(path) -> dict:
     naming it."""
     path = Path(path)
     rec = io.load_json(path, "results record")
-    check_record(rec, path)
+    # a record's check depends on its path and its bytes only: each (path, content) is
+    # checked once per process (tables and the README read the same files many times)
+    seen = (str(path.resolve()), hashlib.blake2b(path.read_bytes(), digest_size=16).digest())
+    if seen not in _CHECKED:
+        check_record(rec, path)
+        if len(_CHECKED) > 200_000:
+            _CHECKED.clear()
+        _CHECKED.add(seen)
     return rec
+
+
+#: (path, content digest) of the records :func:`load_record` has checked in this process.
+_CHECKED: set[tuple[str, bytes]] = set()
 
 
 def check_record(rec, path: Path) -> None:

@@ -63,7 +63,8 @@ def _both(recipes, **values):
 SHRINK = {
     "sidt": {"model": "swin_tiny_test", "image_size": 32, "reference_model": "swin_tiny_test",
              "reference_size": 32, "latency_repeats": 1,
-             **_both(("search", "finetune"), epochs=1, global_batch=BATCH, batch_size=BATCH)},
+             **_both(("baseline", "search", "finetune"), epochs=1, global_batch=BATCH,
+                     batch_size=BATCH)},
     "pe": {"vit_model": "vit_pe_test", "vit_twin": "vit_test_unshared", "image_size": 32,
            "resnet_model": "resnet_pe_test", "resnet_twin": "resnet_test_unshared",
            "vit_long_epochs": 2,
@@ -94,7 +95,7 @@ def test_two_steps_of_the_paper_profile(paper, monkeypatch, capsys):
     paper_cfg = get_config(paper, "paper")
     cfg = get_config(paper, "paper", **SHRINK[paper])
     # only the shrinking differs from the paper profile: the recipes' own values stay
-    for r in ("search", "vit_train", "sparsity", "retrain", "train"):
+    for r in ("baseline", "search", "vit_train", "sparsity", "retrain", "train"):
         if hasattr(cfg, r):
             a, b = getattr(paper_cfg, r), getattr(cfg, r)
             for f in ("optimizer", "lr", "schedule", "mixup", "cutmix", "label_smoothing",

@@ -1,6 +1,7 @@
 """Counters against closed forms (1 multiply-add = 1 FLOP), latency and peak memory."""
 
 import pytest
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -105,3 +106,28 @@ def test_latency_times_through_interleaved(monkeypatch):
     monkeypatch.setattr(measure, "interleaved", spy)
     lat = measure.latency(nn.Linear(8, 8), (8,), repeats=3, warmup=1)
     assert seen == [["model"]] and lat["repeats"] == 3 and lat["ms_iqr"] >= 0
+
+
+def test_on_meta_builds_the_same_shapes_without_running_the_initialisers():
+    from reprolib.core.device import on_meta
+    from reprolib.core.measure import count_flops, count_flops_by_op
+    from reprolib.core.registry import create_model
+
+    for name, kw in (("swin_tiny_test", {}), ("resnet_pe_test", {}), ("vit_pe_test", {})):
+        with torch.device("meta"):
+            plain = create_model(name, **kw)
+        with on_meta():
+            fast = create_model(name, **kw)
+        shapes = lambda m: [(k, tuple(v.shape), v.dtype, v.is_meta)   # noqa: E731
+                            for k, v in m.state_dict(keep_vars=True).items()]
+        assert shapes(fast) == shapes(plain) and all(s[3] for s in shapes(fast))
+        assert measure.count_params(fast) == measure.count_params(plain)
+        size = (3, 32, 32)
+        assert count_flops(fast, size) == count_flops(plain, size) > 0
+        assert sum(count_flops_by_op(fast, size).values()) // 2 == count_flops(fast, size)
+    # outside the meta device nothing is skipped: a CPU tensor is still initialised
+    with on_meta():
+        t = torch.zeros(3, device="cpu")
+        t.add_(1.0)
+        torch.nn.init.constant_(t, 2.0)
+    assert t.tolist() == [2.0, 2.0, 2.0]

@@ -75,7 +75,10 @@ install() {
 
 write_configs() {
     local cpus mem
-    cpus=$(nproc)
+    # the cores this process may use; not nproc's OMP_NUM_THREADS reading (a caller with
+    # OMP_NUM_THREADS=1, e.g. a pytest worker, would otherwise get a 1-CPU node that never
+    # runs a 2-task job: it pends with Reason=PartitionConfig)
+    cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
     # RealMemory from slurmd's own view, less 5 % (the node drains if it reports less)
     mem=$(slurmd -C 2>/dev/null | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p')
     mem=$(( ${mem:-1024} * 95 / 100 ))

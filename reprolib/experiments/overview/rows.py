@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 
+from reprolib.core.device import on_meta
 from reprolib.core.registry import create_model
 
 #: The columns of a chart point (``Pipeline.points``), in the order of the points table.
@@ -16,7 +17,7 @@ POINT_COLUMNS = ("method", "profile", "label", "stage", "acc_change", "params_ra
 def meta_model(builder: str, **kw):
     """``create_model(builder, **kw)`` on PyTorch's meta device: shapes only, nothing
     allocated (what the conformance rows count)."""
-    with torch.device("meta"):
+    with on_meta():
         return create_model(builder, **kw)
 
 

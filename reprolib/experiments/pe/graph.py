@@ -17,8 +17,8 @@ import torch
 import torch.nn as nn
 
 from reprolib.configs.pe import PAPER_TABLE1, PAPER_TABLE2
-from reprolib.core.device import is_main_process, world
-from reprolib.core.measure import count_flops, count_params
+from reprolib.core.device import is_main_process, on_meta, world
+from reprolib.core.measure import count_flops, count_flops_by_op, count_params
 from reprolib.core.pipeline import (ModelSpec, Stage, key_of, load_data, resources,
                                     seed_everything, train_and_measure, training)
 from reprolib.core.registry import create_model
@@ -101,7 +101,7 @@ def build(source: tuple, num_classes: int = 1000, device: str = "meta") -> nn.Mo
     usable model.  num_classes: classifier outputs (1000).
     """
     lib, name, kw = source
-    with torch.device(device):
+    with (on_meta() if device == "meta" else torch.device(device)):
         if lib == "timm":
             import timm
             return timm.create_model(name, pretrained=False, num_classes=num_classes, **kw)
@@ -111,6 +111,26 @@ def build(source: tuple, num_classes: int = 1000, device: str = "meta") -> nn.Mo
         if lib == "reprolib":
             return create_model(name, num_classes=num_classes, **kw)
     raise ReprolibError(f"unknown model library {lib!r}; valid: timm, torchvision, reprolib")
+
+
+@functools.lru_cache(maxsize=128)
+def _source_counts(lib: str, name: str, kwargs: tuple, num_classes: int,
+                   image_size: int) -> tuple[int, tuple]:
+    m = build((lib, name, dict(kwargs)), num_classes)
+    ops = count_flops_by_op(m, (3, image_size, image_size))
+    return count_params(m), tuple(sorted(ops.items()))
+
+
+def source_counts(source: tuple, num_classes: int = 1000, image_size: int = 224) -> dict:
+    """Params and FLOPs of a ``(library, name, kwargs)`` source built on the meta device:
+    ``{"params", "flops" (1 MAC = 1 FLOP), "ops"}``, where ``ops`` is the counter's per-operator
+    FLOPs (2 per multiply-add; ``reprolib.core.measure.count_flops_by_op``).  Memoised per
+    process: the counts are a function of the source, the head and the input side."""
+    lib, name, kw = source
+    params, ops = _source_counts(lib, name, tuple(sorted(kw.items())), int(num_classes),
+                                 int(image_size))
+    ops = dict(ops)
+    return {"params": params, "flops": sum(ops.values()) // 2, "ops": ops}
 
 
 def count_table(sources: dict[str, tuple | None], paper: dict[str, dict], image_size: int = 224,
@@ -131,10 +151,9 @@ def count_table(sources: dict[str, tuple | None], paper: dict[str, dict], image_
                "GFLOPs": None, "paper_params_M": p["params_M"], "paper_GFLOPs": p["GFLOPs"],
                "paper_top1": p["top1"]}
         if src is not None:
-            m = build(src, num_classes)
+            c = source_counts(src, num_classes, image_size)
             row.update(source=f"{src[0]}:{src[1]}" + "".join(f" {k}={v}" for k, v in src[2].items()),
-                       params_M=count_params(m) / 1e6,
-                       GFLOPs=count_flops(m, (3, image_size, image_size)) / 1e9)
+                       params_M=c["params"] / 1e6, GFLOPs=c["flops"] / 1e9)
         rows.append(row)
     return rows
 
@@ -294,7 +313,7 @@ def narrowed_kwargs(model_name: str, kwargs: dict, target_params: int,
     count is closest to ``target_params`` (counted on the meta device): a ViT's
     ``embed_dim`` in steps of its head count, a ResNet's ``base`` width in steps of 1."""
     def build_(kw):
-        with torch.device("meta"):
+        with on_meta():
             return create_model(model_name, num_classes=num_classes, **kw)
 
     m = build_(kwargs)
@@ -377,7 +396,7 @@ def training_stage(cfg, run: dict, suffix: str = "") -> Stage:
         spec_note = "sizes of the twin at full width: an upper bound"
 
         def build_kw(num_classes):
-            with torch.device("meta"):
+            with on_meta():
                 target = count_params(create_model(to["model"], num_classes=num_classes, **to_kw))
             narrow.update(narrowed_kwargs(run["model"], kw, target, num_classes))
             narrow["target_params"] = target

@@ -16,6 +16,7 @@ import torch
 
 from reprolib.configs.pe import PAPER_TABLE1, PAPER_TABLE2
 from reprolib.core import report
+from reprolib.core.device import on_meta
 from reprolib.core.pipeline import profile_note, records
 from reprolib.core.registry import create_model
 from reprolib.experiments.pe.assess import evidence_tables, plot_evidence
@@ -338,7 +339,7 @@ def _depth(rec: dict) -> int | None:
     name = rec["config"].get("model", "")
     if family(name) != "vit":
         return None
-    with torch.device("meta"):
+    with on_meta():
         return len(create_model(name, **rec["config"].get("model_kwargs", {})).blocks)
 
 

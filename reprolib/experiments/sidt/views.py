@@ -8,6 +8,7 @@ import torch
 
 from reprolib.configs import get_config
 from reprolib.configs.sidt import PAPER_TABLE1, PAPER_TABLE2
+from reprolib.core.device import on_meta
 from reprolib.core.measure import count_flops, count_params
 from reprolib.experiments.evidence import split_seed
 from reprolib.experiments.overview.rows import meta_model, pair, row
@@ -30,7 +31,7 @@ def swin_uniform(base, ratio: float):
     spec = sidt.compressed_spec({"swin": full["swin"],
                                  "attn_dims": {k: keep(v) for k, v in full["attn_dims"].items()},
                                  "mlp_dims": {k: keep(v) for k, v in full["mlp_dims"].items()}})
-    with torch.device("meta"):
+    with on_meta():
         return build(spec)
 
 

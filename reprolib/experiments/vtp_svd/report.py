@@ -12,6 +12,7 @@ import torch
 
 from reprolib.configs.vtp_svd import PAPER_TABLE1, PAPER_TABLE2, TABLE2_METHODS
 from reprolib.core import report
+from reprolib.core.device import on_meta
 from reprolib.core.measure import count_params
 from reprolib.core.pipeline import profile_note, records
 from reprolib.core.registry import create_model
@@ -339,7 +340,7 @@ def figures(pipe, cfg) -> dict:
 def codebook_params(patch_size: int, num_classes: int = 10) -> int:
     """Parameters of the code book's ViT (``create_model("vit_cifar")``, built on the meta
     device: no memory, no init) at ``patch_size``."""
-    with torch.device("meta"):
+    with on_meta():
         return count_params(create_model("vit_cifar", patch_size=patch_size,
                                          num_classes=num_classes))
 
