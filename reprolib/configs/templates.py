@@ -104,8 +104,9 @@ register_paper(
         # digits, the tiny variants (base widths / 8), base + uniform at two widths (the
         # other templates put wide layers at 32x32 and cost 3-12x more); the heavier
         # ResNet-50 and GoogLeNet at one (their cells were 3/4 of this profile's training
-        # time, measured: 1 epoch of GoogLeNet-tiny on the digits ~5x VGG-19-tiny's); Table 2
-        # counts params/FLOPs of all 20 full-size cells (no memory/latency).
+        # time, measured under load: 1 epoch of GoogLeNet-tiny on the digits ~5x
+        # VGG-19-tiny's); Table 2 counts params/FLOPs of all 20 full-size cells (no
+        # memory/latency).
         "smoke": {"models": ("vgg19_cifar_tiny", "resnet50_cifar_tiny",
                              "googlenet_cifar_tiny", "mobilenet_cifar_tiny"),
                   "templates": ("base", "uniform"), "widths": (0.125, 0.25),

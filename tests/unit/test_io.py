@@ -148,3 +148,30 @@ def test_run_cached_computes_a_record_once_across_processes(tmp_path):
     reused = [i for i, _, act in out if act.get("reused")]
     assert len(computed) == 1 and len(reused) == 3 and computed[0] in who
     assert not list((tmp_path / "results").rglob(".*.lock"))
+
+
+def test_a_parent_recomputed_inside_a_stage_is_not_counted_in_its_wall_time(tmp_path):
+    """A stage whose parent's saved model is missing recomputes the parent inside its own
+    computation: the parent's seconds go to the parent's record, and the stage's record
+    names them as upstream_time_s instead of adding them to its wall_time_s."""
+    import time
+
+    from reprolib.core import results
+
+    def parent(ckpt):
+        time.sleep(0.6)
+        return {"value": 1}
+
+    def child(ckpt):
+        results.run_cached("nestpaper", "smoke", "parent", {"seed": 0}, parent,
+                           root=tmp_path, force=True)
+        time.sleep(0.1)
+        return {"value": 2}
+
+    rec = results.run_cached("nestpaper", "smoke", "child", {"seed": 0}, child, root=tmp_path)
+    par = results.load_record(results.record_path("nestpaper", "smoke", "parent", {"seed": 0},
+                                                  tmp_path))
+    assert par["wall_time_s"] >= 0.6 and "upstream_time_s" not in par
+    assert 0.1 <= rec["wall_time_s"] < 0.5
+    assert rec["upstream_time_s"] >= 0.6
+    assert results._NESTED[0] >= rec["wall_time_s"] + rec["upstream_time_s"] - 1e-3

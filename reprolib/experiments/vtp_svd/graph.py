@@ -257,11 +257,12 @@ def flops_control_stage(pc, patch: int, sparse: Stage, vtp_st: Stage, decomp: St
             parent = vtp_st.model().cpu().eval()
             if count_flops(parent, size) <= target:
                 model, facts = parent, {"pruning_ratio": 0.0, "flop_error": 0.0}
+                # saved as Torch-Pruning's models are (peer.prune_once drops the spec)
+                model.__dict__.pop("reprolib_spec", None)
             else:
                 model, rec = peer.torch_pruning_to_flops(
                     parent, size, target, global_pruning=control == "tp_global")
                 facts = peer.facts(rec)
-            model.__dict__.pop("reprolib_spec", None)     # Torch-Pruning's shapes: no spec
             phases = (("sweep_finetune", recipe),)
         model = model.to(dev)
         acc0 = evaluate(model, data.test)["acc"]
