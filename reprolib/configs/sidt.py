@@ -114,14 +114,15 @@ register_paper(
                 "search.epochs": 6, "finetune.epochs": 2, **_both(warmup_epochs=1.0)},
         # the claims test: 5 seeds; per seed a dense baseline trained to a plateau (40 cosine
         # epochs; with 15 the plateau rule held in 1 seed of 5), a search from it, then
-        # learned / uniform / random pruning at equal parameters, each fine-tuned alike
-        # (3 epochs).  Torch-Pruning's controls at equal FLOPs join once their records are
-        # made: -p 'controls=("uniform","random","tp_uniform","tp_global")'.  Swin-T's layout at patch 4 with 2 blocks in stage 3 (an 8x8 token grid:
+        # learned / uniform / random pruning at equal parameters and Torch-Pruning's
+        # uniform / global pruning at equal FLOPs, each fine-tuned alike (3 epochs).
+        # Swin-T's layout at patch 4 with 2 blocks in stage 3 (an 8x8 token grid:
         # ~1/6 of swin_cifar's cost), batch 128; ~7 s per epoch on one CPU thread.  Measured:
         # 2,762 s for all 5 seeds as one 1-thread process sharing 2 cores with two other runs
         "evidence": {"dataset": "cifar10_subset", "model": "swin_cifar",
                      "model_kwargs": {"patch_size": 4, "depths": (2, 2, 2, 2)},
-                     "seeds": (0, 1, 2, 3, 4), "baseline.epochs": 40, "search.epochs": 3,
+                     "seeds": (0, 1, 2, 3, 4), "controls": CONTROLS,
+                     "baseline.epochs": 40, "search.epochs": 3,
                      "finetune.epochs": 3, "baseline.warmup_epochs": 1.0,
                      **_both(recipes=("baseline", "search", "finetune"), batch_size=128)},
         # Swin-T at 224 px on CIFAR-100, short: 30 + 30 epochs on one GPU
