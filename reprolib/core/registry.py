@@ -20,7 +20,6 @@ import fnmatch
 import importlib
 from typing import TYPE_CHECKING, Callable
 
-from reprolib.core.device import on_meta
 from reprolib.core.plugins import declared
 from reprolib.errors import ReprolibError
 
@@ -128,6 +127,8 @@ def builder_arguments(name: str) -> dict[str, "inspect.Parameter"]:
         target = _KWARGS_TO.get(name)
         if target is None:
             try:
+                from reprolib.core.device import on_meta
+
                 with on_meta():
                     target = type(fn()).__init__
             except Exception:  # noqa: BLE001 - a builder that needs arguments: its own only
@@ -162,6 +163,8 @@ def check_kwargs(name: str, kwargs: dict, key: str = "model_kwargs",
                     else f"{name!r} declares {known[k].annotation}")
             raise ReprolibError(f"{key}: {k}={v!r} must be {kind} ({said})")
     try:
+        from reprolib.core.device import on_meta
+
         with on_meta():
             create_model(name, **kwargs)
     except ReprolibError as e:
