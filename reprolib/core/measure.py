@@ -67,47 +67,39 @@ def _flop_mode() -> _fc.FlopCounterMode:
 
 
 @torch.no_grad()
+def _counted(model: nn.Module, input_size, batch_size: int) -> _fc.FlopCounterMode:
+    """The flop counter after one forward pass of ``model`` in eval mode on a random batch;
+    a forward that fails leaves the model in the mode it was."""
+    was = model.training
+    model.eval()
+    try:
+        with _flop_mode() as fc:
+            model(_input(model, input_size, batch_size))
+    finally:
+        model.train(was)
+    return fc
+
+
 def count_flops(model: nn.Module, input_size=(3, 224, 224), batch_size: int = 1) -> int:
     """FLOPs of one forward pass (1 multiply-add = 1 FLOP) for a batch of ``batch_size``.
 
     input_size: (C, H, W) of one image.  The model runs in eval mode on a random input.
     """
-    was = model.training
-    model.eval()
-    try:
-        with _flop_mode() as fc:
-            model(_input(model, input_size, batch_size))
-    finally:                      # a forward that fails leaves the model as it was
-        model.train(was)
-    return fc.get_total_flops() // 2
+    return _counted(model, input_size, batch_size).get_total_flops() // 2
 
 
-@torch.no_grad()
 def count_flops_by_op(model: nn.Module, input_size=(3, 224, 224), batch_size: int = 1) -> dict[str, int]:
     """The counter's FLOPs of one forward pass per ATen operator (``"aten.mm"``, ``"aten.bmm"``,
     ...), as ``torch.utils.flop_counter`` reports them: **2 per multiply-add**, so
     ``sum(values) // 2`` is :func:`count_flops`.  Kept whole so that a reading that drops
     some operators (e.g. attention matmuls) divides once, as :func:`count_flops` does."""
-    was = model.training
-    model.eval()
-    try:
-        with _flop_mode() as fc:
-            model(_input(model, input_size, batch_size))
-    finally:
-        model.train(was)
-    return {str(op): int(v) for op, v in fc.get_flop_counts().get("Global", {}).items()}
+    ops = _counted(model, input_size, batch_size).get_flop_counts().get("Global", {})
+    return {str(op): int(v) for op, v in ops.items()}
 
 
-@torch.no_grad()
 def count_flops_by_module(model: nn.Module, input_size=(3, 224, 224)) -> dict[str, int]:
     """FLOPs (1 MAC = 1 FLOP) of every submodule, keyed by its qualified name ("" = total)."""
-    was = model.training
-    model.eval()
-    try:
-        with _flop_mode() as fc:
-            model(_input(model, input_size, 1))
-    finally:
-        model.train(was)
+    fc = _counted(model, input_size, 1)
     root = type(model).__name__
     out = {}
     for name, ops in fc.get_flop_counts().items():

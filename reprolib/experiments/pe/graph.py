@@ -18,7 +18,7 @@ import torch.nn as nn
 
 from reprolib.configs.pe import PAPER_TABLE1, PAPER_TABLE2
 from reprolib.core.device import is_main_process, on_meta, world
-from reprolib.core.measure import count_flops, count_flops_by_op, count_params
+from reprolib.core.measure import count_flops_by_op, count_params
 from reprolib.core.pipeline import (ModelSpec, Stage, key_of, load_data, resources,
                                     seed_everything, train_and_measure, training)
 from reprolib.core.registry import create_model
@@ -179,12 +179,6 @@ def resnet_sharing_table(num_classes=(1000, 100)) -> list[dict]:
     return rows
 
 
-@functools.lru_cache(maxsize=32)
-def _count(builder: str, kwargs: tuple, num_classes: int, image_size: int) -> tuple[int, int]:
-    m = build(("reprolib", builder, dict(kwargs)), num_classes)
-    return count_params(m), count_flops(m, (3, image_size, image_size))
-
-
 def model_counts(num_classes: int = 1000, image_size: int = 224,
                  models=None) -> list[dict]:
     """Params and FLOPs of the paper's models and twins (:data:`PAPER_MODELS`, or the labels
@@ -193,8 +187,9 @@ def model_counts(num_classes: int = 1000, image_size: int = 224,
     out = []
     for label in (models or PAPER_MODELS):
         name, kw = PAPER_MODELS[label]
-        p, f = _count(name, tuple(sorted(kw.items())), int(num_classes), int(image_size))
-        out.append({"model": label, "builder": name, "kwargs": dict(kw), "params": p, "flops": f})
+        c = source_counts(("reprolib", name, kw), num_classes, image_size)
+        out.append({"model": label, "builder": name, "kwargs": dict(kw), "params": c["params"],
+                    "flops": c["flops"]})
     return out
 
 
