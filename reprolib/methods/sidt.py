@@ -275,16 +275,18 @@ def keep_indices(model: nn.Module, ratio: float, scope: str = "global",
     check_number("ratio", ratio, 0.0, 1.0, hi_open=True)
     choose("pruning scope", scope, SCOPES)
     round_width(1, 1, round_to)               # validates round_to before any work
-    s = {n: a.detach().abs().float().cpu() for n, a in scores(model).items()}
+    s = scores(model)
     if not s:
         raise ReprolibError("the model has no SiDT scores: call attach_scores(model) first")
-    if ranking is not None:
+    if ranking is not None:               # the scores' shapes only (they may be on meta)
         bad = [n for n in s if n not in ranking or tuple(ranking[n].shape) != tuple(s[n].shape)]
         if bad or set(ranking) - set(s):
             raise ReprolibError(f"ranking must give one value per score of every scored layer "
                                 f"(layers {', '.join(list(s)[:3])}, ...); mismatched: "
                                 f"{(bad or sorted(set(ranking) - set(s)))[:3]}")
         s = {n: ranking[n].detach().abs().float().cpu() for n in s}
+    else:
+        s = {n: a.detach().abs().float().cpu() for n, a in s.items()}
     keep: dict[str, torch.Tensor] = {}
     if scope == "layer":
         for n, a in s.items():

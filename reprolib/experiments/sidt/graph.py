@@ -10,7 +10,7 @@ import torch
 
 from reprolib.configs.sidt import CONTROLS
 from reprolib.core.compressed import build
-from reprolib.core.device import resolve_device
+from reprolib.core.device import on_meta, resolve_device
 from reprolib.core.measure import count_flops, count_params
 from reprolib.core.pipeline import (ModelSpec, Stage, key_of, load_data, resources,
                                     train_and_measure, training)
@@ -245,17 +245,23 @@ def reference_stage(cfg, tunes: list[Stage]) -> Stage:
 
     def fn(stage: Stage) -> dict:
         size = cfg.reference_size
-        base = create_model(cfg.reference_model, num_classes=cfg.reference_classes,
-                            img_size=size).eval()
-        scored = sidt.attach_scores(copy.deepcopy(base))
+        # counted on the meta device (shapes only: nothing allocated or initialised, the
+        # counts are those of the real model); uniform pruning ranks all-equal values, as
+        # the fresh scores are
+        with on_meta():
+            base = create_model(cfg.reference_model, num_classes=cfg.reference_classes,
+                                img_size=size).eval()
+            scored = sidt.attach_scores(copy.deepcopy(base))
+        equal = {n: torch.ones(a.shape) for n, a in sidt.scores(scored).items()}
         rows, layers = [], []
         for r in rs:                          # uniform: every layer loses the fraction r
-            m = sidt.prune(scored, r, "layer")
+            m = sidt.prune(scored, r, "layer", ranking=equal)
             rows.append({"kind": "uniform", "ratio": r, **_counts(m, size)})
             layers += [{"ratio": r, **row} for row in sidt.layer_complexity(m, (3, size, size))]
         for t in tunes:                       # learned: the searched per-layer kept fractions
             mt = t.metrics()
-            m = build(sidt.compressed_spec(sidt.transfer_dims(mt, base)))
+            with on_meta():
+                m = build(sidt.compressed_spec(sidt.transfer_dims(mt, base)))
             rows.append({"kind": "learned", "ratio": mt["ratio"], **_counts(m, size)})
         return {"rows": rows, "layers": layers}
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 
 from reprolib.core.compressed import build
-from reprolib.core.device import resolve_device, world
+from reprolib.core.device import on_meta, resolve_device, world
 from reprolib.core.measure import count_params, measure_model
 from reprolib.core.pipeline import (ModelSpec, Stage, key_of, load_data, resources,
                                     training)
@@ -192,13 +192,18 @@ def _reference_stage(cfg, tunes: list[Stage]) -> Stage:
     ratios = _ratios(cfg)
 
     def fn(stage: Stage) -> dict:
-        base = create_model(cfg.reference_model, num_classes=cfg.reference_classes)
+        # built on the meta device (shapes only: nothing allocated or initialised, the
+        # counts are the real model's); uniform pruning ranks all-equal values, as the
+        # fresh scores are
+        with on_meta():
+            base = create_model(cfg.reference_model, num_classes=cfg.reference_classes)
+            scored = sidt.attach_scores(copy.deepcopy(base))
         prefix = "backbone.body."
         rows = []
-        scored = sidt.attach_scores(copy.deepcopy(base))
+        equal = {n: torch.ones(a.shape) for n, a in sidt.scores(scored).items()}
         for r in ratios:                      # uniform: every layer loses the fraction r
             rows.append({"kind": "uniform", "ratio": r,
-                         **_counts(cfg, sidt.prune(scored, r, "layer"))})
+                         **_counts(cfg, sidt.prune(scored, r, "layer", ranking=equal))})
         del scored
         for t in tunes:                       # learned: the searched per-stage kept fractions
             mt = t.metrics()
@@ -206,8 +211,9 @@ def _reference_stage(cfg, tunes: list[Stage]) -> Stage:
             step = {"kind": "sidt",
                     "attn_dims": {prefix + k: v for k, v in dims["attn_dims"].items()},
                     "mlp_dims": {prefix + k: v for k, v in dims["mlp_dims"].items()}}
-            m = build({"builder": cfg.reference_model,
-                       "kwargs": {"num_classes": cfg.reference_classes}, "arch": [step]})
+            with on_meta():
+                m = build({"builder": cfg.reference_model,
+                           "kwargs": {"num_classes": cfg.reference_classes}, "arch": [step]})
             rows.append({"kind": "learned", "ratio": mt["ratio"], **_counts(cfg, m)})
         return {"rows": rows}
 
