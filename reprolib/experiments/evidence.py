@@ -376,6 +376,15 @@ def _train_images(dataset: str) -> int | None:
         return None
 
 
+def _epochs(m: dict) -> int:
+    """Epochs a record's stage trained: its ``epochs`` (or ``finetune_epochs``), else the
+    length of its history (summed over phases where the history is kept per phase)."""
+    if m.get("epochs") or m.get("finetune_epochs"):
+        return int(m.get("epochs") or m.get("finetune_epochs"))
+    h = m.get("history") or []
+    return sum(len(v) for v in h.values()) if isinstance(h, dict) else len(h)
+
+
 def budget(arms: dict[str, Sequence[dict]], train_images: int | None = None) -> str:
     """The training budget of each arm of a comparison, from its records (mean over seeds):
     epochs, images seen (epochs x ``train_images``, or the record's own ``train_images``)
@@ -385,7 +394,7 @@ def budget(arms: dict[str, Sequence[dict]], train_images: int | None = None) -> 
         ms = [r.get("metrics", r) for r in recs if r]
         if not ms:
             continue
-        ep = float(np.mean([m.get("epochs") or len(m.get("history") or []) for m in ms]))
+        ep = float(np.mean([_epochs(m) for m in ms]))
         secs = float(np.mean([m.get("train_time_s") or r.get("wall_time_s") or 0.0
                               for m, r in zip(ms, [r for r in recs if r])]))
         n = ms[0].get("train_images") or train_images

@@ -19,6 +19,8 @@ def _recipe(cfg, s):
         return next((r for r in ("pretrain", "baseline") if getattr(pc, r).epochs > 0), None)
     if s.role == "decompose":
         return "decompose_finetune" if s.tags["use"] == "table2" else "sweep_finetune"
+    if s.role == "flops_control":     # vtp_more: finetune, then sweep_finetune
+        return "finetune" if s.tags["control"] == "vtp_more" else "sweep_finetune"
     return RECIPE.get(s.role)
 
 
@@ -53,11 +55,11 @@ def test_every_stage_declares_its_reads_model_and_training(profile):
 
 
 def test_roles_and_tags():
-    cfg = configs.get_config("vtp_svd", "evidence")
-    g = vtp_svd.PIPELINE.graph(cfg)
+    g = vtp_svd.PIPELINE.graph(configs.get_config("vtp_svd", "evidence", flops_controls=()))
     assert g.roles() == ["dense", "sparse", "vtp", "decompose", "analysis", "identity",
                          "control"]
-    cfg = configs.get_config("vtp_svd", "evidence", flops_controls=("vtp_more", "tp_global"))
+    cfg = configs.get_config("vtp_svd", "evidence")     # its equal-FLOP controls: both
+    assert cfg.flops_controls == ("vtp_more", "tp_global")
     g = vtp_svd.PIPELINE.graph(cfg)
     # the equal-FLOP controls: per seed, sweep ratio and control, matched to SVD's point
     fc = g.get("flops_control", seed=1, ratio=0.125, control="tp_global")
@@ -90,4 +92,8 @@ def test_plan_counts_the_groups():
     n = len(configs.get_config("vtp_svd", "evidence").seeds)     # 11
     # per seed 9 sweep points; the base seed's three at rank 0.25 are Table 2's stages
     assert rows == {f"dense-p8 x{n}": n, f"sparse-p8 x{n}": n, f"vtp-p8 x{n}": n,
-                    "table2-p8 x3": 3, f"sweep-p8 x{9 * n - 3}": 9 * n - 3, f"vtpft-p8 x{n}": n}
+                    "table2-p8 x3": 3, f"sweep-p8 x{9 * n - 3}": 9 * n - 3, f"vtpft-p8 x{n}": n,
+                    # the equal-FLOP controls: per seed 3 ratios, vtp_more trains finetune then
+                    # sweep_finetune, tp_global sweep_finetune
+                    f"flops-control-p8 x{3 * n} (finetune)": 3 * n,
+                    f"flops-control-p8 x{6 * n} (sweep_finetune)": 6 * n}

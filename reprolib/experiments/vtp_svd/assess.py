@@ -227,7 +227,10 @@ def claims(pipe, cfg) -> pd.DataFrame:
                             + (" The equal-FLOP rows compare SVD with the ViT pruned further to "
                                "its FLOPs (VTP at a higher rate from the same seed's L1 model; "
                                "Torch-Pruning from the same VTP model), fine-tuned alike, paired "
-                               "by seed." if cfg.flops_controls else "")
+                               "by seed; every arm has the same epochs after the L1 phase (the "
+                               "budget counts each stage's own: VTP pruned further trains the "
+                               "fine-tune epochs that SVD and Torch-Pruning inherit from the VTP "
+                               "model)." if cfg.flops_controls else "")
                             + f" {evidence_note(pipe, cfg)}.")
     return out
 

@@ -238,6 +238,7 @@ def flops_control_stage(pc, patch: int, sparse: Stage, vtp_st: Stage, decomp: St
     model itself (ratio 0)."""
     recipe = pc.sweep_finetune
     size = (3, pc.image_size, pc.image_size)
+    source = sparse if control == "vtp_more" else vtp_st      # the one parent model it reads
 
     def fn(stage: Stage) -> dict:
         from reprolib.core.measure import count_flops
@@ -248,13 +249,13 @@ def flops_control_stage(pc, patch: int, sparse: Stage, vtp_st: Stage, decomp: St
         facts: dict = {}
         wall, hist = {}, {}
         if control == "vtp_more":
-            model, rate = vtp_to_flops(sparse.model(), target, size)
+            model, rate = vtp_to_flops(source.model(), target, size)
             facts = {"prune_rate": rate}
             phases = (("finetune", pc.finetune), ("sweep_finetune", recipe))
         else:
             from reprolib.methods import peer
 
-            parent = vtp_st.model().cpu().eval()
+            parent = source.model().cpu().eval()
             if count_flops(parent, size) <= target:
                 model, facts = parent, {"pruning_ratio": 0.0, "flop_error": 0.0}
                 # saved as Torch-Pruning's models are (peer.prune_once drops the spec)
@@ -290,7 +291,7 @@ def flops_control_stage(pc, patch: int, sparse: Stage, vtp_st: Stage, decomp: St
             f"Torch-Pruning {control[3:]} (from the VTP model)")
     rr = decomp.name.split("-r")[1].split("-ft")[0]
     name = f"{control}-p{patch}-r{rr}-ft{recipe.epochs}{suffix}"
-    after = [sparse, decomp] if control == "vtp_more" else [vtp_st, decomp]
+    after = [source, decomp]
     trains = tuple(training(pc, r) for r in (("finetune", "sweep_finetune") if control == "vtp_more"
                                                else ("sweep_finetune",))
                    if getattr(pc, r).epochs > 0)
