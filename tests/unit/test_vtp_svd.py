@@ -89,7 +89,7 @@ def test_plan_counts_the_groups():
     from reprolib.tools.plan import plan
 
     rows = {s["name"]: s["runs"] for s in plan("vtp_svd", "evidence")["stages"]}
-    n = len(configs.get_config("vtp_svd", "evidence").seeds)     # 11
+    n = len(configs.get_config("vtp_svd", "evidence").seeds)     # 21
     # per seed 9 sweep points; the base seed's three at rank 0.25 are Table 2's stages
     assert rows == {f"dense-p8 x{n}": n, f"sparse-p8 x{n}": n, f"vtp-p8 x{n}": n,
                     "table2-p8 x3": 3, f"sweep-p8 x{9 * n - 3}": 9 * n - 3, f"vtpft-p8 x{n}": n,
