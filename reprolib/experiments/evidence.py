@@ -379,8 +379,9 @@ def _train_images(dataset: str) -> int | None:
 def _epochs(m: dict) -> int:
     """Epochs a record's stage trained: its ``epochs`` (or ``finetune_epochs``), else the
     length of its history (summed over phases where the history is kept per phase)."""
-    if m.get("epochs") or m.get("finetune_epochs"):
-        return int(m.get("epochs") or m.get("finetune_epochs"))
+    stated = m.get("epochs") or m.get("finetune_epochs")
+    if stated:
+        return int(stated)
     h = m.get("history") or []
     return sum(len(v) for v in h.values()) if isinstance(h, dict) else len(h)
 

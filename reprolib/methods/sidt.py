@@ -235,6 +235,13 @@ def scores(model: nn.Module) -> dict[str, nn.Parameter]:
             if isinstance(m, (SiDTWindowAttention, SiDTMlp)) and m.alpha is not None}
 
 
+def equal_ranking(model: nn.Module) -> dict[str, torch.Tensor]:
+    """All-equal ranking values, one per score of every scored layer, on the CPU: what fresh
+    scores (all 1) rank as, for :func:`prune` / :func:`keep_indices` ``ranking=`` on a model
+    whose scores hold no values (built on the meta device, to be counted)."""
+    return {n: torch.ones(a.shape) for n, a in scores(model).items()}
+
+
 def l1_penalty(model: nn.Module, strength: float = 1e-4) -> torch.Tensor:
     """``strength * sum |alpha|`` over all score vectors (SiDT's ``gamma l1(A)``).
 

@@ -19,15 +19,19 @@ def section():
         mp.undo()
 
 
-def test_committed_readme_is_generated_from_the_records(section, monkeypatch):
+@pytest.fixture
+def generated(section, monkeypatch):
+    """update_readme writes ``section`` instead of generating it again."""
     monkeypatch.setattr(readme, "results_section", lambda profile=readme.PROFILE: section)
+
+
+def test_committed_readme_is_generated_from_the_records(generated):
     text = (paths.ROOT / "README.md").read_text()
     assert BEGIN in text and END in text
     assert not update_readme(check=True), "README.md is out of date: run `make readme`"
 
 
-def test_update_rewrites_only_between_the_markers(section, tmp_path, monkeypatch):
-    monkeypatch.setattr(readme, "results_section", lambda profile=readme.PROFILE: section)
+def test_update_rewrites_only_between_the_markers(generated, tmp_path):
     p = tmp_path / "README.md"
     p.write_text(f"head\n{BEGIN}\nstale 99.9 %\n{END}\ntail\n")
     assert update_readme(p) is True

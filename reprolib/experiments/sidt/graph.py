@@ -252,7 +252,7 @@ def reference_stage(cfg, tunes: list[Stage]) -> Stage:
             base = create_model(cfg.reference_model, num_classes=cfg.reference_classes,
                                 img_size=size).eval()
             scored = sidt.attach_scores(copy.deepcopy(base))
-        equal = {n: torch.ones(a.shape) for n, a in sidt.scores(scored).items()}
+        equal = sidt.equal_ranking(scored)
         rows, layers = [], []
         for r in rs:                          # uniform: every layer loses the fraction r
             m = sidt.prune(scored, r, "layer", ranking=equal)

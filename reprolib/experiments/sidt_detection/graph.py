@@ -200,7 +200,7 @@ def _reference_stage(cfg, tunes: list[Stage]) -> Stage:
             scored = sidt.attach_scores(copy.deepcopy(base))
         prefix = "backbone.body."
         rows = []
-        equal = {n: torch.ones(a.shape) for n, a in sidt.scores(scored).items()}
+        equal = sidt.equal_ranking(scored)
         for r in ratios:                      # uniform: every layer loses the fraction r
             rows.append({"kind": "uniform", "ratio": r,
                          **_counts(cfg, sidt.prune(scored, r, "layer", ranking=equal))})
